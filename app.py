@@ -1,0 +1,34 @@
+"""Tollgate: a self-hosted AI API gateway. create_app() builds the Flask application."""
+
+from flask import Flask
+
+import cli
+from blueprints import openai_api
+from blueprints.errors import register_error_handlers
+from config import load_config
+from extensions import db
+from logs import install_redaction
+from providers import PROVIDERS, build_registry
+from providers.http import pooled_session
+from services.keys import KeyStore
+from services.relay import Relay
+from storage import prepare_database
+
+
+def create_app(overrides=None):
+    app = Flask(__name__, instance_relative_config=True)
+    load_config(app, overrides)
+    install_redaction()
+    db.init_app(app)
+    prepare_database(app)
+    app.extensions["keys"] = KeyStore(app.config["KEY_CACHE_TTL"], app.config["KEY_CACHE_SIZE"])
+    registry = build_registry(app.config, PROVIDERS,
+                              lambda: pooled_session(app.config["UPSTREAM_POOL_SIZE"]))
+    app.extensions["relay"] = Relay(registry,
+                                    max_stream_seconds=app.config["UPSTREAM_MAX_STREAM_SECONDS"])
+    for prefix in openai_api.BASE_PATHS:
+        app.register_blueprint(openai_api.bp, url_prefix=prefix,
+                               name="openai" + prefix.replace("/", "_"))
+    register_error_handlers(app)
+    cli.register(app)
+    return app

@@ -1,0 +1,77 @@
+"""Request plumbing shared by the API blueprints: keys, JSON bodies, validation, replies."""
+
+import json
+
+from flask import Response, current_app, g, request, stream_with_context
+
+from errors import AuthenticationFailed, InvalidRequest
+from extensions import db
+
+
+def presented_key() -> str | None:
+    """The client's key from any of the places the official SDKs put it."""
+    auth = request.headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip() or None
+    return (request.headers.get("x-api-key") or request.headers.get("x-goog-api-key")
+            or request.args.get("key") or None)
+
+
+def authenticate():
+    """Resolve the caller (cached), or raise 401."""
+    caller = current_app.extensions["keys"].authenticate(db.session, presented_key())
+    if caller is None:
+        raise AuthenticationFailed("Incorrect or missing API key. Pass a valid key as "
+                                   "'Authorization: Bearer KEY'.")
+    g.caller = caller
+
+
+def json_body() -> dict:
+    """The request body as a JSON object, or a clear 400/413 (Flask's own answers are HTML)."""
+    raw = request.get_data(cache=True)  # raises RequestEntityTooLarge past MAX_CONTENT_LENGTH
+    if not raw.strip():
+        raise InvalidRequest("The request body is empty; send a JSON object.")
+    try:
+        body = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {_short(exc)}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    return body
+
+
+def validate(schema, body: dict) -> None:
+    """Check body against a marshmallow schema; the first problem becomes a 400 naming the field."""
+    errors = schema.validate(body)
+    if errors:
+        param, message = first_error(errors)
+        raise InvalidRequest(f"Invalid value for '{param}': {message}", param=param)
+
+
+def first_error(messages, path="") -> tuple[str, str]:
+    """Flatten marshmallow's nested error dict to ("messages[0].role", "Must be one of …")."""
+    if isinstance(messages, dict):
+        key, value = next(iter(messages.items()))
+        step = f"[{key}]" if isinstance(key, int) else (f".{key}" if path else str(key))
+        return first_error(value, path + step)
+    if isinstance(messages, list) and messages:
+        return first_error(messages[0], path) if not isinstance(messages[0], str) else (
+            path, messages[0])
+    return path, str(messages)
+
+
+def to_response(reply) -> Response:
+    """A Flask response for a relay Reply; streams are sent chunk by chunk as they come."""
+    body = reply.body
+    if not isinstance(body, bytes | str):
+        body = stream_with_context(body)
+    return Response(body, status=reply.status, headers=reply.headers,
+                    content_type=reply.content_type)
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not a valid JSON number")
+
+
+def _short(exc) -> str:
+    return "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]

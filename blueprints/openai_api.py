@@ -1,0 +1,88 @@
+"""The OpenAI-compatible API: chat completions and models, under /v1, /api/v1 and /api/v1/ai."""
+
+from flask import Blueprint, current_app, g, jsonify, request
+from marshmallow import INCLUDE, Schema, fields, validate
+
+from blueprints.common import authenticate, json_body, to_response, validate as check
+from blueprints.schemas import StopSequences, StrictBoolean, StrictInteger, StrictNumber
+from errors import GatewayError, ModelNotFound
+from translation.openai import error_body
+
+bp = Blueprint("openai_api", __name__)
+BASE_PATHS = ("/v1", "/api/v1", "/api/v1/ai")
+ROLES = ("system", "developer", "user", "assistant", "tool")
+
+
+class MessageIn(Schema):
+    class Meta:
+        unknown = INCLUDE  # content parts, tool calls, names: forwarded as they are
+
+    role = fields.String(required=True, validate=validate.OneOf(ROLES))
+
+
+class ChatCompletionIn(Schema):
+    class Meta:
+        unknown = INCLUDE  # fields we do not model are forwarded: upstream APIs grow monthly
+
+    model = fields.String(required=True, validate=validate.Length(min=1, max=256))
+    messages = fields.List(fields.Nested(MessageIn), required=True,
+                           validate=validate.Length(min=1))
+    temperature = StrictNumber(allow_none=True, validate=validate.Range(0, 2))
+    top_p = StrictNumber(allow_none=True, validate=validate.Range(0, 1))
+    max_tokens = StrictInteger(allow_none=True, validate=validate.Range(min=1))
+    max_completion_tokens = StrictInteger(allow_none=True, validate=validate.Range(min=1))
+    n = StrictInteger(allow_none=True, validate=validate.Range(min=1))
+    stop = StopSequences(allow_none=True)
+    stream = StrictBoolean(allow_none=True)
+    stream_options = fields.Dict(allow_none=True)
+    provider = fields.String(validate=validate.Length(min=1, max=64))
+
+
+@bp.before_request
+def require_key():
+    authenticate()
+
+
+@bp.post("/chat/completions")
+def chat_completions():
+    body = json_body()
+    check(ChatCompletionIn(), body)
+    relay = current_app.extensions["relay"]
+    reply = relay.chat("openai", body, caller=g.caller,
+                       client_socket=request.environ.get("gunicorn.socket"))
+    return to_response(reply)
+
+
+@bp.get("/models")
+def list_models():
+    return jsonify(object="list", data=[_model(m, owner) for m, owner in _models()])
+
+
+@bp.get("/models/<path:model>")
+def get_model(model):
+    for name, owner in _models():
+        if name == model:
+            return jsonify(_model(name, owner))
+    raise ModelNotFound(f"The model '{model}' does not exist", param="model")
+
+
+@bp.errorhandler(GatewayError)
+def gateway_error(err):
+    return render_error(err)
+
+
+def render_error(err):
+    """An OpenAI-shaped error response for any GatewayError."""
+    response = jsonify(error_body(err))
+    response.status_code = err.status
+    response.headers.update(err.headers)
+    return response
+
+
+def _models():
+    return current_app.extensions["relay"].registry.models()
+
+
+def _model(name, owner):
+    created = current_app.extensions["relay"].registry.created
+    return {"id": name, "object": "model", "created": created, "owned_by": owner}

@@ -1,0 +1,101 @@
+"""Operator commands: `flask users …`, `flask keys …`, `flask providers`."""
+
+from datetime import timedelta
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+from sqlalchemy import select
+
+from extensions import db
+from models import ApiKey, User, utcnow
+from services.keys import create_key, revoke_key
+
+users = AppGroup("users", help="Manage users.")
+keys = AppGroup("keys", help="Manage API keys.")
+
+
+def register(app):
+    app.cli.add_command(users)
+    app.cli.add_command(keys)
+    app.cli.add_command(providers)
+
+
+def find_user(name: str) -> User:
+    user = db.session.scalar(select(User).where(User.name == name))
+    if user is None:
+        raise click.ClickException(f"no user named {name!r}")
+    return user
+
+
+@users.command("create")
+@click.argument("name")
+def users_create(name):
+    """Create a user."""
+    if db.session.scalar(select(User).where(User.name == name)):
+        raise click.ClickException(f"user {name!r} exists already")
+    user = User(name=name)
+    db.session.add(user)
+    db.session.commit()
+    click.echo(f"created user {user.name} (id {user.id})")
+
+
+@users.command("list")
+def users_list():
+    """List users."""
+    for user in db.session.scalars(select(User).order_by(User.id)):
+        click.echo(f"{user.id}\t{user.name}")
+
+
+@keys.command("create")
+@click.argument("user")
+@click.option("--name", default="", help="A label to tell keys apart.")
+@click.option("--expires-days", type=click.IntRange(min=1), help="Expire after this many days.")
+def keys_create(user, name, expires_days):
+    """Create a key for USER and print it (it is shown only this once)."""
+    owner = find_user(user)
+    expires = utcnow() + timedelta(days=expires_days) if expires_days else None
+    row, plaintext = create_key(db.session, owner, name=name, expires_at=expires)
+    click.echo(f"key id {row.id} for {owner.name}; store it now, it is not shown again:",
+               err=True)
+    click.echo(plaintext)
+
+
+@keys.command("list")
+@click.option("--user", help="Only this user's keys.")
+def keys_list(user):
+    """List keys (never the keys themselves: id, owner, label, hint, state)."""
+    query = select(ApiKey, User.name).join(User).order_by(ApiKey.id)
+    if user:
+        query = query.where(User.name == user)
+    now = utcnow()
+    for key, owner in db.session.execute(query):
+        state = ("revoked" if key.revoked_at else "expired" if not key.usable_at(now)
+                 else "active")
+        expires = key.expires_at.isoformat(timespec="seconds") if key.expires_at else "never"
+        click.echo(f"{key.id}\t{owner}\t{key.name or '-'}\t{key.hint}\t{state}\texpires {expires}")
+
+
+@keys.command("revoke")
+@click.argument("key_id", type=int)
+def keys_revoke(key_id):
+    """Revoke a key by id (takes effect everywhere within KEY_CACHE_TTL seconds)."""
+    if not revoke_key(db.session, key_id):
+        raise click.ClickException(f"no active key with id {key_id}")
+    click.echo(f"revoked key {key_id}")
+
+
+@click.command("providers")
+def providers():
+    """Show the configured providers and the models each serves."""
+    registry = current_app.extensions["relay"].registry
+    if not registry.providers:
+        click.echo("no providers configured (see gateway.example.toml)")
+    for name, provider in registry.providers.items():
+        up = provider.upstream
+        key = "key set" if up.api_key else "no key"
+        click.echo(f"{name}\t{up.type}\t{up.base_url}\t{key}")
+        for model, target in sorted(up.models.items()):
+            click.echo(f"    {model}" + (f" -> {target}" if target != model else ""))
+        for pattern in up.patterns:
+            click.echo(f"    {pattern} (any matching name)")

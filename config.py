@@ -1,0 +1,49 @@
+"""Configuration: defaults -> gateway.toml -> environment -> test overrides."""
+
+import os
+import tomllib
+
+DEFAULTS = {
+    # Storage. DATABASE_URL (or GATEWAY_DATABASE_URL) switches to PostgreSQL.
+    "SQLALCHEMY_DATABASE_URI": None,  # None: sqlite file under the instance folder
+    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+    # Request handling.
+    "MAX_CONTENT_LENGTH": 8 * 1024 * 1024,  # bytes; larger bodies get 413
+    "KEY_CACHE_TTL": 5.0,  # seconds a key lookup is cached; a revoke takes effect within this
+    "KEY_CACHE_SIZE": 10_000,
+    # Upstream calls.
+    "UPSTREAM_CONNECT_TIMEOUT": 5.0,
+    "UPSTREAM_READ_TIMEOUT": 120.0,  # the longest silence tolerated between bytes
+    "UPSTREAM_MAX_STREAM_SECONDS": 900.0,  # a stream is cut after this long in total
+    "UPSTREAM_POOL_SIZE": 256,  # pooled connections per provider
+    # Providers: a list of tables, see gateway.example.toml. Empty: take presets whose key is set.
+    "PROVIDERS": [],
+    "CREATE_TABLES": True,
+}
+
+
+def load_config(app, overrides=None):
+    """Fill app.config from defaults, the TOML file, the environment and overrides, in that order."""
+    app.config.from_mapping(DEFAULTS)
+    path = os.environ.get("GATEWAY_CONFIG", "gateway.toml")
+    if os.path.exists(path):
+        with open(path, "rb") as fh:
+            app.config.from_mapping({k.upper(): v for k, v in tomllib.load(fh).items()})
+        app.config["CONFIG_FILE"] = os.path.abspath(path)
+    if os.environ.get("DATABASE_URL"):
+        app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["DATABASE_URL"]
+    app.config.from_prefixed_env("GATEWAY")  # values parsed as JSON: GATEWAY_KEY_CACHE_TTL=2
+    app.config.from_mapping(overrides or {})
+    app.config["SQLALCHEMY_DATABASE_URI"] = database_url(app)
+
+
+def database_url(app):
+    """The SQLAlchemy URL, with the gevent-friendly psycopg 3 driver for PostgreSQL."""
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    if not url:
+        os.makedirs(app.instance_path, exist_ok=True)
+        return "sqlite:///" + os.path.join(app.instance_path, "tollgate.db")
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url

@@ -1,0 +1,82 @@
+"""The GatewayError family: one exception type per kind of failure, rendered by each API family."""
+
+import re
+
+
+class GatewayError(Exception):
+    """A failure with an HTTP status and a format-neutral kind; blueprints render the envelope."""
+
+    status = 500
+    kind = "api_error"
+    code = None
+
+    def __init__(self, message, *, param=None, code=None, status=None, headers=None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code or self.code
+        self.status = status or self.status
+        self.headers = dict(headers or {})
+
+
+class InvalidRequest(GatewayError):
+    status, kind = 400, "invalid_request"
+
+
+class PayloadTooLarge(GatewayError):
+    status, kind = 413, "invalid_request"
+
+
+class AuthenticationFailed(GatewayError):
+    status, kind, code = 401, "authentication", "invalid_api_key"
+
+
+class PermissionDenied(GatewayError):
+    status, kind = 403, "permission"
+
+
+class NotFound(GatewayError):
+    status, kind = 404, "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class MethodNotAllowed(GatewayError):
+    status, kind = 405, "invalid_request"
+
+
+class RateLimited(GatewayError):
+    status, kind, code = 429, "rate_limit", "rate_limit_exceeded"
+
+
+class UpstreamError(GatewayError):
+    """The upstream answered with an error; status is what the client should see."""
+
+    status, kind = 502, "upstream"
+
+
+class UpstreamUnavailable(GatewayError):
+    """The upstream could not be reached, or failed in a way another upstream might not."""
+
+    status, kind, code = 502, "unavailable", "upstream_unavailable"
+
+
+class UpstreamTimeout(UpstreamUnavailable):
+    status, code = 504, "upstream_timeout"
+
+
+_SECRET_PATTERNS = re.compile(
+    r"(?:sk|tg|pk|rk)-[A-Za-z0-9_\-]{6,}"  # OpenAI, Anthropic, DeepSeek, OpenRouter, our own
+    r"|AIza[0-9A-Za-z_\-]{20,}"            # Google API keys
+    r"|(?i:bearer)\s+[A-Za-z0-9_\-.~+/=]{8,}"
+)
+
+
+def redact(text: str, *secrets: str) -> str:
+    """Remove anything that looks like a key, and the given secrets, from text meant for others."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return _SECRET_PATTERNS.sub("[redacted]", text)

@@ -1,0 +1,8 @@
+"""Upstream providers: one module per wire format, plus the registry that routes models to them."""
+
+from providers.openai import OpenAIProvider
+from providers.registry import PRESETS, Registry, Route, Upstream, build_registry
+
+PROVIDERS = {"openai": OpenAIProvider, "openai-compatible": OpenAIProvider}
+
+__all__ = ["PRESETS", "PROVIDERS", "Registry", "Route", "Upstream", "build_registry"]

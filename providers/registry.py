@@ -1,0 +1,124 @@
+"""Which upstream serves which model: provider entries from config, presets, and routing."""
+
+import fnmatch
+import os
+import time
+from dataclasses import dataclass, field
+
+from errors import InvalidRequest, ModelNotFound
+
+# Known providers: base URL, wire format and the environment variable holding the key.
+PRESETS = {
+    "openai": {"type": "openai", "base_url": "https://api.openai.com/v1",
+               "api_key_env": "OPENAI_API_KEY",
+               "models": ["gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o", "gpt-4o-mini",
+                          "o3", "o3-mini", "o4-mini"]},
+    "deepseek": {"type": "openai-compatible", "base_url": "https://api.deepseek.com/v1",
+                 "api_key_env": "DEEPSEEK_API_KEY", "models": ["deepseek-chat", "deepseek-reasoner"]},
+    "openrouter": {"type": "openai-compatible", "base_url": "https://openrouter.ai/api/v1",
+                   "api_key_env": "OPENROUTER_API_KEY", "models": ["*/*"]},
+}
+WIRE_FORMATS = {"openai": "openai", "openai-compatible": "openai"}
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """One configured provider. `models` maps client-facing names to upstream names."""
+
+    name: str
+    type: str
+    base_url: str
+    api_key: str = field(repr=False, default="")
+    models: dict = field(default_factory=dict)
+    patterns: tuple = ()  # glob patterns routed as-is (e.g. "*/*" on OpenRouter)
+
+    @property
+    def wire_format(self) -> str:
+        return WIRE_FORMATS[self.type]
+
+    def upstream_model(self, model: str) -> str | None:
+        """The upstream's name for a client-facing model, or None when this provider lacks it."""
+        if model in self.models:
+            return self.models[model]
+        if any(fnmatch.fnmatchcase(model, p) for p in self.patterns):
+            return model
+        return None
+
+
+@dataclass(frozen=True)
+class Route:
+    provider: object  # a provider adapter (providers.openai.OpenAIProvider, …)
+    upstream_model: str
+
+
+def parse_upstream(entry: dict, environ) -> Upstream:
+    """Build an Upstream from a config table, filling gaps from the preset of the same name."""
+    name = entry.get("name")
+    if not name or not isinstance(name, str):
+        raise ValueError("every provider needs a name")
+    preset = PRESETS.get(entry.get("preset", name), {})
+    spec = {**preset, **entry}
+    if spec.get("type") not in WIRE_FORMATS:
+        raise ValueError(f"provider {name}: type must be one of {sorted(WIRE_FORMATS)}")
+    if not spec.get("base_url"):
+        raise ValueError(f"provider {name}: base_url is required")
+    if "api_key" in entry:
+        raise ValueError(f"provider {name}: put the key in an environment variable (api_key_env)")
+    models, patterns = {}, []
+    for item in spec.get("models", []):
+        (patterns.append(item) if "*" in item else models.setdefault(item, item))
+    for alias, target in (spec.get("aliases") or {}).items():
+        models[alias] = target
+    key_env = spec.get("api_key_env")
+    return Upstream(name=name, type=spec["type"], base_url=spec["base_url"].rstrip("/"),
+                    api_key=environ.get(key_env, "") if key_env else "",
+                    models=models, patterns=tuple(patterns))
+
+
+def configured_upstreams(entries, environ=os.environ) -> list[Upstream]:
+    """Upstreams from the config file, or, with none configured, every preset whose key is set."""
+    if entries:
+        return [parse_upstream(e, environ) for e in entries]
+    return [parse_upstream({"name": name}, environ) for name, preset in PRESETS.items()
+            if environ.get(preset["api_key_env"])]
+
+
+class Registry:
+    """Routes a client-facing model name to the providers that serve it, in config order."""
+
+    def __init__(self, providers: list):
+        self.providers = {p.upstream.name: p for p in providers}
+        self.created = int(time.time())
+
+    def routes(self, model: str, provider: str | None = None) -> list[Route]:
+        """Candidates for a model, best first; raises when nothing serves it."""
+        if provider is not None:
+            if provider not in self.providers:
+                raise InvalidRequest(f"unknown provider '{provider}'", param="provider")
+            candidates = [self.providers[provider]]
+        else:
+            candidates = list(self.providers.values())
+        routes = [Route(p, m) for p in candidates if (m := p.upstream.upstream_model(model))]
+        if not routes:
+            where = f" on provider '{provider}'" if provider else ""
+            raise ModelNotFound(f"The model '{model}' does not exist{where}", param="model")
+        return routes
+
+    def models(self) -> list[tuple[str, str]]:
+        """(model, provider name) for every listed model, first provider wins."""
+        seen = {}
+        for p in self.providers.values():
+            for model in p.upstream.models:
+                seen.setdefault(model, p.upstream.name)
+        return sorted(seen.items())
+
+
+def build_registry(config, provider_classes, session_factory) -> Registry:
+    """The registry for this process: one adapter and one pooled session per upstream."""
+    providers = []
+    for upstream in configured_upstreams(config["PROVIDERS"]):
+        adapter = provider_classes[upstream.type]
+        providers.append(adapter(upstream, session_factory(),
+                                 timeout=(config["UPSTREAM_CONNECT_TIMEOUT"],
+                                          config["UPSTREAM_READ_TIMEOUT"])))
+    return Registry(providers)

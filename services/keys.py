@@ -1,0 +1,98 @@
+"""API keys: generation, hashing, revocation, and a short-lived lookup cache for the hot path."""
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from threading import Lock
+
+from cachetools import TTLCache
+from sqlalchemy import select
+
+from models import ApiKey, User, utcnow
+
+KEY_PREFIX = "tg-"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: what the request pipeline needs to know about a key, nothing more."""
+
+    key_id: int
+    user_id: int
+    user_name: str
+    expires_at: object = None  # naive UTC datetime or None
+
+
+def digest(key: str) -> str:
+    """The stored form of a key: keys are 256-bit random, so a plain SHA-256 is enough."""
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def create_key(session, user: User, name: str = "", expires_at=None) -> tuple[ApiKey, str]:
+    """Make a key for user; returns the row and the plaintext, which is never stored."""
+    plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
+    row = ApiKey(user_id=user.id, name=name, digest=digest(plaintext),
+                 hint=f"{KEY_PREFIX}…{plaintext[-4:]}", expires_at=expires_at)
+    session.add(row)
+    session.commit()
+    return row, plaintext
+
+
+def revoke_key(session, key_id: int) -> bool:
+    """Mark a key revoked; False when there is no such usable key."""
+    row = session.get(ApiKey, key_id)
+    if row is None or row.revoked_at is not None:
+        return False
+    row.revoked_at = utcnow()
+    session.commit()
+    return True
+
+
+class KeyStore:
+    """Resolves presented keys to Callers, caching hits and misses for `ttl` seconds per process."""
+
+    def __init__(self, ttl: float, size: int):
+        self._cache = TTLCache(maxsize=size, ttl=ttl, timer=time.monotonic)
+        self._lock = Lock()
+
+    def authenticate(self, session, presented: str | None) -> Caller | None:
+        """The Caller for a usable key, else None. Hits the database at most once per ttl per key."""
+        if not presented or len(presented) > 256:
+            return None
+        wanted = digest(presented)
+        with self._lock:
+            found = self._cache.get(wanted, _MISSING)
+        if found is _MISSING:
+            found = self._load(session, wanted)
+            with self._lock:
+                self._cache[wanted] = found
+        if found is None or (found.expires_at is not None and found.expires_at <= utcnow()):
+            return None
+        return found
+
+    def forget(self):
+        """Drop every cached entry (used after revocations made in this process)."""
+        with self._lock:
+            self._cache.clear()
+
+    @staticmethod
+    def _load(session, wanted: str) -> Caller | None:
+        try:
+            row = session.execute(
+                select(ApiKey, User.name).join(User, User.id == ApiKey.user_id)
+                .where(ApiKey.digest == wanted)
+            ).first()
+        finally:
+            session.rollback()  # hand the pooled connection back before a long stream starts
+        if row is None:
+            return None
+        key, user_name = row
+        if not hmac.compare_digest(key.digest, wanted) or key.revoked_at is not None:
+            return None
+        return Caller(key_id=key.id, user_id=key.user_id, user_name=user_name,
+                      expires_at=key.expires_at)
+
+
+_MISSING = object()

@@ -1,0 +1,96 @@
+"""Relaying an upstream event stream to a client: as it arrives, with faults turned into events.
+
+Runs in the request's greenlet under gunicorn's gevent worker. A WSGI app learns of a client
+disconnect only when it next writes, so while the upstream is silent a watcher greenlet waits
+on the client socket and interrupts the upstream read the moment the client hangs up.
+"""
+
+import logging
+import socket
+import time
+
+import gevent
+from gevent import monkey
+
+from errors import UpstreamTimeout, UpstreamUnavailable
+from translation.sse import EventSplitter
+
+log = logging.getLogger(__name__)
+READ_SIZE = 64 * 1024
+
+
+class ClientGone(Exception):
+    """Raised into the streaming greenlet when the client closed its connection."""
+
+
+def relay_events(resp, tap, *, error_event, max_seconds, client_socket=None, on_close=None):
+    """Yield upstream SSE events (filtered by `tap.feed`) until the upstream ends or fails.
+
+    `error_event(err)` encodes an in-stream error in the client's format. `on_close(tap, outcome)`
+    runs exactly once at the end, whatever happened: outcome is "complete", "truncated",
+    "upstream_error" or "client_gone".
+    """
+    splitter = EventSplitter()
+    state = {"reading": False, "gone": False}
+    watcher = _watch_client(client_socket, gevent.getcurrent(), state)
+    deadline = time.monotonic() + max_seconds
+    outcome = "client_gone"  # what a GeneratorExit at a yield means
+    try:
+        while True:
+            if state["gone"]:
+                return
+            state["reading"] = True
+            try:
+                data = resp.raw.read1(READ_SIZE, decode_content=True)
+            finally:
+                state["reading"] = False
+            if not data:
+                break
+            for event in splitter.feed(data):
+                out = tap.feed(event)
+                if out:
+                    yield out
+            if time.monotonic() > deadline:
+                outcome = "truncated"
+                yield error_event(UpstreamTimeout("the stream exceeded the gateway's time limit"))
+                return
+        outcome = "complete" if tap.finished else ("upstream_error" if tap.failed else "truncated")
+        if outcome == "truncated":
+            yield error_event(UpstreamUnavailable("the upstream stream ended unexpectedly"))
+    except ClientGone:
+        outcome = "client_gone"
+    except Exception as exc:  # urllib3 ProtocolError, ReadTimeoutError, OSError: upstream broke
+        if state["gone"]:
+            outcome = "client_gone"
+            return
+        log.warning("upstream stream failed: %s", type(exc).__name__)
+        outcome = "truncated"
+        timed_out = "timeout" in type(exc).__name__.lower()
+        err = (UpstreamTimeout("the upstream stopped sending") if timed_out
+               else UpstreamUnavailable("the upstream connection broke mid-stream"))
+        yield error_event(err)
+    finally:
+        if watcher is not None:
+            watcher.kill(block=False)
+        resp.close()
+        if on_close is not None:
+            on_close(tap, outcome)
+
+
+def _watch_client(client_socket, streamer, state):
+    """Start a greenlet that interrupts `streamer`'s upstream read once the client hangs up."""
+    if client_socket is None or not monkey.is_module_patched("socket"):
+        return None
+
+    def watch():
+        try:
+            gevent.socket.wait_read(client_socket.fileno())
+            if client_socket.recv(1, socket.MSG_PEEK):
+                return  # the client sent more bytes (pipelining): not a hang-up, stop watching
+        except OSError:
+            pass  # reset or closed: the client is gone
+        state["gone"] = True
+        if state["reading"]:
+            gevent.kill(streamer, ClientGone)
+
+    return gevent.spawn(watch)

@@ -1,0 +1,94 @@
+"""Fixtures: a fake upstream on loopback, the app on SQLite (and PostgreSQL when
+TEST_DATABASE_URL is set), a user with a key, and the app served over real HTTP."""
+
+import os
+import threading
+
+import pytest
+from werkzeug.serving import make_server
+
+from app import create_app
+from extensions import db
+from models import User
+from services.keys import create_key
+from tests.fake_upstream import FakeUpstream
+
+# Canary secrets: they must never show up in a response body, a page or a log line.
+UPSTREAM_KEY = "sk-CANARY-upstream-0123456789abcdef"
+UPSTREAM_KEY_ENV = "TOLLGATE_TEST_UPSTREAM_KEY"
+
+BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
+
+
+@pytest.fixture
+def upstream():
+    fake = FakeUpstream().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    return request.param
+
+
+@pytest.fixture
+def settings():
+    """Per-module config overrides: override this fixture in a test module."""
+    return {}
+
+
+def provider_entry(upstream, name="fake", models=("gpt-test",), **extra):
+    return {"name": name, "type": "openai", "base_url": f"{upstream.url}/v1",
+            "api_key_env": UPSTREAM_KEY_ENV, "models": list(models), **extra}
+
+
+@pytest.fixture
+def app(upstream, backend, settings, tmp_path, monkeypatch):
+    monkeypatch.setenv(UPSTREAM_KEY_ENV, UPSTREAM_KEY)
+    monkeypatch.setenv("GATEWAY_CONFIG", str(tmp_path / "absent.toml"))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    url = (f"sqlite:///{tmp_path}/test.db" if backend == "sqlite"
+           else os.environ["TEST_DATABASE_URL"])
+    config = {"TESTING": True, "SQLALCHEMY_DATABASE_URI": url, "CREATE_TABLES": False,
+              "PROVIDERS": [provider_entry(upstream)], "UPSTREAM_READ_TIMEOUT": 5.0,
+              "UPSTREAM_CONNECT_TIMEOUT": 2.0, **settings}
+    app = create_app(config)
+    with app.app_context():
+        db.drop_all()
+        db.create_all()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def make_user(app, name="alice", **key_options):
+    """A user and a fresh key for it; returns (user_id, plaintext key)."""
+    with app.app_context():
+        user = db.session.query(User).filter_by(name=name).one_or_none() or User(name=name)
+        db.session.add(user)
+        db.session.commit()
+        row, plaintext = create_key(db.session, user, **key_options)
+        return user.id, plaintext
+
+
+@pytest.fixture
+def api_key(app):
+    return make_user(app)[1]
+
+
+@pytest.fixture
+def gateway(app):
+    """The app served over real HTTP on loopback (threaded); yields its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()

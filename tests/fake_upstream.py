@@ -1,0 +1,229 @@
+"""A fake provider on loopback speaking the real OpenAI wire format, scripted per test.
+
+It serves real HTTP (JSON and SSE with chunked encoding), records every request it receives,
+and can be slow, silent, broken or failing on demand. Replies are queued with `fake.push(...)`;
+with none queued it answers by echoing the last user message.
+"""
+
+import json
+import select
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+
+@dataclass
+class Script:
+    """How to answer one request. Every field has a sensible default."""
+
+    status: int = 200
+    content: str | None = None  # the assistant text (default: an echo of the last user message)
+    body: object = None  # a JSON body to send as is (errors, odd shapes)
+    headers: dict = field(default_factory=dict)
+    delay: float = 0.0  # seconds before the response starts
+    chunk_gap: float = 0.0  # seconds between stream chunks
+    silence_after_first: float = 0.0  # seconds of silence after the first stream chunk
+    hold: threading.Event | None = None  # after the first chunk, wait for this to be set
+    drop_after: int | None = None  # close the connection after this many stream chunks
+    usage: dict | None | str = "auto"  # "auto": computed; None: never sent
+    usage_on_every_chunk: bool = False
+    finish_reason: str = "stop"
+    content_type: str | None = None
+    raw_stream: bytes | None = None  # exact bytes to stream instead of generated chunks
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict
+    query: dict
+    json: object
+    stream_closed_by_peer_at: float | None = None
+    stream_finished: bool = False
+
+
+class FakeUpstream:
+    def __init__(self):
+        self.scripts = deque()
+        self.received: list[Received] = []
+        self.sent_streams: list[bytes] = []
+        self.lock = threading.Lock()
+        self.server = make_server("127.0.0.1", 0, self.wsgi, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def push(self, *scripts: Script):
+        self.scripts.extend(scripts)
+
+    @property
+    def last(self) -> Received:
+        return self.received[-1]
+
+    # ---- WSGI ---------------------------------------------------------------------------
+    def wsgi(self, environ, start_response):
+        request = Request(environ)
+        try:
+            payload = request.get_json(silent=True)
+        except Exception:
+            payload = None
+        record = Received(request.method, request.path, dict(request.headers),
+                          request.args.to_dict(), payload)
+        with self.lock:
+            self.received.append(record)
+            script = self.scripts.popleft() if self.scripts else Script()
+        if script.delay:
+            time.sleep(script.delay)
+        if request.path.endswith("/models") and request.method == "GET":
+            response = Response(json.dumps({"object": "list", "data": []}),
+                                content_type="application/json")
+        elif script.status != 200 or script.body is not None:
+            response = Response(json.dumps(script.body if script.body is not None
+                                           else error_body(script.status)),
+                                status=script.status, headers=script.headers,
+                                content_type=script.content_type or "application/json")
+        elif isinstance(payload, dict) and payload.get("stream"):
+            chunks = self._stream(payload, script, record, environ.get("werkzeug.socket"))
+            response = Response(chunks, headers=script.headers,
+                                content_type=script.content_type or "text/event-stream")
+        else:
+            response = Response(json.dumps(completion(payload, script)), headers=script.headers,
+                                content_type=script.content_type or "application/json")
+        return response(environ, start_response)
+
+    def _stream(self, payload, script, record, sock):
+        events = ([script.raw_stream] if script.raw_stream is not None
+                  else stream_events(payload, script))
+        sent = bytearray()
+        self.sent_streams.append(sent)
+        try:
+            for i, event in enumerate(events):
+                if script.drop_after is not None and i >= script.drop_after:
+                    _drop(sock)
+                    return
+                sent += event
+                yield event
+                if i == 0 and script.hold is not None:
+                    script.hold.wait(10)
+                if i == 0 and script.silence_after_first:
+                    if _wait_for_hangup(sock, script.silence_after_first):
+                        record.stream_closed_by_peer_at = time.monotonic()
+                        return
+                if script.chunk_gap:
+                    if _wait_for_hangup(sock, script.chunk_gap):
+                        record.stream_closed_by_peer_at = time.monotonic()
+                        return
+            record.stream_finished = True
+        except (BrokenPipeError, ConnectionResetError, GeneratorExit):
+            record.stream_closed_by_peer_at = record.stream_closed_by_peer_at or time.monotonic()
+            raise
+
+
+def _wait_for_hangup(sock, seconds) -> bool:
+    """Sleep up to `seconds`; True as soon as the peer closes the connection."""
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        if sock is None:
+            time.sleep(left)
+            return False
+        readable, _, _ = select.select([sock], [], [], min(left, 0.02))
+        if readable:
+            try:
+                if sock.recv(1, socket.MSG_PEEK) == b"":
+                    return True
+            except OSError:
+                return True
+            time.sleep(0.02)
+    return False
+
+
+def _drop(sock):
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+# ---- OpenAI wire format ---------------------------------------------------------------------
+def error_body(status):
+    kinds = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
+             429: "rate_limit_error", 500: "server_error", 503: "server_error"}
+    return {"error": {"message": f"fake upstream error {status}", "type": kinds.get(status, "error"),
+                      "param": None, "code": None}}
+
+
+def last_user_text(payload) -> str:
+    for message in reversed((payload or {}).get("messages") or []):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            return str(content)
+    return ""
+
+
+def reply_text(payload, script) -> str:
+    return script.content if script.content is not None else f"echo: {last_user_text(payload)}"
+
+
+def usage_for(payload, script, text) -> dict | None:
+    if script.usage != "auto":
+        return script.usage
+    prompt = sum(len(str(m.get("content", "")).split()) for m in (payload or {}).get("messages", []))
+    completion = len(text.split())
+    return {"prompt_tokens": prompt + 3, "completion_tokens": completion,
+            "total_tokens": prompt + 3 + completion}
+
+
+def completion(payload, script) -> dict:
+    text = reply_text(payload, script)
+    body = {"id": "chatcmpl-fake", "object": "chat.completion", "created": 1760000000,
+            "model": (payload or {}).get("model", "unknown"), "system_fingerprint": "fp_fake",
+            "choices": [{"index": 0, "finish_reason": script.finish_reason, "logprobs": None,
+                         "message": {"role": "assistant", "content": text, "refusal": None}}]}
+    usage = usage_for(payload, script, text)
+    if usage is not None:
+        body["usage"] = usage
+    return body
+
+
+def stream_events(payload, script) -> list[bytes]:
+    """The chunks of a chat completion stream, exactly as OpenAI frames them."""
+    text = reply_text(payload, script)
+    model = payload.get("model", "unknown")
+    include_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
+    usage = usage_for(payload, script, text)
+
+    def chunk(delta, finish=None, choices=True, usage_value=None):
+        body = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1760000000,
+                "model": model, "system_fingerprint": "fp_fake",
+                "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                             "finish_reason": finish}] if choices else []}
+        if include_usage or script.usage_on_every_chunk:
+            body["usage"] = usage_value
+        return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+    every = usage if script.usage_on_every_chunk else None
+    events = [chunk({"role": "assistant", "content": ""}, usage_value=every)]
+    words = text.split(" ")
+    for i, word in enumerate(words):
+        events.append(chunk({"content": word if i == 0 else " " + word}, usage_value=every))
+    events.append(chunk({}, finish=script.finish_reason, usage_value=every))
+    if include_usage and usage is not None and not script.usage_on_every_chunk:
+        events.append(chunk(None, choices=False, usage_value=usage))
+    events.append(b"data: [DONE]\n\n")
+    return events

@@ -1,0 +1,42 @@
+"""Server-Sent Events framing, byte-exact: split a byte stream into whole events, untouched."""
+
+import re
+
+_BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+
+
+class EventSplitter:
+    """Feed raw bytes as they arrive; get back complete events, each with its own terminator."""
+
+    def __init__(self):
+        self._buf = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buf = self._buf + data if self._buf else data
+        events, start = [], 0
+        for match in _BOUNDARY.finditer(buf):
+            events.append(buf[start:match.end()])
+            start = match.end()
+        self._buf = buf[start:]
+        return events
+
+    @property
+    def pending(self) -> bytes:
+        """Bytes of an event that has not ended yet."""
+        return self._buf
+
+
+def event_data(event: bytes) -> bytes:
+    """The joined `data:` payload of one event (b"" when it has none, as with comments)."""
+    parts = []
+    for line in event.splitlines():
+        if line.startswith(b"data:"):
+            value = line[5:]
+            parts.append(value[1:] if value.startswith(b" ") else value)
+    return b"\n".join(parts)
+
+
+def encode_event(data: bytes, event: str | None = None) -> bytes:
+    """One event in the canonical framing."""
+    head = f"event: {event}\n".encode() if event else b""
+    return head + b"data: " + data + b"\n\n"
