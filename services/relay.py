@@ -28,6 +28,7 @@ class Reply:
     body: bytes | Iterator[bytes]
     content_type: str = "application/json"
     headers: dict = field(default_factory=dict)
+    usage: object = None  # translation.ir.Usage of a whole (non-stream) answer, when known
 
 
 class Relay:
@@ -45,7 +46,8 @@ class Relay:
             if route.provider.wire_format != client_format:
                 continue  # translation between formats arrives with the Anthropic/Gemini formats
             try:
-                return self._passthrough(client_format, body, route, stream, client_socket)
+                return self._passthrough(client_format, body, route, stream=stream,
+                             client_socket=client_socket, on_close=None)
             except UpstreamUnavailable as err:  # refused, timed out, 5xx, 429: try the next one
                 log.warning("provider %s unavailable: %s", route.provider.upstream.name, err.message)
                 last_error = err
@@ -53,22 +55,30 @@ class Relay:
             raise GatewayError(f"no provider for model '{body['model']}' speaks {client_format}")
         raise last_error
 
-    def _passthrough(self, fmt, body, route, stream, client_socket) -> Reply:
+    def _passthrough(self, fmt, body, route, *, stream, client_socket, on_close) -> Reply:
+        """Same format on both sides: forward the body, relay the answer's bytes untouched.
+
+        Every serving path has this signature: a whole answer comes back with `usage` set;
+        a stream calls `on_close(tap, outcome)` once when it ends, with `tap.usage`.
+        """
         payload = {**body, "model": route.upstream_model}
+        module = FORMATS[fmt]
         if not stream:
             resp = route.provider.open(payload, stream=False)
-            return Reply(resp.status_code, read_body(resp, route.provider.upstream.name),
-                         resp.headers.get("content-type", "application/json"))
+            content = read_body(resp, route.provider.upstream.name)
+            return Reply(resp.status_code, content,
+                         resp.headers.get("content-type", "application/json"),
+                         usage=module.usage_of_body(content))
         wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         payload["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
         resp = route.provider.open(payload, stream=True)
         if not resp.headers.get("content-type", "").startswith("text/event-stream"):
             read_body(resp, route.provider.upstream.name)  # an error body on 200 raises here
             raise UpstreamUnavailable(f"provider {route.provider.upstream.name} did not stream")
-        module = FORMATS[fmt]
         tap = module.StreamTap(forward_usage_chunk=wants_usage)
         events = relay_events(resp, tap, error_event=module.error_event,
-                              max_seconds=self.max_stream_seconds, client_socket=client_socket)
+                              max_seconds=self.max_stream_seconds, client_socket=client_socket,
+                              on_close=on_close)
         return Reply(200, events, "text/event-stream",
                      {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 

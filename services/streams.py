@@ -26,6 +26,11 @@ class ClientGone(Exception):
 def relay_events(resp, tap, *, error_event, max_seconds, client_socket=None, on_close=None):
     """Yield upstream SSE events (filtered by `tap.feed`) until the upstream ends or fails.
 
+    A tap has `feed(event) -> bytes | None` (what to send for one upstream event: the event
+    itself on the passthrough path, re-encoded events when translating), `end() -> bytes | None`
+    (what to send after a clean end of the upstream), and the attributes `usage`, `finished`
+    (the upstream's stream completed properly) and `failed` (it reported an error in-stream).
+
     `error_event(err)` encodes an in-stream error in the client's format. `on_close(tap, outcome)`
     runs exactly once at the end, whatever happened: outcome is "complete", "truncated",
     "upstream_error" or "client_gone".
@@ -54,6 +59,9 @@ def relay_events(resp, tap, *, error_event, max_seconds, client_socket=None, on_
                 outcome = "truncated"
                 yield error_event(UpstreamTimeout("the stream exceeded the gateway's time limit"))
                 return
+        tail = tap.end()
+        if tail:
+            yield tail
         outcome = "complete" if tap.finished else ("upstream_error" if tap.failed else "truncated")
         if outcome == "truncated":
             yield error_event(UpstreamUnavailable("the upstream stream ended unexpectedly"))

@@ -42,6 +42,14 @@ def usage_from(data: dict | None) -> Usage | None:
                  output=int(data.get("completion_tokens") or 0))
 
 
+def usage_of_body(content: bytes) -> Usage | None:
+    """Usage of a whole chat completion body, read without keeping the parsed body."""
+    try:
+        return usage_from(json.loads(content).get("usage"))
+    except (ValueError, AttributeError):
+        return None
+
+
 class StreamTap:
     """Watches a passthrough chat stream without re-encoding it.
 
@@ -54,6 +62,10 @@ class StreamTap:
         self.usage = None
         self.finished = False
         self.failed = False
+
+    def end(self) -> bytes | None:
+        """Bytes to send after the upstream ended cleanly (none: `[DONE]` was relayed)."""
+        return None
 
     def feed(self, event: bytes) -> bytes | None:
         """The bytes to relay for one upstream event (None to drop it)."""
