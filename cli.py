@@ -19,6 +19,7 @@ def register(app):
     app.cli.add_command(users)
     app.cli.add_command(keys)
     app.cli.add_command(providers)
+    app.cli.add_command(first_key)
 
 
 def find_user(name: str) -> User:
@@ -99,3 +100,17 @@ def providers():
             click.echo(f"    {model}" + (f" -> {target}" if target != model else ""))
         for pattern in up.patterns:
             click.echo(f"    {pattern} (any matching name)")
+
+
+@click.command("first-key")
+def first_key():
+    """On a gateway with no keys yet, create user 'admin' and print a key for it."""
+    if db.session.scalar(select(ApiKey.id).limit(1)) is not None:
+        click.echo("Keys exist already; make another with: flask keys create USER", err=True)
+        return
+    owner = db.session.scalar(select(User).where(User.name == "admin")) or User(name="admin")
+    db.session.add(owner)
+    db.session.commit()
+    row, plaintext = create_key(db.session, owner, name="first key")
+    click.echo(f"First API key (user admin, key id {row.id}); it is shown only this once:")
+    click.echo(f"\n    {plaintext}\n")

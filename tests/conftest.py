@@ -3,6 +3,7 @@ TEST_DATABASE_URL is set), a user with a key, and the app served over real HTTP.
 
 import os
 import threading
+import uuid
 
 import pytest
 from werkzeug.serving import make_server
@@ -18,6 +19,31 @@ UPSTREAM_KEY = "sk-CANARY-upstream-0123456789abcdef"
 UPSTREAM_KEY_ENV = "TOLLGATE_TEST_UPSTREAM_KEY"
 
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A database of this test session's own on the TEST_DATABASE_URL server, dropped at the end,
+    so that parallel runs and leftovers from earlier runs never meet."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    base = make_url(os.environ["TEST_DATABASE_URL"]).set(drivername="postgresql+psycopg")
+    name = f"tollgate_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield base.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def database_url(backend, tmp_path, request):
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path}/test.db"
+    return request.getfixturevalue("postgres_url")
 
 
 @pytest.fixture
@@ -44,13 +70,11 @@ def provider_entry(upstream, name="fake", models=("gpt-test",), **extra):
 
 
 @pytest.fixture
-def app(upstream, backend, settings, tmp_path, monkeypatch):
+def app(upstream, database_url, settings, tmp_path, monkeypatch):
     monkeypatch.setenv(UPSTREAM_KEY_ENV, UPSTREAM_KEY)
     monkeypatch.setenv("GATEWAY_CONFIG", str(tmp_path / "absent.toml"))
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    url = (f"sqlite:///{tmp_path}/test.db" if backend == "sqlite"
-           else os.environ["TEST_DATABASE_URL"])
-    config = {"TESTING": True, "SQLALCHEMY_DATABASE_URI": url, "CREATE_TABLES": False,
+    config = {"TESTING": True, "SQLALCHEMY_DATABASE_URI": database_url, "CREATE_TABLES": False,
               "PROVIDERS": [provider_entry(upstream)], "UPSTREAM_READ_TIMEOUT": 5.0,
               "UPSTREAM_CONNECT_TIMEOUT": 2.0, **settings}
     app = create_app(config)
