@@ -1,0 +1,82 @@
+"""The real server for tests: gunicorn with the gevent worker, as a subprocess, set up through
+the operator CLI (`flask users create`, `flask keys create`) like a deployment would be."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.dirname(sys.executable)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class GunicornServer:
+    def __init__(self, tmp_path, *, providers, database_url=None, workers=1, env=None):
+        self.tmp_path = tmp_path
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = tmp_path / f"gunicorn-{self.port}.log"
+        self.env = {
+            **os.environ,
+            "GATEWAY_CONFIG": str(tmp_path / "absent.toml"),
+            "GATEWAY_PROVIDERS": json.dumps(providers),
+            "DATABASE_URL": database_url or f"sqlite:///{tmp_path}/live.db",
+            "TOLLGATE_BIND": f"127.0.0.1:{self.port}",
+            "WEB_CONCURRENCY": str(workers),
+            "FLASK_APP": "app",
+            "PYTHONWARNINGS": "error::gevent.monkey.MonkeyPatchWarning",
+            **(env or {}),
+        }
+        self.proc = None
+
+    def flask(self, *args) -> str:
+        """Run an operator command against this server's database; returns its stdout."""
+        done = subprocess.run([os.path.join(BIN, "flask"), *args], cwd=ROOT, env=self.env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def create_key(self, user="alice") -> str:
+        if user not in self.flask("users", "list"):
+            self.flask("users", "create", user)
+        return self.flask("keys", "create", user).strip()
+
+    def start(self):
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [os.path.join(BIN, "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
+            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.logs()
+            try:
+                requests.get(f"{self.url}/v1/models", timeout=1)
+                return self
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise AssertionError("gunicorn did not start:\n" + self.logs())
+
+    def logs(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()

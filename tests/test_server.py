@@ -1,0 +1,76 @@
+"""The real server: gunicorn + gevent worker, driven over HTTP by the official SDK."""
+
+import time
+
+import openai
+import pytest
+import requests
+
+from tests.conftest import UPSTREAM_KEY, UPSTREAM_KEY_ENV, provider_entry
+from tests.fake_upstream import Script
+from tests.live_server import GunicornServer
+
+
+@pytest.fixture
+def server(upstream, tmp_path, monkeypatch):
+    monkeypatch.setenv(UPSTREAM_KEY_ENV, UPSTREAM_KEY)
+    srv = GunicornServer(tmp_path, providers=[provider_entry(upstream)])
+    srv.key = srv.create_key()
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def test_sdk_against_gunicorn(server):
+    sdk = openai.OpenAI(base_url=f"{server.url}/api/v1/ai", api_key=server.key, max_retries=0)
+    reply = sdk.chat.completions.create(model="gpt-test",
+                                        messages=[{"role": "user", "content": "hi"}])
+    assert reply.choices[0].message.content == "echo: hi"
+    stream = sdk.chat.completions.create(model="gpt-test", stream=True,
+                                         messages=[{"role": "user", "content": "a b c"}])
+    assert "".join(c.choices[0].delta.content or "" for c in stream) == "echo: a b c"
+    logs = server.logs()
+    assert "MonkeyPatchWarning" not in logs
+    assert server.key not in logs and UPSTREAM_KEY not in logs
+
+
+def test_first_byte_is_not_buffered(server, upstream):
+    """The client sees the first chunk while the upstream is still holding back the rest."""
+    import threading
+    hold = threading.Event()
+    upstream.push(Script(content="first then the rest", hold=hold))
+    with requests.post(f"{server.url}/v1/chat/completions", stream=True, timeout=10,
+                       headers={"Authorization": f"Bearer {server.key}"},
+                       json={"model": "gpt-test", "stream": True,
+                             "messages": [{"role": "user", "content": "x"}]}) as resp:
+        lines = resp.iter_lines()
+        first = next(line for line in lines if line)
+        assert b'"role": "assistant"' in first and not hold.is_set()
+        hold.set()
+        rest = [line for line in lines if line]
+    assert rest[-1] == b"data: [DONE]"
+
+
+def test_client_disconnect_closes_upstream_promptly(server, upstream):
+    """The upstream goes silent for 8 s after the first chunk; the client leaves meanwhile.
+    The gateway must close its upstream connection within about a second, not at the next chunk."""
+    upstream.push(Script(content="slow answer", silence_after_first=8))
+    resp = requests.post(f"{server.url}/v1/chat/completions", stream=True, timeout=10,
+                         headers={"Authorization": f"Bearer {server.key}"},
+                         json={"model": "gpt-test", "stream": True,
+                               "messages": [{"role": "user", "content": "x"}]})
+    next(line for line in resp.iter_lines() if line)
+    time.sleep(0.3)  # let the gateway settle into waiting on the silent upstream
+    left_at = time.monotonic()
+    resp.close()
+    record = upstream.received[-1]
+    deadline = left_at + 3
+    while record.stream_closed_by_peer_at is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert record.stream_closed_by_peer_at is not None, "upstream connection left open"
+    assert record.stream_closed_by_peer_at - left_at < 1.5
+    # the worker is free again
+    ok = requests.post(f"{server.url}/v1/chat/completions", timeout=5,
+                       headers={"Authorization": f"Bearer {server.key}"},
+                       json={"model": "gpt-test", "messages": [{"role": "user", "content": "y"}]})
+    assert ok.json()["choices"][0]["message"]["content"] == "echo: y"
