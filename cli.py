@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 
 from extensions import db
@@ -87,6 +87,7 @@ def keys_revoke(key_id):
 
 
 @click.command("providers")
+@with_appcontext
 def providers():
     """Show the configured providers and the models each serves."""
     registry = current_app.extensions["relay"].registry
@@ -103,6 +104,7 @@ def providers():
 
 
 @click.command("first-key")
+@with_appcontext
 def first_key():
     """On a gateway with no keys yet, create user 'admin' and print a key for it."""
     if db.session.scalar(select(ApiKey.id).limit(1)) is not None:

@@ -52,6 +52,8 @@ def first_error(messages, path="") -> tuple[str, str]:
     """Flatten marshmallow's nested error dict to ("messages[0].role", "Must be one of …")."""
     if isinstance(messages, dict):
         key, value = next(iter(messages.items()))
+        if key == "_schema":  # marshmallow's name for "the value itself", e.g. not an object
+            return first_error(value, path)
         step = f"[{key}]" if isinstance(key, int) else (f".{key}" if path else str(key))
         return first_error(value, path + step)
     if isinstance(messages, list) and messages:

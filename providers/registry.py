@@ -14,7 +14,8 @@ PRESETS = {
                "models": ["gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o", "gpt-4o-mini",
                           "o3", "o3-mini", "o4-mini"]},
     "deepseek": {"type": "openai-compatible", "base_url": "https://api.deepseek.com/v1",
-                 "api_key_env": "DEEPSEEK_API_KEY", "models": ["deepseek-chat", "deepseek-reasoner"]},
+                 "api_key_env": "DEEPSEEK_API_KEY",
+                 "models": ["deepseek-chat", "deepseek-reasoner"]},
     "openrouter": {"type": "openai-compatible", "base_url": "https://openrouter.ai/api/v1",
                    "api_key_env": "OPENROUTER_API_KEY", "models": ["*/*"]},
 }

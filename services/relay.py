@@ -4,11 +4,10 @@ When the client's format and the provider's wire format are the same, the body i
 as it came (model name aside) and streams are relayed byte for byte (the passthrough fast path).
 """
 
-import logging
-from dataclasses import dataclass, field
-from typing import Iterator
-
 import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import requests
 
@@ -49,7 +48,8 @@ class Relay:
                 return self._passthrough(client_format, body, route, stream=stream,
                              client_socket=client_socket, on_close=None)
             except UpstreamUnavailable as err:  # refused, timed out, 5xx, 429: try the next one
-                log.warning("provider %s unavailable: %s", route.provider.upstream.name, err.message)
+                log.warning("provider %s unavailable: %s",
+                            route.provider.upstream.name, err.message)
                 last_error = err
         if last_error is None:
             raise GatewayError(f"no provider for model '{body['model']}' speaks {client_format}")

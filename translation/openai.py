@@ -1,4 +1,4 @@
-"""OpenAI Chat Completions wire format: error envelope, usage mapping and the passthrough stream tap."""
+"""OpenAI Chat Completions wire format: error envelope, usage, and the passthrough stream tap."""
 
 import json
 
