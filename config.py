@@ -14,7 +14,7 @@ DEFAULTS = {
     # Upstream calls.
     "UPSTREAM_CONNECT_TIMEOUT": 5.0,
     "UPSTREAM_READ_TIMEOUT": 120.0,  # the longest silence tolerated between bytes
-    "UPSTREAM_MAX_STREAM_SECONDS": 900.0,  # streams are cut after this long in total
+    "UPSTREAM_MAX_STREAM_SECONDS": 900.0,  # streams are cut after this long
     "UPSTREAM_POOL_SIZE": 256,  # pooled connections per provider
     # Providers: a list of tables, see gateway.example.toml. Empty: take presets whose key is set.
     "PROVIDERS": [],

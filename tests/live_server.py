@@ -57,13 +57,13 @@ class GunicornServer:
         self.proc = subprocess.Popen(
             [os.path.join(BIN, "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
             cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.logs()
             try:
-                requests.get(f"{self.url}/v1/models", timeout=1)
+                requests.get(f"{self.url}/v1/models", timeout=5)
                 return self
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or slow on a loaded machine
                 time.sleep(0.1)
         raise AssertionError("gunicorn did not start:\n" + self.logs())
 
