@@ -3,7 +3,7 @@
 from flask import Flask
 
 import cli
-from blueprints import openai_api
+from blueprints import credits, openai_api
 from blueprints.errors import register_error_handlers
 from config import load_config
 from extensions import db
@@ -12,7 +12,7 @@ from providers import PROVIDERS, build_registry
 from providers.http import pooled_session
 from services.keys import KeyStore
 from services.relay import Relay
-from storage import prepare_database
+from storage import prepare_database, start_billing
 
 
 def create_app(overrides=None):
@@ -24,8 +24,10 @@ def create_app(overrides=None):
     app.extensions["keys"] = KeyStore(app.config["KEY_CACHE_TTL"], app.config["KEY_CACHE_SIZE"])
     registry = build_registry(app.config, PROVIDERS,
                               lambda: pooled_session(app.config["UPSTREAM_POOL_SIZE"]))
-    app.extensions["relay"] = Relay(registry,
+    app.extensions["billing"] = billing = start_billing(app)
+    app.extensions["relay"] = Relay(registry, billing,
                                     max_stream_seconds=app.config["UPSTREAM_MAX_STREAM_SECONDS"])
+    app.register_blueprint(credits.bp)
     for prefix in openai_api.BASE_PATHS:
         app.register_blueprint(openai_api.bp, url_prefix=prefix,
                                name="openai" + prefix.replace("/", "_"))

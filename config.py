@@ -7,6 +7,7 @@ DEFAULTS = {
     # Storage. DATABASE_URL (or GATEWAY_DATABASE_URL) switches to PostgreSQL.
     "SQLALCHEMY_DATABASE_URI": None,  # None: sqlite file under the instance folder
     "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+    "DATABASE_POOL_SIZE": 20,  # PostgreSQL connections per worker (and as many again in overflow)
     # Request handling.
     "MAX_CONTENT_LENGTH": 8 * 1024 * 1024,  # bytes; larger bodies get 413
     "KEY_CACHE_TTL": 5.0,  # seconds a key lookup is cached; a revoke takes effect within this
@@ -19,6 +20,11 @@ DEFAULTS = {
     # Providers: a list of tables, see gateway.example.toml. Empty: take presets whose key is set.
     "PROVIDERS": [],
     "CREATE_TABLES": True,
+    # Credits: prices per model (see gateway.example.toml); holds older than HOLD_TTL seconds
+    # were left by a dead process and are released by the sweep.
+    "PRICING": {},
+    "HOLD_TTL": 3600.0,
+    "SETTLE_QUEUE_SIZE": 10_000,
 }
 
 
@@ -34,7 +40,12 @@ def load_config(app, overrides=None):
         app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["DATABASE_URL"]
     app.config.from_prefixed_env("GATEWAY")  # values parsed as JSON: GATEWAY_KEY_CACHE_TTL=2
     app.config.from_mapping(overrides or {})
-    app.config["SQLALCHEMY_DATABASE_URI"] = database_url(app)
+    app.config["SQLALCHEMY_DATABASE_URI"] = url = database_url(app)
+    if url.startswith("postgresql"):  # room for the greenlets that hold a connection at once
+        options = app.config["SQLALCHEMY_ENGINE_OPTIONS"] = dict(
+            app.config["SQLALCHEMY_ENGINE_OPTIONS"])
+        options.setdefault("pool_size", app.config["DATABASE_POOL_SIZE"])
+        options.setdefault("max_overflow", app.config["DATABASE_POOL_SIZE"])
 
 
 def database_url(app):

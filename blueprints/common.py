@@ -2,7 +2,7 @@
 
 import json
 
-from flask import Response, current_app, g, request, stream_with_context
+from flask import Response, current_app, g, request
 
 from errors import AuthenticationFailed, InvalidRequest
 from extensions import db
@@ -63,11 +63,12 @@ def first_error(messages, path="") -> tuple[str, str]:
 
 
 def to_response(reply) -> Response:
-    """A Flask response for a relay Reply; streams are sent chunk by chunk as they come."""
-    body = reply.body
-    if not isinstance(body, bytes | str):
-        body = stream_with_context(body)
-    return Response(body, status=reply.status, headers=reply.headers,
+    """A Flask response for a relay Reply; streams are sent chunk by chunk as they come.
+
+    Streams need no request context (billing keeps its own sessions), so they are not wrapped
+    in stream_with_context, which would hide a close() that comes before the first chunk.
+    """
+    return Response(reply.body, status=reply.status, headers=reply.headers,
                     content_type=reply.content_type)
 
 

@@ -47,9 +47,11 @@ class GunicornServer:
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    def create_key(self, user="alice") -> str:
+    def create_key(self, user="alice", credits="1000") -> str:
         if user not in self.flask("users", "list"):
             self.flask("users", "create", user)
+            if credits:
+                self.flask("credits", "grant", user, credits, "--reason", "test")
         return self.flask("keys", "create", user).strip()
 
     def start(self):

@@ -74,3 +74,27 @@ def test_client_disconnect_closes_upstream_promptly(server, upstream):
                        headers={"Authorization": f"Bearer {server.key}"},
                        json={"model": "gpt-test", "messages": [{"role": "user", "content": "y"}]})
     assert ok.json()["choices"][0]["message"]["content"] == "echo: y"
+
+
+def test_client_leaving_mid_stream_is_charged_for_what_it_got(server, upstream):
+    upstream.push(Script(content="alpha beta gamma delta", silence_after_first=8, silence_at=2,
+                         usage=None))
+    resp = requests.post(f"{server.url}/v1/chat/completions", stream=True, timeout=10,
+                         headers={"Authorization": f"Bearer {server.key}"},
+                         json={"model": "gpt-test", "stream": True,
+                               "messages": [{"role": "user", "content": "x"}]})
+    got = b""
+    for chunk in resp.iter_content(None):
+        got += chunk
+        if b"beta" in got:
+            break
+    resp.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        shown = server.flask("credits", "show", "alice")
+        if "partial" in shown:
+            break
+        time.sleep(0.2)
+    record = shown.strip().splitlines()[-1].split("\t")
+    assert record[-1] == "estimated,partial", shown
+    assert record[4] == "out 3"  # "alpha beta" relayed: 10 characters, 4 to a token

@@ -145,9 +145,16 @@ def test_truncated_stream_ends_with_error_event(post, upstream):
 
 
 def test_stream_is_relayed_byte_for_byte(post, upstream):
+    """Every event as the upstream framed it; only the usage chunk gains credits_consumed."""
     resp = post({**BODY, "stream": True, "stream_options": {"include_usage": True}})
     assert resp.headers["content-type"].startswith("text/event-stream")
-    assert resp.content == bytes(upstream.sent_streams[-1])
+    sent = bytes(upstream.sent_streams[-1]).split(b"\n\n")
+    got = resp.content.split(b"\n\n")
+    usage_at = [i for i, e in enumerate(sent) if b'"choices": []' in e][0]
+    assert got[:usage_at] == sent[:usage_at] and got[usage_at + 1:] == sent[usage_at + 1:]
+    usage_chunk = json.loads(got[usage_at][len(b"data: "):])
+    assert usage_chunk.pop("credits_consumed") > 0
+    assert usage_chunk == json.loads(sent[usage_at][len(b"data: "):])
 
 
 def test_usage_chunk_dropped_when_not_asked(post, upstream):
@@ -162,7 +169,8 @@ def test_body_forwarded_with_unknown_fields(post, upstream):
     body = {**BODY, "seed": 7, "response_format": {"type": "json_object"},
             "brand_new_field": {"nested": [1, 2]}, "temperature": 0.5}
     assert post(body).status_code == 200
-    assert upstream.last.json == body
+    # the body as sent, plus the output cap the credit hold was sized for
+    assert upstream.last.json == {**body, "max_completion_tokens": 4096}
 
 
 def with_alias(up, dead):
