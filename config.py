@@ -29,7 +29,7 @@ DEFAULTS = {
 
 
 def load_config(app, overrides=None):
-    """Fill app.config from defaults, the TOML file, the environment and overrides, in that order."""
+    """Fill app.config from defaults, the TOML file, the environment and overrides, in order."""
     app.config.from_mapping(DEFAULTS)
     path = os.environ.get("GATEWAY_CONFIG", "gateway.toml")
     if os.path.exists(path):

@@ -2,8 +2,17 @@
 
 from decimal import Decimal
 
-from sqlalchemy import (BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, Numeric,
-                        String, TypeDecorator)
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    TypeDecorator,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from extensions import db

@@ -171,6 +171,8 @@ class Billing:
                 break
         if leftovers:
             self._settle_with_retry(leftovers)
+            for _ in leftovers:
+                self.queue.task_done()
         if self._worker is not None:
             self.flush(timeout=30)
 
@@ -274,7 +276,8 @@ def usage_page(session, user_id: int, size: int, before_id: int | None):
 def ledger_gap(session, user_id: int) -> Decimal:
     """credited - balance - (charges + open holds): zero whenever the books are right."""
     bal, credited = balance(session, user_id)
-    charged = session.scalar(select(_total(UsageRecord.price)).where(UsageRecord.user_id == user_id))
+    charged = session.scalar(select(_total(UsageRecord.price))
+                             .where(UsageRecord.user_id == user_id))
     held = session.scalar(select(_total(Hold.amount)).where(Hold.user_id == user_id))
     return credited - bal - charged - held
 

@@ -233,3 +233,19 @@ def test_balance_api_bad_params(client, api_key, query, param):
     resp = client.get("/api/v1/credits", query_string={"include_usage": "true", **query},
                       headers={"Authorization": f"Bearer {api_key}"})
     assert resp.status_code == 400 and resp.json["error"]["param"] == param
+
+
+def test_shutdown_writes_every_queued_charge(app, user):
+    """Charges queued at exit are written before the process goes."""
+    from services.billing import Ticket
+    from translation.ir import Usage
+    user_id, _ = user
+    billing = app.extensions["billing"]
+    caller = type("Caller", (), {"user_id": user_id, "key_id": 1})()
+    tickets = [billing.reserve(caller, "gpt-test", 10, 10) for _ in range(50)]
+    assert all(isinstance(t, Ticket) for t in tickets)
+    for ticket in tickets:
+        billing.charge(ticket, Usage(input=10, output=10))
+    billing.shutdown()
+    bal, records, holds, gap = books(app, user_id)
+    assert len(records) == 50 and holds == [] and gap == 0
