@@ -108,15 +108,19 @@ def providers():
 
 
 @click.command("first-key")
+@click.option("--credits", "amount", default="1000", show_default=True,
+              help="Credits granted to admin with the first key.")
 @with_appcontext
-def first_key():
-    """On a gateway with no keys yet, create user 'admin' and print a key for it."""
+def first_key(amount):
+    """On a gateway with no keys yet, create user 'admin' with credits and print a key."""
     if db.session.scalar(select(ApiKey.id).limit(1)) is not None:
         click.echo("Keys exist already; make another with: flask keys create USER", err=True)
         return
     owner = db.session.scalar(select(User).where(User.name == "admin")) or User(name="admin")
     db.session.add(owner)
     db.session.commit()
+    if Decimal(amount):
+        grant(db.session, owner.id, Decimal(amount), "first key")
     row, plaintext = create_key(db.session, owner, name="first key")
     click.echo(f"First API key (user admin, key id {row.id}); it is shown only this once:")
     click.echo(f"\n    {plaintext}\n")

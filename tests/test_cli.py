@@ -34,8 +34,22 @@ def test_first_key_only_once(app, client):
     out = run(app, "first-key").output
     key = [line.strip() for line in out.splitlines() if line.strip().startswith("tg-")][0]
     assert client.get("/v1/models", headers={"x-api-key": key}).status_code == 200
+    balance = client.get("/v1/credits", headers={"x-api-key": key}).json["data"]
+    assert balance == {"balance": 1000.0, "amount": 1000.0}
     again = run(app, "first-key")
     assert "tg-" not in again.output
+
+
+def test_credits_grant_and_show(app, client, api_key):
+    assert "balance 1250" in run(app, "credits", "grant", "alice", "250.5", "--reason",
+                                 "invoice 7").output.replace(".500000", "")
+    assert run(app, "credits", "grant", "alice", "abc").exit_code != 0
+    assert run(app, "credits", "grant", "alice", "0.0000001").exit_code != 0
+    client.post("/v1/chat/completions", headers={"x-api-key": api_key},
+                json={"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]})
+    app.extensions["billing"].flush()
+    shown = run(app, "credits", "show", "alice").output
+    assert "credited in all 1250.500000" in shown and "gpt-test" in shown
 
 
 def test_providers_listing(app):
