@@ -35,6 +35,15 @@ def test_presets_enabled_by_their_key_variables():
     assert configured_upstreams([], {}) == []
 
 
+def test_provider_without_its_key_is_left_out(caplog):
+    entries = [{"name": "deepseek"}, {"name": "local", "type": "openai-compatible",
+                                      "base_url": "http://127.0.0.1:9/v1", "models": ["m"]}]
+    assert [u.name for u in configured_upstreams(entries, {})] == ["local"]
+    assert "DEEPSEEK_API_KEY" in caplog.text
+    assert [u.name for u in configured_upstreams(entries, {"DEEPSEEK_API_KEY": "k"})] == [
+        "deepseek", "local"]
+
+
 def test_entry_overrides_preset_and_aliases():
     up = parse_upstream({"name": "openai", "models": ["gpt-4o"], "aliases": {"best": "gpt-4o"}},
                         {"OPENAI_API_KEY": "sk-x"})

@@ -249,3 +249,38 @@ def test_shutdown_writes_every_queued_charge(app, user):
     billing.shutdown()
     bal, records, holds, gap = books(app, user_id)
     assert len(records) == 50 and holds == [] and gap == 0
+
+
+def test_paging_250_records_while_more_are_written(app, client, user):
+    """pageSize 100 over 250 records: exactly those 250, newest first, though 60 more arrive."""
+    from services.billing import Charge, Ticket, settle
+    from translation.ir import Usage
+    user_id, key = user
+    price = app.extensions["billing"].pricing.for_model("gpt-test")
+
+    def write(n):
+        with app.extensions["billing"].session_factory() as session:
+            for _ in range(n):
+                ticket = Ticket(hold_id=0, amount=Decimal(0), user_id=user_id, key_id=1,
+                                model="gpt-test", price=price, prompt_estimate=0)
+                settle(session, Charge(ticket, Usage(input=1, output=1), Decimal("0.001")))
+            session.commit()
+
+    write(250)
+    auth = {"Authorization": f"Bearer {key}"}
+    seen, next_id = [], ""
+    while True:
+        data = client.get("/api/v1/credits", headers=auth, query_string={
+            "include_usage": "true", "pageSize": 100, "nextId": next_id}).json["data"]
+        seen += [r["id"] for r in data["usage"]["list"]]
+        next_id = data["usage"]["nextId"]
+        writer = threading.Thread(target=write, args=(30,))
+        writer.start()
+        writer.join()
+        if not next_id:
+            break
+    assert len(seen) == 250 == len(set(seen)) and seen == sorted(seen, reverse=True)
+    with app.app_context():
+        first_250 = db.session.scalars(select(UsageRecord.id).where(
+            UsageRecord.user_id == user_id).order_by(UsageRecord.id).limit(250)).all()
+    assert sorted(seen) == first_250
