@@ -63,7 +63,7 @@ class GunicornServer:
             try:
                 requests.get(f"{self.url}/v1/models", timeout=1)
                 return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # bound, workers still booting
                 time.sleep(0.1)
         raise AssertionError("gunicorn did not start:\n" + self.logs())
 
