@@ -20,7 +20,8 @@ def presented_key() -> str | None:
 
 def authenticate():
     """Resolve the caller (cached), or raise 401; 429 for an address that keeps failing."""
-    failures, address, key = current_app.extensions["auth_failures"], client_address(), presented_key()
+    failures, address = current_app.extensions["auth_failures"], client_address()
+    key = presented_key()
     failures.check(address)
     caller = current_app.extensions["keys"].authenticate(db.session, key)
     if caller is None:

@@ -41,7 +41,8 @@ class Plan:
     def describe(self) -> str:
         """One line for operators: 'pro: 2000/hour, chat 300/min, images 60/min, all models'."""
         parts = [f"{self.per_hour}/hour" if self.per_hour else "no hourly limit"]
-        parts += [f"{family} {n}/min" for family, n in sorted(self.per_minute.items()) if n]
+        parts += [f"{family} {n}/min" if n else f"{family} unlimited"
+                  for family, n in sorted(self.per_minute.items())]
         parts.append("all models" if self.models is None else "models " + ", ".join(self.models))
         return f"{self.name}: " + ", ".join(parts)
 
