@@ -19,6 +19,18 @@ UPSTREAM_KEY = "sk-CANARY-upstream-0123456789abcdef"
 UPSTREAM_KEY_ENV = "TOLLGATE_TEST_UPSTREAM_KEY"
 
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
+# Rate-limit storages: per-process memory always, Redis when TEST_REDIS_URL is set (CI sets it).
+REDIS_URL = os.environ.get("TEST_REDIS_URL")
+STORAGES = ["memory"] + (["redis"] if REDIS_URL else [])
+
+
+def limit_storage(kind: str) -> dict:
+    """Rate-limit settings for a storage kind. Redis is shared with parallel runs, so each call
+    gets a key prefix of its own: no test ever counts another's hits."""
+    if kind == "memory":
+        return {"RATELIMIT_STORAGE_URI": "memory://"}
+    return {"RATELIMIT_STORAGE_URI": REDIS_URL,
+            "RATELIMIT_STORAGE_OPTIONS": {"key_prefix": f"tollgate-test-{uuid.uuid4().hex}"}}
 
 
 @pytest.fixture(scope="session")
