@@ -11,17 +11,11 @@ from dataclasses import dataclass
 from limits import RateLimitItem, parse_many
 from limits.errors import StorageError
 
-from errors import GatewayError, RateLimited
+from errors import RateLimited, RateLimitUnavailable
 
 log = logging.getLogger(__name__)
 POLICIES = ("open", "closed")
 SCOPE = "auth-failures"  # the counter's name in storage, beside the client address
-
-
-class RateLimitUnavailable(GatewayError):
-    """Rate-limit storage is unreachable and the policy is to refuse requests meanwhile."""
-
-    status, kind, code = 503, "unavailable", "rate_limit_storage_unavailable"
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from app import create_app
-from extensions import db
+from extensions import db, limiter
 from models import User
 from services.keys import create_key
 from tests.fake_upstream import FakeUpstream
@@ -94,6 +94,8 @@ def app(upstream, database_url, settings, tmp_path, monkeypatch):
         db.drop_all()
         db.create_all()
     yield app
+    if REDIS_URL and app.config["RATELIMIT_STORAGE_URI"] == REDIS_URL:
+        limiter.storage.reset()  # this test's own key prefix only
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
