@@ -4,6 +4,7 @@ per API family and one hourly limit across all families, with X-RateLimit-*-Requ
 A view joins a family with one decorator: `@limited("chat")`. The check runs after authenticate()
 and before the view body, so a refused request is neither forwarded nor charged."""
 
+import math
 from functools import partial, wraps
 
 from flask import current_app, g, request
@@ -81,7 +82,7 @@ def add_headers(response):
     """X-RateLimit-*-Requests for the tightest limit this request was counted against."""
     standing = g.get("rate_limit")
     if standing is not None:
-        values = (standing.limit, standing.remaining, int(standing.reset_at))
+        values = (standing.limit, standing.remaining, math.ceil(standing.reset_at))
         response.headers.update(dict(zip(HEADERS, map(str, values), strict=True)))
     return response
 

@@ -155,3 +155,11 @@ def test_sdk_sees_rate_limit_error(gateway, api_key):
     assert info.value.status_code == 429
     assert info.value.body["type"] == "rate_limit_error"
     assert int(info.value.response.headers["retry-after"]) >= 1
+
+
+def test_a_forged_forwarded_for_does_not_escape_the_failed_auth_limit(client):
+    """With no trusted proxy configured, X-Forwarded-For is the client's word and is ignored."""
+    codes = [client.get("/v1/models", headers={"Authorization": "Bearer tg-wrong-guess-000000",
+                                               "X-Forwarded-For": f"10.9.9.{n}"}).status_code
+             for n in range(4)]
+    assert codes == [401, 401, 401, 429]
