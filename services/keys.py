@@ -82,9 +82,12 @@ class KeyStore:
             self._cache.clear()
 
     def _load(self, session, wanted: str) -> Caller | None:
+        # Plain columns, not ORM objects: the rollback below expires objects, and reading one
+        # afterwards would query again and hold a pooled connection for the rest of the request.
         try:
             row = session.execute(
-                select(ApiKey, User.name, User.plan, User.plan_overrides)
+                select(ApiKey.id, ApiKey.user_id, ApiKey.digest, ApiKey.revoked_at,
+                       ApiKey.expires_at, User.name, User.plan, User.plan_overrides)
                 .join(User, User.id == ApiKey.user_id)
                 .where(ApiKey.digest == wanted)
             ).first()
@@ -92,11 +95,11 @@ class KeyStore:
             session.rollback()  # hand the pooled connection back before a long stream starts
         if row is None:
             return None
-        key, user_name, plan_name, overrides = row
-        if not hmac.compare_digest(key.digest, wanted) or key.revoked_at is not None:
+        if not hmac.compare_digest(row.digest, wanted) or row.revoked_at is not None:
             return None
-        return Caller(key_id=key.id, user_id=key.user_id, user_name=user_name,
-                      expires_at=key.expires_at, plan=self.plans.for_user(plan_name, overrides))
+        return Caller(key_id=row.id, user_id=row.user_id, user_name=row.name,
+                      expires_at=row.expires_at, plan=self.plans.for_user(row.plan,
+                                                                         row.plan_overrides))
 
 
 _MISSING = object()

@@ -51,7 +51,7 @@ class StorageGuard:
         self.policy, self.retry_after, self.log_every = policy, retry_after, log_every
         self.clock = clock
         self.errors = 0  # storage calls that failed
-        self.degraded = 0  # requests served by the policy instead of the limits
+        self.degraded = 0  # rate-limit checks answered by the policy instead of the storage
         self._down_until = 0.0
         self._logged_at = -math.inf
 
@@ -77,7 +77,7 @@ class StorageGuard:
             self._logged_at = now
             verb = "allowed without limits" if self.policy == "open" else "refused with 503"
             log.warning("rate-limit storage unreachable (%s); requests are %s for %.0fs "
-                        "(%d storage errors, %d requests affected so far in this process)",
+                        "(%d storage errors, %d checks skipped so far in this process)",
                         type(exc.__cause__ or exc).__name__, verb, self.retry_after,
                         self.errors, self.degraded)
 

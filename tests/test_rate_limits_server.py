@@ -37,7 +37,24 @@ def post_chat(url, key):
                          json={"model": "gpt-test", "messages": [{"role": "user", "content": "x"}]})
 
 
+def serving_pids(server) -> set[str]:
+    return set(re.findall(r"pid=<(\d+)> \d+ /v1/", server.logs()))
+
+
+def wait_for_both_workers(server):
+    """The server answers as soon as one worker is up; list models (not counted) until both are."""
+    deadline = time.monotonic() + 30
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        while len(serving_pids(server)) < 2:
+            assert time.monotonic() < deadline, "the second worker never answered"
+            list(pool.map(lambda _: requests.get(
+                f"{server.url}/v1/models", timeout=10,
+                headers={"Authorization": f"Bearer {server.key}", "Connection": "close"}),
+                range(8)))
+
+
 def test_limit_is_exact_across_two_workers(server, upstream):
+    wait_for_both_workers(server)
     upstream.push(*[Script(delay=0.3) for _ in range(30)])  # keep requests in flight together
     started = time.time()
     with ThreadPoolExecutor(max_workers=30) as pool:

@@ -5,9 +5,11 @@ import time
 import openai
 import pytest
 from flask import Blueprint, jsonify
+from sqlalchemy import event
 
 from blueprints.common import authenticate
 from blueprints.ratelimit import limited
+from extensions import db
 from tests.conftest import STORAGES, limit_storage, make_user
 
 CHAT = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
@@ -163,3 +165,19 @@ def test_a_forged_forwarded_for_does_not_escape_the_failed_auth_limit(client):
                                                "X-Forwarded-For": f"10.9.9.{n}"}).status_code
              for n in range(4)]
     assert codes == [401, 401, 401, 429]
+
+
+def test_plan_and_key_come_from_the_cache_not_the_database(app, client, api_key):
+    statements = []
+
+    def record(conn, cursor, statement, *rest):
+        statements.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert [chat(client, api_key).status_code for _ in range(3)] == [200, 200, 200]
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert len(statements) == 1, statements  # the first lookup; then the cache answers
