@@ -33,11 +33,14 @@ def find_user(name: str) -> User:
 
 @users.command("create")
 @click.argument("name")
-def users_create(name):
+@click.option("--plan", help="The user's plan (default: DEFAULT_PLAN).")
+def users_create(name, plan):
     """Create a user."""
     if db.session.scalar(select(User).where(User.name == name)):
         raise click.ClickException(f"user {name!r} exists already")
-    user = User(name=name)
+    if plan is not None:
+        _known_plan(plan)
+    user = User(name=name, plan=plan)
     db.session.add(user)
     db.session.commit()
     click.echo(f"created user {user.name} (id {user.id})")
@@ -57,9 +60,7 @@ def users_list():
 @click.argument("plan")
 def users_plan(name, plan):
     """Put user NAME on PLAN (takes effect within KEY_CACHE_TTL seconds)."""
-    book = current_app.extensions["keys"].plans
-    if plan not in book.plans:
-        raise click.ClickException(f"no plan {plan!r}; plans: {', '.join(sorted(book.plans))}")
+    _known_plan(plan)
     user = find_user(name)
     user.plan = plan
     db.session.commit()
@@ -109,6 +110,12 @@ def users_limits(name, per_hour, per_minute, models, all_models, plan_models, re
 def users_show(name):
     """Show user NAME's plan and effective limits."""
     click.echo(_effective(find_user(name)))
+
+
+def _known_plan(plan: str) -> None:
+    book = current_app.extensions["keys"].plans
+    if plan not in book.plans:
+        raise click.ClickException(f"no plan {plan!r}; plans: {', '.join(sorted(book.plans))}")
 
 
 def _override(table: dict, key: str, value: str) -> None:

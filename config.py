@@ -72,6 +72,6 @@ def storage_options(config) -> dict:
     """Options for the rate-limit storage: storage errors wrapped in one exception type, and for
     Redis short timeouts and our key prefix unless the config says otherwise."""
     options = {"wrap_exceptions": True}
-    if not config["RATELIMIT_STORAGE_URI"].startswith("memory://"):
+    if config["RATELIMIT_STORAGE_URI"].startswith(("redis", "valkey")):
         options.update(REDIS_STORAGE_OPTIONS)
     return {**options, **(config.get("RATELIMIT_STORAGE_OPTIONS") or {})}

@@ -55,3 +55,14 @@ def test_overrides_and_plan_changes_take_effect(app, gateway, upstream):
     cli(app, "users", "plan", "carol", "pro")  # pro (a default plan) allows every model
     assert sorted(m.id for m in sdk.models.list()) == ["gpt-big", "gpt-test", "mini-1"]
     assert "pro: 2000/hour, chat 300/min, images 60/min" in cli(app, "users", "show", "carol")
+
+
+def test_cli_refuses_unknown_plans_and_bad_limits(app):
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["users", "create", "dave", "--plan", "gold"]).exit_code != 0
+    cli(app, "users", "create", "dave", "--plan", "standard")
+    for bad in (["--per-hour", "0"], ["--per-minute", "chat"], ["--per-minute", "chat=x"]):
+        assert runner.invoke(args=["users", "limits", "dave", *bad]).exit_code != 0
+    assert runner.invoke(args=["users", "plan", "dave", "gold"]).exit_code != 0
+    listed = cli(app, "users", "list")
+    assert "dave\tstandard\n" in listed, "a refused change was stored"
