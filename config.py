@@ -24,6 +24,7 @@ DEFAULTS = {
     # Plans: see gateway.example.toml. Users without a plan of their own are on DEFAULT_PLAN.
     "PLANS": DEFAULT_PLANS,
     "DEFAULT_PLAN": "free",
+    "RATELIMIT_ENABLED": True,  # False turns off every rate limit, failed-auth limit included
     # Rate-limit counters. memory:// counts in each worker process separately; a redis:// URL
     # (or REDIS_URL) shares exact counts between workers and hosts.
     "RATELIMIT_STORAGE_URI": "memory://",

@@ -30,8 +30,8 @@ def init_app(app):
     guard = StorageGuard(app.config["RATELIMIT_ON_STORAGE_ERROR"],
                          app.config["RATELIMIT_STORAGE_RETRY"])
     app.extensions["ratelimit"] = guard
-    app.extensions["auth_failures"] = AuthFailures(lambda: limiter.limiter,
-                                                   app.config["AUTH_FAILURE_LIMIT"], guard)
+    auth_limit = app.config["AUTH_FAILURE_LIMIT"] if app.config["RATELIMIT_ENABLED"] else None
+    app.extensions["auth_failures"] = AuthFailures(lambda: limiter.limiter, auth_limit, guard)
     app.after_request(add_headers)
 
 
@@ -115,7 +115,7 @@ def _peek(family: str, guard) -> Standing | None:
         return tightest([Standing(item.amount, max(s.remaining, 0), s.reset_time)
                          for item, s in stats])
 
-    return None if guard.down or not limits else guard.call(read)
+    return None if guard.down or not limits or not limiter.enabled else guard.call(read)
 
 
 def _gate(family: str):
