@@ -70,9 +70,9 @@ class StorageGuard:
 
     def failed(self, exc: Exception) -> None:
         """Record a storage failure and stop using the storage for a while."""
-        self.errors += 1
-        self._down_until = self.clock() + self.retry_after
         now = self.clock()
+        self.errors += 1
+        self._down_until = now + self.retry_after
         if now - self._logged_at >= self.log_every:
             self._logged_at = now
             verb = "allowed without limits" if self.policy == "open" else "refused with 503"

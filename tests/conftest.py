@@ -86,6 +86,7 @@ def app(upstream, database_url, settings, tmp_path, monkeypatch):
     monkeypatch.setenv(UPSTREAM_KEY_ENV, UPSTREAM_KEY)
     monkeypatch.setenv("GATEWAY_CONFIG", str(tmp_path / "absent.toml"))
     monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)  # Redis only with a key prefix of the test's
     config = {"TESTING": True, "SQLALCHEMY_DATABASE_URI": database_url, "CREATE_TABLES": False,
               "PROVIDERS": [provider_entry(upstream)], "UPSTREAM_READ_TIMEOUT": 5.0,
               "UPSTREAM_CONNECT_TIMEOUT": 2.0, **settings}
