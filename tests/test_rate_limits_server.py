@@ -75,3 +75,4 @@ def test_limit_is_exact_across_two_workers(server, upstream):
     assert len(upstream.received) == 10, "refused requests must not reach the upstream"
     served_by = set(re.findall(r"pid=<(\d+)> \d+ /v1/chat/completions", server.logs()))
     assert len(served_by) == 2, "the requests were not spread over both workers"
+    assert server.key not in server.logs() and UPSTREAM_KEY not in server.logs()
