@@ -3,8 +3,9 @@
 from flask import Blueprint, current_app, g, jsonify, request
 from marshmallow import INCLUDE, Schema, fields, validate
 
-from blueprints.common import authenticate, json_body, to_response
+from blueprints.common import authenticate, json_body, require_model, to_response
 from blueprints.common import validate as check
+from blueprints.ratelimit import limited, reports
 from blueprints.schemas import StopSequences, StrictBoolean, StrictInteger, StrictNumber
 from errors import GatewayError, ModelNotFound
 from translation.openai import error_body
@@ -45,9 +46,11 @@ def require_key():
 
 
 @bp.post("/chat/completions")
+@limited("chat")
 def chat_completions():
     body = json_body()
     check(ChatCompletionIn(), body)
+    require_model(body["model"])
     relay = current_app.extensions["relay"]
     reply = relay.chat("openai", body, caller=g.caller,
                        client_socket=request.environ.get("gunicorn.socket"))
@@ -55,11 +58,13 @@ def chat_completions():
 
 
 @bp.get("/models")
+@reports("chat")
 def list_models():
     return jsonify(object="list", data=[_model(m, owner) for m, owner in _models()])
 
 
 @bp.get("/models/<path:model>")
+@reports("chat")
 def get_model(model):
     for name, owner in _models():
         if name == model:
@@ -81,7 +86,10 @@ def render_error(err):
 
 
 def _models():
-    return current_app.extensions["relay"].registry.models()
+    """The models this caller's plan allows, with the provider serving each."""
+    plan = g.caller.plan
+    return [(m, owner) for m, owner in current_app.extensions["relay"].registry.models()
+            if plan.allows(m)]
 
 
 def _model(name, owner):
