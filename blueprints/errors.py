@@ -3,6 +3,8 @@
 import logging
 
 from flask import request
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from blueprints.openai_api import render_error
@@ -13,6 +15,7 @@ from errors import (
     NotFound,
     PayloadTooLarge,
     RateLimited,
+    StorageUnavailable,
 )
 
 log = logging.getLogger(__name__)
@@ -26,6 +29,16 @@ def register_error_handlers(app):
     @app.errorhandler(HTTPException)
     def http_error(exc):
         return render_error(_translate(exc))
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(PoolTimeout)
+    def storage_down(exc):
+        # fail closed: without the database there is no key check and no credit hold
+        log.error("database unavailable: %s", type(exc).__name__)
+        return render_error(StorageUnavailable(
+            "The gateway's database is unavailable; try again shortly.",
+            headers={"Retry-After": "2"}))
 
     @app.errorhandler(Exception)
     def crash(exc):
