@@ -104,7 +104,7 @@ def test_blackholed_redis_fails_open_within_the_timeout(blackholed_server, upstr
         took.append(time.monotonic() - started)
         assert reply.status_code == 200, reply.text
         assert "X-RateLimit-Limit-Requests" not in reply.headers
-    assert took[0] < 2, "the first request waited longer than the Redis timeouts"
-    assert max(took[1:]) < 1, "later requests waited on Redis again"
+    assert took[0] < 3, "the first request waited much longer than the Redis timeouts"
+    assert max(took[1:]) < 1.5, "later requests waited on Redis again"
     assert len(upstream.received) == 12
     assert "rate-limit storage unreachable (TimeoutError)" in blackholed_server.logs()
