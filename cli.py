@@ -208,11 +208,13 @@ def providers():
               help="Credits granted to admin with the first key.")
 @with_appcontext
 def first_key(amount):
-    """On a gateway with no keys yet, create user 'admin' with credits and print a key."""
+    """On a gateway with no keys yet, create user 'admin' (plan pro, with credits) and print
+    a key."""
     if db.session.scalar(select(ApiKey.id).limit(1)) is not None:
         click.echo("Keys exist already; make another with: flask keys create USER", err=True)
         return
     owner = db.session.scalar(select(User).where(User.name == "admin")) or User(name="admin")
+    owner.plan = owner.plan or "pro"  # the operator's own key: not held to the free plan
     db.session.add(owner)
     db.session.commit()
     if Decimal(amount):

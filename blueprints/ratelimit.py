@@ -45,7 +45,6 @@ def limited(family: str):
             check(gate)
             return view(*args, **kwargs)
 
-        run.rate_limit_family = family
         return run
 
     return decorate

@@ -36,6 +36,7 @@ def test_first_key_only_once(app, client):
     assert client.get("/v1/models", headers={"x-api-key": key}).status_code == 200
     balance = client.get("/v1/credits", headers={"x-api-key": key}).json["data"]
     assert balance == {"balance": 1000.0, "amount": 1000.0}
+    assert "pro" in run(app, "users", "show", "admin").output
     again = run(app, "first-key")
     assert "tg-" not in again.output
 

@@ -2,6 +2,7 @@
 
 import json
 import re
+import socket
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +14,7 @@ from tests.conftest import REDIS_URL, UPSTREAM_KEY, UPSTREAM_KEY_ENV, provider_e
 from tests.fake_upstream import Script
 from tests.live_server import GunicornServer
 
-pytestmark = pytest.mark.skipif(not REDIS_URL, reason="TEST_REDIS_URL is not set")
+needs_redis = pytest.mark.skipif(not REDIS_URL, reason="TEST_REDIS_URL is not set")
 
 
 @pytest.fixture
@@ -53,6 +54,7 @@ def wait_for_both_workers(server):
                 range(8)))
 
 
+@needs_redis
 def test_limit_is_exact_across_two_workers(server, upstream):
     wait_for_both_workers(server)
     upstream.push(*[Script(delay=0.3) for _ in range(30)])  # keep requests in flight together
@@ -76,3 +78,33 @@ def test_limit_is_exact_across_two_workers(server, upstream):
     served_by = set(re.findall(r"pid=<(\d+)> \d+ /v1/chat/completions", server.logs()))
     assert len(served_by) == 2, "the requests were not spread over both workers"
     assert server.key not in server.logs() and UPSTREAM_KEY not in server.logs()
+
+
+@pytest.fixture
+def blackholed_server(upstream, tmp_path, monkeypatch):
+    """The server with its Redis on a port that accepts connections and never answers."""
+    monkeypatch.setenv(UPSTREAM_KEY_ENV, UPSTREAM_KEY)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        env = {"REDIS_URL": f"redis://127.0.0.1:{listener.getsockname()[1]}/0"}
+        srv = GunicornServer(tmp_path, providers=[provider_entry(upstream)], env=env)
+        srv.key = srv.create_key()
+        srv.start()
+        yield srv
+        srv.stop()
+
+
+def test_blackholed_redis_fails_open_within_the_timeout(blackholed_server, upstream):
+    """The documented default: serve without limits, log a warning, never hang or answer 500."""
+    took = []
+    for _ in range(12):  # more than the free plan's 10 per minute
+        started = time.monotonic()
+        reply = post_chat(blackholed_server.url, blackholed_server.key)
+        took.append(time.monotonic() - started)
+        assert reply.status_code == 200, reply.text
+        assert "X-RateLimit-Limit-Requests" not in reply.headers
+    assert took[0] < 3, "the first request waited much longer than the Redis timeouts"
+    assert max(took[1:]) < 1.5, "later requests waited on Redis again"
+    assert len(upstream.received) == 12
+    assert "rate-limit storage unreachable (TimeoutError)" in blackholed_server.logs()

@@ -1,5 +1,7 @@
 """Model access by plan: the models list and chat requests, with per-user overrides set by CLI."""
 
+import time
+
 import openai
 import pytest
 
@@ -7,11 +9,12 @@ from tests.conftest import make_user, provider_entry
 
 PLANS = {"free": {"requests_per_minute": {"chat": 50}, "models": ["gpt-test", "mini-*"]}}
 CHAT_MESSAGES = [{"role": "user", "content": "hi"}]
+CACHE_TTL = 0.1  # seconds: plan changes reach a cached key within this
 
 
 @pytest.fixture
 def settings(upstream):
-    return {"PLANS": PLANS, "KEY_CACHE_TTL": 0.01,
+    return {"PLANS": PLANS, "KEY_CACHE_TTL": CACHE_TTL,
             "PROVIDERS": [provider_entry(upstream, models=("gpt-test", "gpt-big", "mini-1"))]}
 
 
@@ -24,6 +27,13 @@ def cli(app, *args):
     result = app.test_cli_runner().invoke(args=list(args))
     assert result.exit_code == 0, result.output
     return result.output
+
+
+def change(app, *args):
+    """An operator change, and the wait until every cached key sees it."""
+    output = cli(app, *args)
+    time.sleep(CACHE_TTL * 1.5)
+    return output
 
 
 def test_models_list_shows_only_what_the_plan_allows(sdk):
@@ -45,14 +55,14 @@ def test_disallowed_model_is_403_and_not_forwarded(sdk, upstream):
 def test_overrides_and_plan_changes_take_effect(app, gateway, upstream):
     _, key = make_user(app, "carol")
     sdk = openai.OpenAI(base_url=f"{gateway}/v1", api_key=key, max_retries=0)
-    cli(app, "users", "limits", "carol", "--models", "gpt-big")
+    change(app, "users", "limits", "carol", "--models", "gpt-big")
     assert [m.id for m in sdk.models.list()] == ["gpt-big"]
     assert sdk.chat.completions.create(model="gpt-big", messages=CHAT_MESSAGES).choices
     with pytest.raises(openai.PermissionDeniedError):
         sdk.chat.completions.create(model="gpt-test", messages=CHAT_MESSAGES)
 
     cli(app, "users", "limits", "carol", "--reset")
-    cli(app, "users", "plan", "carol", "pro")  # pro (a default plan) allows every model
+    change(app, "users", "plan", "carol", "pro")  # pro (a default plan) allows every model
     assert sorted(m.id for m in sdk.models.list()) == ["gpt-big", "gpt-test", "mini-1"]
     assert "pro: 2000/hour, chat 300/min, images 60/min" in cli(app, "users", "show", "carol")
 

@@ -45,8 +45,8 @@ def test_fail_open_serves_unlimited_and_counts(app, client, upstream, caplog):
     results = [timed_chat(client, key) for _ in range(12)]  # more than free's 10 per minute
     assert [r.status_code for r, _ in results] == [200] * 12
     assert all("X-RateLimit-Limit-Requests" not in r.headers for r, _ in results)
-    assert results[0][1] < 1.5, "the first request waited longer than the Redis timeouts"
-    assert max(t for _, t in results[1:]) < 0.5, "later requests should not wait on Redis again"
+    assert results[0][1] < 2, "the first request waited much longer than the Redis timeouts"
+    assert max(t for _, t in results[1:]) < 1, "later requests should not wait on Redis again"
     assert len(upstream.received) == 12
     guard = app.extensions["ratelimit"]
     assert guard.errors == 1 and guard.degraded >= 12
@@ -64,5 +64,5 @@ def test_fail_closed_answers_503_without_forwarding(app, client, upstream):
         assert resp.json["error"]["type"] == "service_unavailable_error"
         assert resp.json["error"]["code"] == "rate_limit_storage_unavailable"
         assert int(resp.headers["Retry-After"]) >= 1
-        assert took < 1.5
+        assert took < 2
     assert not upstream.received

@@ -5,11 +5,12 @@ import time
 import openai
 import pytest
 from flask import Blueprint, jsonify
+from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import event
 
 from blueprints.common import authenticate
 from blueprints.ratelimit import limited
-from extensions import db
+from extensions import db, limiter
 from tests.conftest import STORAGES, limit_storage, make_user
 
 CHAT = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
@@ -182,3 +183,8 @@ def test_plan_and_key_come_from_the_cache_not_the_database(app, client, api_key)
         event.remove(engine, "before_cursor_execute", record)
     lookups = [s for s in statements if "api_keys" in s or "users" in s]
     assert len(lookups) == 1, lookups  # the first lookup; then the cache answers
+
+
+def test_counts_use_a_moving_window(app):
+    """No fixed windows: those let a client double its burst across a window boundary."""
+    assert isinstance(limiter.limiter, MovingWindowRateLimiter)
