@@ -1,14 +1,27 @@
-"""App-wide error handlers: unknown routes, wrong methods, oversized bodies, crashes; all JSON."""
+"""App-wide error handlers: unknown routes, wrong methods, oversized bodies, crashes; all JSON,
+in the envelope of the API family the path belongs to."""
 
 import logging
 
 from flask import request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from blueprints.openai_api import render_error
+from blueprints import anthropic_api, gemini_api, openai_api
 from errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound, PayloadTooLarge
 
 log = logging.getLogger(__name__)
+ANTHROPIC_PATHS = ("/v1/messages", "/api/v1/messages")
+GEMINI_PATHS = ("/v1beta/", "/api/v1beta/")
+
+
+def render_error(err):
+    """The error in the envelope of the API the request's path belongs to (OpenAI otherwise)."""
+    path = request.path
+    if path.startswith(GEMINI_PATHS) or path in ("/v1beta", "/api/v1beta"):
+        return gemini_api.render_error(err)
+    if any(path == p or path.startswith(p + "/") for p in ANTHROPIC_PATHS):
+        return anthropic_api.render_error(err)
+    return openai_api.render_error(err)
 
 
 def register_error_handlers(app):

@@ -3,7 +3,8 @@
 from flask import Blueprint, current_app, g, jsonify, request
 from marshmallow import INCLUDE, Schema, fields, validate
 
-from blueprints.common import authenticate, json_body, to_response, validate as check
+from blueprints.common import authenticate, json_body, to_response
+from blueprints.common import validate as check
 from blueprints.schemas import StopSequences, StrictBoolean, StrictInteger, StrictNumber
 from errors import GatewayError, ModelNotFound
 from translation.openai import error_body

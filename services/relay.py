@@ -2,22 +2,25 @@
 
 When the client's format and the provider's wire format are the same, the body is forwarded
 as it came (model name aside) and streams are relayed byte for byte (the passthrough fast path).
+Otherwise the request goes through the internal representation: client format -> IR ->
+provider format, and the answer (or each stream event) back the same way.
 """
 
-import logging
-from dataclasses import dataclass, field
-from typing import Iterator
-
 import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import requests
 
 from errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable, redact
 from services.streams import relay_events
-from translation import openai as openai_format
+from translation import anthropic, anthropic_stream, gemini, gemini_stream, openai, openai_stream
+from translation.streaming import TranslatingTap
 
 log = logging.getLogger(__name__)
-FORMATS = {"openai": openai_format}
+FORMATS = {"openai": openai, "anthropic": anthropic, "gemini": gemini}
+STREAMS = {"openai": openai_stream, "anthropic": anthropic_stream, "gemini": gemini_stream}
 
 
 @dataclass
@@ -32,9 +35,12 @@ class Reply:
 
 
 class Relay:
-    def __init__(self, registry, *, max_stream_seconds: float):
+    def __init__(self, registry, *, max_stream_seconds: float, fetcher=None,
+                 translation_options=None):
         self.registry = registry
         self.max_stream_seconds = max_stream_seconds
+        self.fetcher = fetcher  # services.media.ImageFetcher, for providers needing inline images
+        self.translation_options = dict(translation_options or {})
 
     def chat(self, client_format: str, body: dict, *, caller, client_socket=None) -> Reply:
         """Serve one chat request in `client_format` (the body is already validated)."""
@@ -43,16 +49,16 @@ class Relay:
         stream = bool(body.get("stream"))
         last_error = None
         for route in routes:
-            if route.provider.wire_format != client_format:
-                continue  # translation between formats arrives with the Anthropic/Gemini formats
+            serve = (self._passthrough if passes_through(client_format, body, route)
+                     else self._translated)
             try:
-                return self._passthrough(client_format, body, route, stream=stream,
+                return serve(client_format, body, route, stream=stream,
                              client_socket=client_socket, on_close=None)
             except UpstreamUnavailable as err:  # refused, timed out, 5xx, 429: try the next one
                 log.warning("provider %s unavailable: %s", route.provider.upstream.name, err.message)
                 last_error = err
         if last_error is None:
-            raise GatewayError(f"no provider for model '{body['model']}' speaks {client_format}")
+            raise GatewayError(f"no provider could serve model '{body['model']}'")
         raise last_error
 
     def _passthrough(self, fmt, body, route, *, stream, client_socket, on_close) -> Reply:
@@ -61,26 +67,70 @@ class Relay:
         Every serving path has this signature: a whole answer comes back with `usage` set;
         a stream calls `on_close(tap, outcome)` once when it ends, with `tap.usage`.
         """
-        payload = {**body, "model": route.upstream_model}
         module = FORMATS[fmt]
+        payload = module.passthrough_payload(body, route.upstream_model, stream)
         if not stream:
             resp = route.provider.open(payload, stream=False)
             content = read_body(resp, route.provider.upstream.name)
             return Reply(resp.status_code, content,
                          resp.headers.get("content-type", "application/json"),
                          usage=module.usage_of_body(content))
-        wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        payload["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
         resp = route.provider.open(payload, stream=True)
-        if not resp.headers.get("content-type", "").startswith("text/event-stream"):
-            read_body(resp, route.provider.upstream.name)  # an error body on 200 raises here
-            raise UpstreamUnavailable(f"provider {route.provider.upstream.name} did not stream")
-        tap = module.StreamTap(forward_usage_chunk=wants_usage)
+        expect_stream(resp, route.provider.upstream.name)
+        tap = module.passthrough_tap(body)
         events = relay_events(resp, tap, error_event=module.error_event,
                               max_seconds=self.max_stream_seconds, client_socket=client_socket,
                               on_close=on_close)
-        return Reply(200, events, "text/event-stream",
-                     {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return Reply(200, events, "text/event-stream", dict(STREAM_HEADERS))
+
+    def _translated(self, fmt, body, route, *, stream, client_socket, on_close) -> Reply:
+        """Different formats: client request -> IR -> provider request, and the answer back."""
+        src, dst = FORMATS[fmt], FORMATS[route.provider.wire_format]
+        name = route.provider.upstream.name
+        req = src.request_to_ir(body)
+        if getattr(dst, "NEEDS_INLINE_IMAGES", False) and self.fetcher is not None:
+            self.fetcher.inline(req)
+        payload = dst.request_from_ir(req, route.upstream_model, **self.translation_options)
+        if not stream:
+            resp = route.provider.open(payload, stream=False)
+            content = read_body(resp, name)
+            try:
+                answer = dst.response_to_ir(json.loads(content))
+            except (ValueError, AttributeError, TypeError) as exc:
+                raise UpstreamUnavailable(f"provider {name} sent an unreadable answer") from exc
+            out = json.dumps(src.response_from_ir(answer, req), ensure_ascii=False).encode()
+            return Reply(200, out, "application/json", usage=answer.usage)
+        resp = route.provider.open(payload, stream=True)
+        expect_stream(resp, name)
+        encoder = STREAMS[fmt].StreamEncoder(req, **stream_options(fmt, body))
+        tap = TranslatingTap(STREAMS[route.provider.wire_format].StreamDecoder(), encoder)
+        events = relay_events(resp, tap, error_event=tap.error_event,
+                              max_seconds=self.max_stream_seconds, client_socket=client_socket,
+                              on_close=on_close)
+        return Reply(200, events, encoder.content_type, dict(STREAM_HEADERS))
+
+
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def passes_through(client_format: str, body: dict, route) -> bool:
+    """Same wire format on both sides, and nothing the client asked for needs re-encoding."""
+    if route.provider.wire_format != client_format:
+        return False
+    check = getattr(FORMATS[client_format], "can_pass_through", None)
+    return check is None or check(body)
+
+
+def stream_options(fmt: str, body: dict) -> dict:
+    """Encoder options from the client's request: Gemini clients choose SSE or a JSON array."""
+    return {"sse": body.get("alt") == "sse"} if fmt == "gemini" else {}
+
+
+def expect_stream(resp, provider_name: str) -> None:
+    """A 2xx that is not an event stream is an error body (raised) or a broken upstream."""
+    if not resp.headers.get("content-type", "").startswith("text/event-stream"):
+        read_body(resp, provider_name)  # an error body on 200 raises here
+        raise UpstreamUnavailable(f"provider {provider_name} did not stream")
 
 
 def read_body(resp, provider_name: str) -> bytes:

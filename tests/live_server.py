@@ -61,9 +61,9 @@ class GunicornServer:
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.logs()
             try:
-                requests.get(f"{self.url}/v1/models", timeout=1)
+                requests.get(f"{self.url}/v1/models", timeout=5)
                 return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # still booting the worker
                 time.sleep(0.1)
         raise AssertionError("gunicorn did not start:\n" + self.logs())
 

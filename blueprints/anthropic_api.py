@@ -1,0 +1,119 @@
+"""The Anthropic Messages API: /v1/messages and count_tokens, under /v1 and /api/v1."""
+
+from flask import Blueprint, current_app, g, jsonify, request
+from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
+
+from blueprints.common import authenticate, json_body, to_response
+from blueprints.common import validate as check
+from blueprints.schemas import StrictBoolean, StrictInteger, StrictNumber
+from errors import GatewayError
+from services.counting import count_input_tokens
+from translation.anthropic import error_body
+
+bp = Blueprint("anthropic_api", __name__)
+BASE_PATHS = ("/v1", "/api/v1")
+BLOCK_TYPES = ("text", "image", "document", "tool_use", "tool_result", "thinking",
+               "redacted_thinking", "search_result", "server_tool_use", "container_upload")
+
+
+class Content(fields.Field):
+    """A string, or a list of content blocks each with a known `type`."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            return value
+        if not isinstance(value, list):
+            raise ValidationError("Must be a string or a list of content blocks.")
+        for i, block in enumerate(value):
+            if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+                raise ValidationError(f"Block {i} must be an object with a 'type'.")
+            if block["type"] == "text" and not isinstance(block.get("text"), str):
+                raise ValidationError(f"Block {i}: a text block needs a 'text' string.")
+        return value
+
+
+class SystemPrompt(fields.Field):
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) or (isinstance(value, list) and all(
+                isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
+                for b in value)):
+            return value
+        raise ValidationError("Must be a string or a list of text blocks.")
+
+
+class MessageIn(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    role = fields.String(required=True, validate=validate.OneOf(("user", "assistant")))
+    content = Content(required=True)
+
+
+class ToolIn(Schema):
+    class Meta:
+        unknown = INCLUDE  # server tools (web search, …) carry their own fields
+
+    name = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    input_schema = fields.Dict()
+
+
+class CountTokensIn(Schema):
+    class Meta:
+        unknown = INCLUDE  # fields we do not model are forwarded
+
+    model = fields.String(required=True, validate=validate.Length(min=1, max=256))
+    messages = fields.List(fields.Nested(MessageIn), required=True,
+                           validate=validate.Length(min=1))
+    system = SystemPrompt()
+    tools = fields.List(fields.Nested(ToolIn))
+    tool_choice = fields.Dict()
+    provider = fields.String(validate=validate.Length(min=1, max=64))
+
+
+class MessagesIn(CountTokensIn):
+    max_tokens = StrictInteger(required=True, validate=validate.Range(min=1))
+    temperature = StrictNumber(validate=validate.Range(0, 1))
+    top_p = StrictNumber(validate=validate.Range(0, 1))
+    top_k = StrictInteger(validate=validate.Range(min=0))
+    stop_sequences = fields.List(fields.String())
+    stream = StrictBoolean()
+    metadata = fields.Dict()
+
+
+@bp.before_request
+def require_key():
+    authenticate()
+
+
+@bp.post("/messages")
+def messages():
+    body = json_body()
+    check(MessagesIn(), body)
+    relay = current_app.extensions["relay"]
+    reply = relay.chat("anthropic", body, caller=g.caller,
+                       client_socket=request.environ.get("gunicorn.socket"))
+    return to_response(reply)
+
+
+@bp.post("/messages/count_tokens")
+def count_tokens():
+    body = json_body()
+    check(CountTokensIn(), body)
+    tokens, estimated = count_input_tokens(current_app.extensions["relay"], "anthropic", body)
+    response = jsonify(input_tokens=tokens)
+    if estimated:
+        response.headers["x-tollgate-token-count"] = "estimated"
+    return response
+
+
+@bp.errorhandler(GatewayError)
+def gateway_error(err):
+    return render_error(err)
+
+
+def render_error(err):
+    """An Anthropic-shaped error response for any GatewayError."""
+    response = jsonify(error_body(err))
+    response.status_code = err.status
+    response.headers.update(err.headers)
+    return response

@@ -1,0 +1,35 @@
+"""The stream tap that translates: upstream events -> IR events -> the client's events."""
+
+from translation import ir
+
+
+class TranslatingTap:
+    """A relay_events tap (feed/end, usage/finished/failed) that re-encodes every event."""
+
+    def __init__(self, decoder, encoder):
+        self.decoder, self.encoder = decoder, encoder
+        self.usage = None
+        self.finished = False
+        self.failed = False
+
+    def feed(self, event: bytes) -> bytes | None:
+        return self._encode(self.decoder.feed(event))
+
+    def end(self) -> bytes | None:
+        return self._encode(self.decoder.end())
+
+    def error_event(self, err) -> bytes:
+        """An in-stream error in the client's format (the encoder knows what it already sent)."""
+        return self.encoder.error_event(err)
+
+    def _encode(self, events) -> bytes | None:
+        out = b""
+        for event in events:
+            if isinstance(event, ir.UsageUpdate):
+                self.usage = event.usage
+            elif isinstance(event, ir.End):
+                self.finished = True
+            elif isinstance(event, ir.Failure):
+                self.failed = True
+            out += self.encoder.encode(event)
+        return out or None
