@@ -35,6 +35,9 @@ def create_app(overrides=None):
         for prefix in family.BASE_PATHS:
             app.register_blueprint(family.bp, url_prefix=prefix,
                                    name=family.bp.name + prefix.replace("/", "_"))
+    for prefix in gemini_api.V1_PATHS:
+        app.register_blueprint(gemini_api.v1_bp, url_prefix=prefix,
+                               name="gemini_v1" + prefix.replace("/", "_"))
     register_error_handlers(app)
     cli.register(app)
     return app

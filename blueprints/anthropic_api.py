@@ -1,12 +1,14 @@
 """The Anthropic Messages API: /v1/messages and count_tokens, under /v1 and /api/v1."""
 
+from datetime import UTC, datetime
+
 from flask import Blueprint, current_app, g, jsonify, request
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
 from blueprints.common import authenticate, json_body, to_response
 from blueprints.common import validate as check
 from blueprints.schemas import StrictBoolean, StrictInteger, StrictNumber
-from errors import GatewayError
+from errors import GatewayError, ModelNotFound
 from services.counting import count_input_tokens
 from translation.anthropic import error_body
 
@@ -104,6 +106,29 @@ def count_tokens():
     if estimated:
         response.headers["x-tollgate-token-count"] = "estimated"
     return response
+
+
+def list_models():
+    """GET /v1/models for the Anthropic SDK (served through openai_api, which owns the path)."""
+    data = [_model(m) for m, _ in _models()]
+    return jsonify(data=data, has_more=False, first_id=data[0]["id"] if data else None,
+                   last_id=data[-1]["id"] if data else None)
+
+
+def get_model(model):
+    if any(name == model for name, _ in _models()):
+        return jsonify(_model(model))
+    raise ModelNotFound(f"model: {model}")
+
+
+def _models():
+    return current_app.extensions["relay"].registry.models()
+
+
+def _model(name):
+    created = current_app.extensions["relay"].registry.created
+    return {"type": "model", "id": name, "display_name": name,
+            "created_at": datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
 @bp.errorhandler(GatewayError)

@@ -17,6 +17,16 @@ def presented_key() -> str | None:
             or request.args.get("key") or None)
 
 
+def client_family() -> str:
+    """Which SDK family a request on a shared path (GET /v1/models) comes from, by its headers."""
+    if "anthropic-version" in request.headers:
+        return "anthropic"
+    if "x-goog-api-key" in request.headers or (
+            "key" in request.args and "Authorization" not in request.headers):
+        return "gemini"
+    return "openai"
+
+
 def authenticate():
     """Resolve the caller (cached), or raise 401."""
     caller = current_app.extensions["keys"].authenticate(db.session, presented_key())

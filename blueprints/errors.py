@@ -2,6 +2,7 @@
 in the envelope of the API family the path belongs to."""
 
 import logging
+import re
 
 from flask import request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -12,12 +13,14 @@ from errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound, Pay
 log = logging.getLogger(__name__)
 ANTHROPIC_PATHS = ("/v1/messages", "/api/v1/messages")
 GEMINI_PATHS = ("/v1beta/", "/api/v1beta/")
+GEMINI_CALL = re.compile(r"(/api)?/v1(beta)?/models/[^/]+:\w+")
 
 
 def render_error(err):
     """The error in the envelope of the API the request's path belongs to (OpenAI otherwise)."""
     path = request.path
-    if path.startswith(GEMINI_PATHS) or path in ("/v1beta", "/api/v1beta"):
+    if (path.startswith(GEMINI_PATHS) or path in ("/v1beta", "/api/v1beta")
+            or GEMINI_CALL.fullmatch(path)):
         return gemini_api.render_error(err)
     if any(path == p or path.startswith(p + "/") for p in ANTHROPIC_PATHS):
         return anthropic_api.render_error(err)

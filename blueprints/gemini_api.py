@@ -13,6 +13,10 @@ from translation.gemini import error_body, normalize_keys
 
 bp = Blueprint("gemini_api", __name__)
 BASE_PATHS = ("/v1beta", "/api/v1beta")
+# google-genai 1.x+ calls the Developer API's "v1" by default: its model calls are served under
+# /v1 too (POST only; GET /v1/models is shared with the other families, see openai_api).
+v1_bp = Blueprint("gemini_v1", __name__)
+V1_PATHS = ("/v1", "/api/v1")
 METHODS = ("generateContent", "streamGenerateContent", "countTokens")
 
 
@@ -59,11 +63,13 @@ class GenerateContentIn(Schema):
 
 
 @bp.before_request
+@v1_bp.before_request
 def require_key():
     authenticate()
 
 
 @bp.post("/models/<path:target>")
+@v1_bp.post("/models/<path:target>")
 def call_model(target):
     model, _, method = target.rpartition(":")
     if not model or method not in METHODS:
@@ -106,6 +112,7 @@ def list_models():
 
 @bp.get("/models/<path:model>")
 def get_model(model):
+    """One model; also answers GET /v1/models/<model> for Gemini clients (see openai_api)."""
     model = model.removeprefix("models/")
     for name, owner in _models():
         if name == model:
@@ -114,6 +121,7 @@ def get_model(model):
 
 
 @bp.errorhandler(GatewayError)
+@v1_bp.errorhandler(GatewayError)
 def gateway_error(err):
     return render_error(err)
 

@@ -3,7 +3,8 @@
 from flask import Blueprint, current_app, g, jsonify, request
 from marshmallow import INCLUDE, Schema, fields, validate
 
-from blueprints.common import authenticate, json_body, to_response
+from blueprints import anthropic_api, gemini_api
+from blueprints.common import authenticate, client_family, json_body, to_response
 from blueprints.common import validate as check
 from blueprints.schemas import StopSequences, StrictBoolean, StrictInteger, StrictNumber
 from errors import GatewayError, ModelNotFound
@@ -12,6 +13,8 @@ from translation.openai import error_body
 bp = Blueprint("openai_api", __name__)
 BASE_PATHS = ("/v1", "/api/v1", "/api/v1/ai")
 ROLES = ("system", "developer", "user", "assistant", "tool")
+# GET /v1/models is also what the Anthropic SDK and google-genai (API version v1) call.
+OTHER_FAMILIES = {"anthropic": anthropic_api, "gemini": gemini_api}
 
 
 class MessageIn(Schema):
@@ -56,11 +59,15 @@ def chat_completions():
 
 @bp.get("/models")
 def list_models():
+    if other := OTHER_FAMILIES.get(client_family()):
+        return other.list_models()
     return jsonify(object="list", data=[_model(m, owner) for m, owner in _models()])
 
 
 @bp.get("/models/<path:model>")
 def get_model(model):
+    if other := OTHER_FAMILIES.get(client_family()):
+        return other.get_model(model)
     for name, owner in _models():
         if name == model:
             return jsonify(_model(name, owner))
@@ -69,7 +76,8 @@ def get_model(model):
 
 @bp.errorhandler(GatewayError)
 def gateway_error(err):
-    return render_error(err)
+    other = OTHER_FAMILIES.get(client_family()) if "/models" in request.path else None
+    return other.render_error(err) if other else render_error(err)
 
 
 def render_error(err):

@@ -18,7 +18,7 @@ from translation.content import (
     safe_id,
 )
 from translation.ir import Usage
-from translation.sse import event_data
+from translation.sse import encode_event, event_data
 
 WIRE = "anthropic"
 # Anthropic requires max_tokens; clients of the other formats often leave it out. This is what
@@ -252,6 +252,11 @@ def error_type(err) -> str:
 def error_body(err) -> dict:
     """Anthropic's error envelope for a GatewayError."""
     return {"type": "error", "error": {"type": error_type(err), "message": err.message}}
+
+
+def error_event(err) -> bytes:
+    """An in-stream error event, as the Anthropic SDK recognises it."""
+    return encode_event(json.dumps(error_body(err)).encode(), "error")
 
 
 def usage_from(data) -> Usage | None:

@@ -20,7 +20,7 @@ from translation.content import (
     text_of,
 )
 from translation.ir import Usage
-from translation.sse import event_data
+from translation.sse import encode_event, event_data
 
 WIRE = "gemini"
 GATEWAY_KEYS = ("model", "stream", "alt", "provider")
@@ -326,6 +326,11 @@ def error_body(err) -> dict:
     """Gemini's error envelope for a GatewayError."""
     return {"error": {"code": err.status, "message": err.message,
                       "status": STATUS_NAMES.get(err.status, "UNKNOWN")}}
+
+
+def error_event(err) -> bytes:
+    """An in-stream error for an SSE client (the google-genai SDK raises on an `error` chunk)."""
+    return encode_event(json.dumps(error_body(err)).encode())
 
 
 def usage_from(meta) -> Usage | None:
