@@ -5,7 +5,7 @@ and can be slow, silent, broken or failing on demand. Replies are queued with `f
 with none queued it answers by echoing the last user message. The wire format follows the
 path: `.../messages` is Anthropic (tests/fake_anthropic.py), `.../models/M:method` is Gemini
 (tests/fake_gemini.py), anything else OpenAI Chat Completions (below). GET paths registered in
-`fake.files` serve those bytes (images to fetch).
+`fake.files` serve those bytes (images to fetch), or redirect when the type is "redirect".
 """
 
 import json
@@ -99,7 +99,12 @@ class FakeUpstream:
         fmt = wire_format(request.path)
         if request.method == "GET" and request.path in self.files:
             mime, data = self.files[request.path]
+            if mime == "redirect":
+                return Response(status=302, headers={"Location": data})
             return Response(data, content_type=mime)
+        if request.method == "GET" and not request.path.endswith("/models"):
+            return Response(json.dumps({"error": "no such file"}), status=404,
+                            content_type="application/json")
         if request.path.endswith("/models") and request.method == "GET":
             return Response(json.dumps({"object": "list", "data": []}),
                             content_type="application/json")
