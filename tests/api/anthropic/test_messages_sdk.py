@@ -179,3 +179,13 @@ def test_n_greater_than_one_is_refused_by_name(gateway, api_key, upstream):
                                     messages=[{"role": "user", "content": "x"}])
     assert info.value.body["param"] == "n"
     assert upstream.received == []
+
+
+def test_models_list_in_anthropic_shape(sdk):
+    models = sdk.models.list()
+    assert [m.id for m in models] == ["claude-test", "gemini-test", "gpt-test"]
+    assert all(m.type == "model" for m in models)
+    assert sdk.models.retrieve("gpt-test").id == "gpt-test"
+    with pytest.raises(anthropic.NotFoundError) as info:
+        sdk.models.retrieve("nope")
+    assert info.value.body["type"] == "error"
