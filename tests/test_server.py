@@ -74,3 +74,44 @@ def test_client_disconnect_closes_upstream_promptly(server, upstream):
                        headers={"Authorization": f"Bearer {server.key}"},
                        json={"model": "gpt-test", "messages": [{"role": "user", "content": "y"}]})
     assert ok.json()["choices"][0]["message"]["content"] == "echo: y"
+
+
+def test_translated_streams_under_gunicorn(upstream, tmp_path, monkeypatch):
+    """The Anthropic SDK streaming from a Gemini-type model, and google-genai from a Claude-type
+    one, through the real server; a client that leaves a translated stream frees the upstream."""
+    import anthropic
+    from google import genai
+    from google.genai import types
+
+    from tests.conftest import every_provider_type
+
+    monkeypatch.setenv(UPSTREAM_KEY_ENV, UPSTREAM_KEY)
+    srv = GunicornServer(tmp_path, providers=every_provider_type(upstream))
+    key = srv.create_key()
+    srv.start()
+    try:
+        claude = anthropic.Anthropic(base_url=srv.url, api_key=key, max_retries=0)
+        with claude.messages.stream(model="gemini-test", max_tokens=20,
+                                    messages=[{"role": "user", "content": "a b c"}]) as stream:
+            assert stream.get_final_message().content[0].text == "echo: a b c"
+        gemini = genai.Client(api_key=key, http_options=types.HttpOptions(base_url=srv.url))
+        chunks = gemini.models.generate_content_stream(model="claude-test", contents="d e")
+        assert "".join(c.text or "" for c in chunks) == "echo: d e"
+        upstream.push(Script(content="slow answer", silence_after_first=8))
+        resp = requests.post(f"{srv.url}/v1/messages", stream=True, timeout=10,
+                             headers={"x-api-key": key},
+                             json={"model": "gpt-test", "max_tokens": 5, "stream": True,
+                                   "messages": [{"role": "user", "content": "x"}]})
+        next(line for line in resp.iter_lines() if line)
+        time.sleep(0.3)
+        left_at = time.monotonic()
+        resp.close()
+        record = upstream.received[-1]
+        while record.stream_closed_by_peer_at is None and time.monotonic() < left_at + 3:
+            time.sleep(0.02)
+        assert record.stream_closed_by_peer_at is not None
+        assert record.stream_closed_by_peer_at - left_at < 1.5
+        logs = srv.logs()
+        assert key not in logs and UPSTREAM_KEY not in logs
+    finally:
+        srv.stop()

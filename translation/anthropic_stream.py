@@ -43,8 +43,9 @@ class StreamDecoder:
     def _message_start(self, data) -> list:
         message = data.get("message") or {}
         self.usage.update_usage(message.get("usage"))
-        out = [ir.Start(id=message.get("id") or "", model=message.get("model") or "")]
-        return out + self._usage()
+        # usage first: an encoder may send its own start at once, input usage included
+        return self._usage() + [ir.Start(id=message.get("id") or "", model=message.get("model")
+                                         or "")]
 
     def _content_block_start(self, data) -> list:
         block = data.get("content_block") or {}
@@ -91,7 +92,7 @@ class StreamDecoder:
 class StreamEncoder:
     """IR events -> the full Messages event sequence an Anthropic client expects.
 
-    message_start waits for the first content so that input usage known by then goes in it;
+    message_start goes out as soon as the upstream starts (with the input usage known by then);
     the stop reason waits for the end of the upstream stream, because OpenAI upstreams send
     usage after their finish chunk and message_delta must carry it.
     """
@@ -110,7 +111,7 @@ class StreamEncoder:
     def encode(self, event) -> bytes:
         if isinstance(event, ir.Start):
             self.id = event.id
-            return b""
+            return self._start()
         if isinstance(event, ir.UsageUpdate):
             self.usage = event.usage
             return b""

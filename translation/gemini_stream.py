@@ -22,6 +22,7 @@ class StreamDecoder:
 
     Function calls arrive whole, each becoming a start and one argument fragment. The stream
     has no terminator: it is complete when a finishReason came before the connection closed.
+    A chunk's usage is yielded first, so an encoder starting its answer already knows it.
     """
 
     def __init__(self):
@@ -44,16 +45,13 @@ class StreamDecoder:
             message = (chunk["error"] or {}).get("message") if isinstance(chunk["error"], dict) \
                 else chunk["error"]
             return [ir.Failure(UpstreamError(f"the provider failed mid-stream: {message}"))]
-        out = []
+        usage = usage_from(chunk.get("usageMetadata"))
+        out = [ir.UsageUpdate(usage)] if usage is not None else []  # before Start: see above
         if not self.started:
             self.started = True
             out.append(ir.Start(id=chunk.get("responseId") or "",
                                 model=chunk.get("modelVersion") or ""))
-        out.extend(self._candidate(chunk))
-        usage = usage_from(chunk.get("usageMetadata"))
-        if usage is not None:
-            out.append(ir.UsageUpdate(usage))
-        return out
+        return out + self._candidate(chunk)
 
     def _candidate(self, chunk) -> list:
         candidates = chunk.get("candidates") or []
