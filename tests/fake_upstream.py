@@ -179,10 +179,11 @@ def _drop(sock):
 
 # ---- OpenAI wire format ---------------------------------------------------------------------
 def error_body(status):
-    kinds = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
-             429: "rate_limit_error", 500: "server_error", 503: "server_error"}
-    return {"error": {"message": f"fake upstream error {status}", "type": kinds.get(status, "error"),
-                      "param": None, "code": None}}
+    kinds = {400: "invalid_request_error", 401: "invalid_request_error",
+             404: "invalid_request_error", 429: "rate_limit_error", 500: "server_error",
+             503: "server_error"}
+    return {"error": {"message": f"fake upstream error {status}",
+                      "type": kinds.get(status, "error"), "param": None, "code": None}}
 
 
 def last_user_text(payload) -> str:
@@ -204,7 +205,8 @@ def reply_text(payload, script) -> str:
 def usage_for(payload, script, text) -> dict | None:
     if script.usage != "auto":
         return script.usage
-    prompt = sum(len(str(m.get("content", "")).split()) for m in (payload or {}).get("messages", []))
+    messages = (payload or {}).get("messages", [])
+    prompt = sum(len(str(m.get("content", "")).split()) for m in messages)
     completion = len(text.split())
     return {"prompt_tokens": prompt + 3, "completion_tokens": completion,
             "total_tokens": prompt + 3 + completion}

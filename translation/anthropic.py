@@ -119,7 +119,8 @@ def _choice_to_ir(choice) -> tuple[ir.ToolChoice | None, bool | None]:
     if not isinstance(choice, dict):
         return None, None
     parallel = False if choice.get("disable_parallel_tool_use") else None
-    mode = {"auto": "auto", "any": "required", "none": "none", "tool": "tool"}.get(choice.get("type"))
+    modes = {"auto": "auto", "any": "required", "none": "none", "tool": "tool"}
+    mode = modes.get(choice.get("type"))
     if mode is None:
         raise InvalidRequest("'tool_choice.type' must be auto, any, tool or none.",
                              param="tool_choice.type")
@@ -235,7 +236,9 @@ def response_from_ir(answer: ir.ChatResponse, req: ir.ChatRequest) -> dict:
 
 
 def message_id(upstream_id: str) -> str:
-    return upstream_id if upstream_id.startswith("msg_") else f"msg_{upstream_id or uuid.uuid4().hex}"
+    if upstream_id.startswith("msg_"):
+        return upstream_id
+    return f"msg_{upstream_id or uuid.uuid4().hex}"
 
 
 # ---- errors and usage -----------------------------------------------------------------------

@@ -90,7 +90,8 @@ class StreamDecoder:
                 self.calls[("id", call_id)] = index
             if position is not None:
                 self.calls[("index", position)] = index
-            out.append(ir.ToolCallStart(index, call_id or new_call_id(), function.get("name") or ""))
+            out.append(ir.ToolCallStart(index, call_id or new_call_id(),
+                                        function.get("name") or ""))
         self.current = index
         if function.get("arguments"):
             out.append(ir.ToolCallDelta(index, function["arguments"]))

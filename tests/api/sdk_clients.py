@@ -64,8 +64,8 @@ class AnthropicClient:
     def ask(self, model, stream):
         self.messages = [{"role": "user", "content": QUESTION}]
         message = self._call(model, stream)
-        self.messages.append({"role": "assistant",
-                              "content": [b.model_dump(exclude_none=True) for b in message.content]})
+        content = [b.model_dump(exclude_none=True) for b in message.content]
+        self.messages.append({"role": "assistant", "content": content})
         self.calls = [(b.id, b.name, b.input) for b in message.content if b.type == "tool_use"]
         return self.calls
 

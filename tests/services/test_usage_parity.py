@@ -51,8 +51,12 @@ def test_same_upstream_usage_same_canonical_usage(app, upstream, provider, strea
         serve = relay._passthrough if passes_through(client_format, body, route) \
             else relay._translated
         closed = []
+
+        def on_close(tap, outcome, closed=closed):
+            closed.append((tap.usage, outcome))
+
         reply = serve(client_format, body, route, stream=stream, client_socket=None,
-                      on_close=lambda tap, outcome: closed.append((tap.usage, outcome)))
+                      on_close=on_close)
         if stream:
             b"".join(reply.body)
             assert [outcome for _, outcome in closed] == ["complete"]

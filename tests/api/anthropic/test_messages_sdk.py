@@ -4,8 +4,8 @@ import anthropic
 import pytest
 import requests
 
-from tests.conftest import UPSTREAM_KEY, every_provider_type
 from tests import fake_anthropic
+from tests.conftest import UPSTREAM_KEY, every_provider_type
 from tests.fake_upstream import Script
 
 
