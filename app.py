@@ -3,7 +3,7 @@
 from flask import Flask
 
 import cli
-from blueprints import anthropic_api, gemini_api, openai_api
+from blueprints import anthropic_api, credits, gemini_api, openai_api
 from blueprints.errors import register_error_handlers
 from config import load_config
 from extensions import db
@@ -13,7 +13,7 @@ from providers.http import pooled_session
 from services.keys import KeyStore
 from services.media import ImageFetcher
 from services.relay import Relay
-from storage import prepare_database
+from storage import prepare_database, start_billing
 
 
 def create_app(overrides=None):
@@ -25,12 +25,14 @@ def create_app(overrides=None):
     app.extensions["keys"] = KeyStore(app.config["KEY_CACHE_TTL"], app.config["KEY_CACHE_SIZE"])
     registry = build_registry(app.config, PROVIDERS,
                               lambda: pooled_session(app.config["UPSTREAM_POOL_SIZE"]))
+    app.extensions["billing"] = billing = start_billing(app)
     fetcher = ImageFetcher(max_bytes=app.config["IMAGE_FETCH_MAX_BYTES"],
                            timeout=app.config["IMAGE_FETCH_TIMEOUT"],
                            allow_private=app.config["IMAGE_FETCH_ALLOW_PRIVATE"])
     app.extensions["relay"] = Relay(
-        registry, max_stream_seconds=app.config["UPSTREAM_MAX_STREAM_SECONDS"], fetcher=fetcher,
-        translation_options={"default_max_tokens": app.config["ANTHROPIC_DEFAULT_MAX_TOKENS"]})
+        registry, billing, max_stream_seconds=app.config["UPSTREAM_MAX_STREAM_SECONDS"],
+        fetcher=fetcher)
+    app.register_blueprint(credits.bp)
     for family in (openai_api, anthropic_api, gemini_api):
         for prefix in family.BASE_PATHS:
             app.register_blueprint(family.bp, url_prefix=prefix,

@@ -1,23 +1,27 @@
 """Operator commands: `flask users …`, `flask keys …`, `flask providers`."""
 
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 
 from extensions import db
 from models import ApiKey, User, utcnow
+from services.billing import balance, grant, usage_page
 from services.keys import create_key, revoke_key
 
 users = AppGroup("users", help="Manage users.")
 keys = AppGroup("keys", help="Manage API keys.")
+credits = AppGroup("credits", help="Grant credits and look at balances.")
 
 
 def register(app):
     app.cli.add_command(users)
     app.cli.add_command(keys)
+    app.cli.add_command(credits)
     app.cli.add_command(providers)
     app.cli.add_command(first_key)
 
@@ -87,6 +91,7 @@ def keys_revoke(key_id):
 
 
 @click.command("providers")
+@with_appcontext
 def providers():
     """Show the configured providers and the models each serves."""
     registry = current_app.extensions["relay"].registry
@@ -103,14 +108,51 @@ def providers():
 
 
 @click.command("first-key")
-def first_key():
-    """On a gateway with no keys yet, create user 'admin' and print a key for it."""
+@click.option("--credits", "amount", default="1000", show_default=True,
+              help="Credits granted to admin with the first key.")
+@with_appcontext
+def first_key(amount):
+    """On a gateway with no keys yet, create user 'admin' with credits and print a key."""
     if db.session.scalar(select(ApiKey.id).limit(1)) is not None:
         click.echo("Keys exist already; make another with: flask keys create USER", err=True)
         return
     owner = db.session.scalar(select(User).where(User.name == "admin")) or User(name="admin")
     db.session.add(owner)
     db.session.commit()
+    if Decimal(amount):
+        grant(db.session, owner.id, Decimal(amount), "first key")
     row, plaintext = create_key(db.session, owner, name="first key")
     click.echo(f"First API key (user admin, key id {row.id}); it is shown only this once:")
     click.echo(f"\n    {plaintext}\n")
+
+
+@credits.command("grant")
+@click.argument("user")
+@click.argument("amount")
+@click.option("--reason", default="", help="Why, for the record (an invoice number, say).")
+def credits_grant(user, amount, reason):
+    """Add AMOUNT credits to USER's balance (a negative amount takes them back)."""
+    owner = find_user(user)
+    try:
+        value = Decimal(amount)
+    except InvalidOperation:
+        raise click.ClickException(f"not a number: {amount}") from None
+    if not value.is_finite() or value == 0 or value.as_tuple().exponent < -6:
+        raise click.ClickException("the amount must be non-zero with at most 6 decimals")
+    account = grant(db.session, owner.id, value, reason)
+    click.echo(f"{owner.name}: balance {account.balance}, credited in all {account.credited}")
+
+
+@credits.command("show")
+@click.argument("user")
+@click.option("--last", default=10, type=click.IntRange(1, 100), help="How many charges.")
+def credits_show(user, last):
+    """Show USER's balance and most recent charges."""
+    owner = find_user(user)
+    bal, credited = balance(db.session, owner.id)
+    click.echo(f"{owner.name}: balance {bal}, credited in all {credited}")
+    rows, _ = usage_page(db.session, owner.id, last, None)
+    for r in rows:
+        flags = ",".join(f for f, on in (("estimated", r.estimated), ("partial", r.partial)) if on)
+        click.echo(f"{r.id}\t{r.created_at:%Y-%m-%d %H:%M:%S}\t{r.model}\tin {r.input_tokens}"
+                   f"+{r.cache_read_tokens} cached\tout {r.output_tokens}\t{r.price}\t{flags}")

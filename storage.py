@@ -1,12 +1,16 @@
 """Database setup: SQLite pragmas for the embedded default, and table creation."""
 
+import atexit
 import logging
 
 from sqlalchemy import event
 from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.orm import sessionmaker
 
 import models  # noqa: F401  (registers the tables)
 from extensions import db
+from services.billing import Billing
+from services.pricing import Pricing
 
 log = logging.getLogger(__name__)
 
@@ -33,3 +37,18 @@ def _sqlite_pragmas(dbapi_connection, _record):
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def start_billing(app) -> Billing:
+    """The billing service, with stale holds swept now and settlements flushed at exit."""
+    with app.app_context():
+        engine = db.engine
+    billing = Billing(sessionmaker(bind=engine, expire_on_commit=False),
+                      Pricing(app.config["PRICING"]), queue_size=app.config["SETTLE_QUEUE_SIZE"],
+                      hold_ttl=app.config["HOLD_TTL"])
+    try:
+        billing.sweep()
+    except Exception as exc:  # the database may come up later; the periodic sweep retries
+        log.error("start-up hold sweep failed: %s", type(exc).__name__)
+    atexit.register(billing.shutdown)
+    return billing

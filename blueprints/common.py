@@ -2,7 +2,7 @@
 
 import json
 
-from flask import Response, current_app, g, request, stream_with_context
+from flask import Response, current_app, g, request
 
 from errors import AuthenticationFailed, InvalidRequest
 from extensions import db
@@ -62,6 +62,8 @@ def first_error(messages, path="") -> tuple[str, str]:
     """Flatten marshmallow's nested error dict to ("messages[0].role", "Must be one of …")."""
     if isinstance(messages, dict):
         key, value = next(iter(messages.items()))
+        if key == "_schema":  # marshmallow's name for "the value itself", e.g. not an object
+            return first_error(value, path)
         step = f"[{key}]" if isinstance(key, int) else (f".{key}" if path else str(key))
         return first_error(value, path + step)
     if isinstance(messages, list) and messages:
@@ -71,11 +73,12 @@ def first_error(messages, path="") -> tuple[str, str]:
 
 
 def to_response(reply) -> Response:
-    """A Flask response for a relay Reply; streams are sent chunk by chunk as they come."""
-    body = reply.body
-    if not isinstance(body, bytes | str):
-        body = stream_with_context(body)
-    return Response(body, status=reply.status, headers=reply.headers,
+    """A Flask response for a relay Reply; streams are sent chunk by chunk as they come.
+
+    Streams need no request context (billing keeps its own sessions), so they are not wrapped
+    in stream_with_context, which would hide a close() that comes before the first chunk.
+    """
+    return Response(reply.body, status=reply.status, headers=reply.headers,
                     content_type=reply.content_type)
 
 

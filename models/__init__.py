@@ -1,7 +1,8 @@
 """Tables. Data plus tiny invariants; workflows live in services/."""
 
 from models.base import utcnow
+from models.credits import Account, Grant, Hold, UsageRecord
 from models.keys import ApiKey
 from models.users import User
 
-__all__ = ["ApiKey", "User", "utcnow"]
+__all__ = ["Account", "ApiKey", "Grant", "Hold", "UsageRecord", "User", "utcnow"]

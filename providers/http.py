@@ -31,7 +31,7 @@ def pooled_session(pool_size: int) -> requests.Session:
 
 
 def send(session, url, *, body: bytes, headers: dict, timeout, upstream):
-    """POST to an upstream; returns a 2xx response, body unread, or raises the matching GatewayError.
+    """POST upstream; returns a 2xx response with its body unread, or raises a GatewayError.
 
     The caller reads the body (`.content` or `.raw.read1`) and closes the response.
     """

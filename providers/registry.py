@@ -1,11 +1,14 @@
 """Which upstream serves which model: provider entries from config, presets, and routing."""
 
 import fnmatch
+import logging
 import os
 import time
 from dataclasses import dataclass, field
 
 from errors import InvalidRequest, ModelNotFound
+
+log = logging.getLogger(__name__)
 
 # Known providers: base URL, wire format and the environment variable holding the key.
 PRESETS = {
@@ -14,7 +17,8 @@ PRESETS = {
                "models": ["gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o", "gpt-4o-mini",
                           "o3", "o3-mini", "o4-mini"]},
     "deepseek": {"type": "openai-compatible", "base_url": "https://api.deepseek.com/v1",
-                 "api_key_env": "DEEPSEEK_API_KEY", "models": ["deepseek-chat", "deepseek-reasoner"]},
+                 "api_key_env": "DEEPSEEK_API_KEY",
+                 "models": ["deepseek-chat", "deepseek-reasoner"]},
     "openrouter": {"type": "openai-compatible", "base_url": "https://openrouter.ai/api/v1",
                    "api_key_env": "OPENROUTER_API_KEY", "models": ["*/*"]},
     "anthropic": {"type": "anthropic", "base_url": "https://api.anthropic.com/v1",
@@ -85,12 +89,25 @@ def parse_upstream(entry: dict, environ) -> Upstream:
 
 
 def configured_upstreams(entries, environ=os.environ) -> list[Upstream]:
-    """Upstreams from the config file, or, with none configured, every preset whose key is set."""
-    if entries:
-        return [parse_upstream(e, environ) for e in entries]
-    return [parse_upstream({"name": name}, environ) for name, preset in PRESETS.items()
-            if environ.get(preset["api_key_env"])
-            or environ.get(preset.get("api_key_env_fallback") or "")]
+    """Upstreams from the config file, or, with none configured, every preset whose key is set.
+
+    A provider whose key variable is named but not set is left out (with a warning) rather
+    than listed with models that could only fail.
+    """
+    if not entries:
+        return [parse_upstream({"name": name}, environ) for name, preset in PRESETS.items()
+                if environ.get(preset["api_key_env"])
+                or environ.get(preset.get("api_key_env_fallback") or "")]
+    upstreams = []
+    for entry in entries:
+        upstream = parse_upstream(entry, environ)
+        key_env = entry.get("api_key_env") or PRESETS.get(entry.get("preset", upstream.name),
+                                                          {}).get("api_key_env")
+        if key_env and not upstream.api_key:
+            log.warning("provider %s disabled: %s is not set", upstream.name, key_env)
+            continue
+        upstreams.append(upstream)
+    return upstreams
 
 
 class Registry:

@@ -58,7 +58,7 @@ class KeyStore:
         self._lock = Lock()
 
     def authenticate(self, session, presented: str | None) -> Caller | None:
-        """The Caller for a usable key, else None. Hits the database at most once per ttl per key."""
+        """The Caller for a usable key, else None; at most one database query per key per ttl."""
         if not presented or len(presented) > 256:
             return None
         wanted = digest(presented)
@@ -81,18 +81,16 @@ class KeyStore:
     def _load(session, wanted: str) -> Caller | None:
         try:
             row = session.execute(
-                select(ApiKey, User.name).join(User, User.id == ApiKey.user_id)
-                .where(ApiKey.digest == wanted)
+                select(ApiKey.id, ApiKey.user_id, ApiKey.digest, ApiKey.revoked_at,
+                       ApiKey.expires_at, User.name)
+                .join(User, User.id == ApiKey.user_id).where(ApiKey.digest == wanted)
             ).first()
         finally:
             session.rollback()  # hand the pooled connection back before a long stream starts
-        if row is None:
+        if row is None or not hmac.compare_digest(row.digest, wanted) or row.revoked_at:
             return None
-        key, user_name = row
-        if not hmac.compare_digest(key.digest, wanted) or key.revoked_at is not None:
-            return None
-        return Caller(key_id=key.id, user_id=key.user_id, user_name=user_name,
-                      expires_at=key.expires_at)
+        return Caller(key_id=row.id, user_id=row.user_id, user_name=row.name,
+                      expires_at=row.expires_at)
 
 
 _MISSING = object()

@@ -16,6 +16,7 @@ import requests
 from errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable, redact
 from services.streams import relay_events
 from translation import anthropic, anthropic_stream, gemini, gemini_stream, openai, openai_stream
+from translation.ir import Usage
 from translation.streaming import TranslatingTap
 
 log = logging.getLogger(__name__)
@@ -35,81 +36,140 @@ class Reply:
 
 
 class Relay:
-    def __init__(self, registry, *, max_stream_seconds: float, fetcher=None,
-                 translation_options=None):
+    def __init__(self, registry, billing, *, max_stream_seconds: float, fetcher=None):
         self.registry = registry
+        self.billing = billing
         self.max_stream_seconds = max_stream_seconds
         self.fetcher = fetcher  # services.media.ImageFetcher, for providers needing inline images
-        self.translation_options = dict(translation_options or {})
 
     def chat(self, client_format: str, body: dict, *, caller, client_socket=None) -> Reply:
-        """Serve one chat request in `client_format` (the body is already validated)."""
+        """Serve one chat request in `client_format` (the body is already validated).
+
+        Credits: the most the request can cost is held before anything is forwarded; the
+        real cost is charged when the answer is complete (or the stream ends, however it ends).
+        """
         forced = body.pop("provider", None)
         routes = self.registry.routes(body["model"], forced)
+        module = FORMATS[client_format]
+        price = self.billing.pricing.for_model(body["model"])
+        limit = module.output_limit(body, price.max_output_tokens)
+        ticket = self.billing.reserve(caller, body["model"], module.estimate_prompt_tokens(body),
+                                      limit)
         stream = bool(body.get("stream"))
+        try:
+            reply = self._serve(client_format, body, routes, stream=stream, limit=limit,
+                                client_socket=client_socket,
+                                on_close=lambda tap, outcome: self._stream_ended(
+                                    module, ticket, tap, outcome))
+        except BaseException:
+            self.billing.release(ticket)
+            raise
+        if not stream:
+            reply.body = self._charge_whole(module, ticket, reply)
+        return reply
+
+    def _serve(self, client_format, body, routes, **how) -> Reply:
+        """Try each route in turn until one answers; a failure another route may not have
+        (refused, timed out, 5xx, 429) moves on to the next."""
         last_error = None
         for route in routes:
             serve = (self._passthrough if passes_through(client_format, body, route)
                      else self._translated)
             try:
-                return serve(client_format, body, route, stream=stream,
-                             client_socket=client_socket, on_close=None)
-            except UpstreamUnavailable as err:  # refused, timed out, 5xx, 429: try the next one
-                log.warning("provider %s unavailable: %s", route.provider.upstream.name, err.message)
+                return serve(client_format, body, route, **how)
+            except UpstreamUnavailable as err:
+                log.warning("provider %s unavailable: %s",
+                            route.provider.upstream.name, err.message)
                 last_error = err
         if last_error is None:
             raise GatewayError(f"no provider could serve model '{body['model']}'")
         raise last_error
 
-    def _passthrough(self, fmt, body, route, *, stream, client_socket, on_close) -> Reply:
+    def _passthrough(self, fmt, body, route, *, stream, limit, client_socket, on_close) -> Reply:
         """Same format on both sides: forward the body, relay the answer's bytes untouched.
 
         Every serving path has this signature: a whole answer comes back with `usage` set;
         a stream calls `on_close(tap, outcome)` once when it ends, with `tap.usage`.
         """
         module = FORMATS[fmt]
+        upstream = route.provider.upstream
         payload = module.passthrough_payload(body, route.upstream_model, stream)
+        module.set_output_limit(payload, limit, OUTPUT_LIMIT_FIELD.get(upstream.type, "max_tokens"))
         if not stream:
             resp = route.provider.open(payload, stream=False)
-            content = read_body(resp, route.provider.upstream.name)
+            content = read_body(resp, upstream.name)
             return Reply(resp.status_code, content,
                          resp.headers.get("content-type", "application/json"),
                          usage=module.usage_of_body(content))
         resp = route.provider.open(payload, stream=True)
-        expect_stream(resp, route.provider.upstream.name)
-        tap = module.passthrough_tap(body)
+        expect_stream(resp, upstream.name)
+        price = self.billing.pricing.for_model(body["model"])
+        tap = module.passthrough_tap(body, price=price.cost)
         events = relay_events(resp, tap, error_event=module.error_event,
                               max_seconds=self.max_stream_seconds, client_socket=client_socket,
                               on_close=on_close)
         return Reply(200, events, "text/event-stream", dict(STREAM_HEADERS))
 
-    def _translated(self, fmt, body, route, *, stream, client_socket, on_close) -> Reply:
+    def _translated(self, fmt, body, route, *, stream, limit, client_socket, on_close) -> Reply:
         """Different formats: client request -> IR -> provider request, and the answer back."""
         src, dst = FORMATS[fmt], FORMATS[route.provider.wire_format]
-        name = route.provider.upstream.name
+        upstream = route.provider.upstream
         req = src.request_to_ir(body)
+        req.max_tokens = min(req.max_tokens or limit, limit)  # the most the hold covers
         if getattr(dst, "NEEDS_INLINE_IMAGES", False) and self.fetcher is not None:
             self.fetcher.inline(req)
-        payload = dst.request_from_ir(req, route.upstream_model, **self.translation_options)
+        payload = dst.request_from_ir(req, route.upstream_model,
+                                      limit_field=OUTPUT_LIMIT_FIELD.get(upstream.type))
         if not stream:
             resp = route.provider.open(payload, stream=False)
-            content = read_body(resp, name)
+            content = read_body(resp, upstream.name)
             try:
                 answer = dst.response_to_ir(json.loads(content))
             except (ValueError, AttributeError, TypeError) as exc:
-                raise UpstreamUnavailable(f"provider {name} sent an unreadable answer") from exc
+                raise UpstreamUnavailable(f"provider {upstream.name} sent an unreadable "
+                                          "answer") from exc
             out = json.dumps(src.response_from_ir(answer, req), ensure_ascii=False).encode()
             return Reply(200, out, "application/json", usage=answer.usage)
         resp = route.provider.open(payload, stream=True)
-        expect_stream(resp, name)
-        encoder = STREAMS[fmt].StreamEncoder(req, **stream_options(fmt, body))
+        expect_stream(resp, upstream.name)
+        price = self.billing.pricing.for_model(body["model"])
+        encoder = STREAMS[fmt].StreamEncoder(req, **stream_options(fmt, body, price.cost))
         tap = TranslatingTap(STREAMS[route.provider.wire_format].StreamDecoder(), encoder)
         events = relay_events(resp, tap, error_event=tap.error_event,
                               max_seconds=self.max_stream_seconds, client_socket=client_socket,
                               on_close=on_close)
         return Reply(200, events, encoder.content_type, dict(STREAM_HEADERS))
 
+    def _charge_whole(self, module, ticket, reply) -> bytes:
+        """Charge a complete answer; returns its body with `credits_consumed` added."""
+        usage, estimated = reply.usage, False
+        if usage is None:  # the upstream reported nothing: count it ourselves
+            text = module.output_text_of_body(reply.body)
+            usage = Usage(input=ticket.prompt_estimate, output=module.estimate_text_tokens(text))
+            estimated = True
+        cost = self.billing.charge(ticket, usage, estimated=estimated)
+        return module.with_credits(reply.body, cost)
 
+    def _stream_ended(self, module, ticket, tap, outcome):
+        """Settle a stream: the upstream's usage if it came, else what was relayed, counted.
+
+        A stream that relayed no output (an upstream error before the first token) is free.
+        """
+        partial = outcome != "complete"
+        if tap.usage is not None:
+            self.billing.charge(ticket, tap.usage, partial=partial)
+            return
+        text = module.output_text_of_events(bytes(tap.relayed))
+        if not text and outcome != "complete":
+            self.billing.release(ticket)
+            return
+        usage = Usage(input=ticket.prompt_estimate, output=module.estimate_text_tokens(text))
+        self.billing.charge(ticket, usage, estimated=True, partial=partial)
+
+
+# The token-limit field each OpenAI-type upstream understands (reasoning models on OpenAI itself
+# reject max_tokens; many OpenAI-compatible servers know only max_tokens).
+OUTPUT_LIMIT_FIELD = {"openai": "max_completion_tokens", "openai-compatible": "max_tokens"}
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -121,9 +181,12 @@ def passes_through(client_format: str, body: dict, route) -> bool:
     return check is None or check(body)
 
 
-def stream_options(fmt: str, body: dict) -> dict:
-    """Encoder options from the client's request: Gemini clients choose SSE or a JSON array."""
-    return {"sse": body.get("alt") == "sse"} if fmt == "gemini" else {}
+def stream_options(fmt: str, body: dict, price) -> dict:
+    """Encoder options from the client's request: Gemini clients choose SSE or a JSON array;
+    OpenAI clients that asked for the usage chunk also get the credits it cost in it."""
+    if fmt == "gemini":
+        return {"sse": body.get("alt") == "sse"}
+    return {"price": price} if fmt == "openai" else {}
 
 
 def expect_stream(resp, provider_name: str) -> None:

@@ -24,6 +24,40 @@ class ClientGone(Exception):
 
 
 def relay_events(resp, tap, *, error_event, max_seconds, client_socket=None, on_close=None):
+    """The relayed stream as an iterable of bytes whose close() always ends it properly.
+
+    A generator closed before its first step never runs its `finally`, and a WSGI server closes
+    the response unread when the client is gone before the first byte: then the upstream is
+    closed and `on_close` runs here instead.
+    """
+    def abandon():
+        resp.close()
+        if on_close is not None:
+            on_close(tap, "client_gone")
+
+    return _Guarded(_relay(resp, tap, error_event=error_event, max_seconds=max_seconds,
+                           client_socket=client_socket, on_close=on_close), abandon)
+
+
+class _Guarded:
+    def __init__(self, gen, abandon):
+        self._gen, self._abandon, self._started = gen, abandon, False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        self._started = True
+        return next(self._gen)
+
+    def close(self):
+        if not self._started:
+            self._started = True
+            self._abandon()
+        self._gen.close()
+
+
+def _relay(resp, tap, *, error_event, max_seconds, client_socket, on_close):
     """Yield upstream SSE events (filtered by `tap.feed`) until the upstream ends or fails.
 
     A tap has `feed(event) -> bytes | None` (what to send for one upstream event: the event

@@ -4,6 +4,7 @@ TEST_DATABASE_URL is set), a user with a key, and the app served over real HTTP.
 import os
 import threading
 import uuid
+from decimal import Decimal
 
 import pytest
 from werkzeug.serving import make_server
@@ -11,6 +12,7 @@ from werkzeug.serving import make_server
 from app import create_app
 from extensions import db
 from models import User
+from services.billing import grant
 from services.keys import create_key
 from tests.fake_upstream import FakeUpstream
 
@@ -86,7 +88,7 @@ def app(upstream, database_url, settings, tmp_path, monkeypatch):
     monkeypatch.setenv(UPSTREAM_KEY_ENV, UPSTREAM_KEY)
     monkeypatch.setenv("GATEWAY_CONFIG", str(tmp_path / "absent.toml"))
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    config = {"TESTING": True, "SQLALCHEMY_DATABASE_URI": database_url, "CREATE_TABLES": False,
+    config = {"TESTING": True, "SQLALCHEMY_DATABASE_URI": database_url,
               "PROVIDERS": [provider_entry(upstream)], "UPSTREAM_READ_TIMEOUT": 5.0,
               "UPSTREAM_CONNECT_TIMEOUT": 2.0, **settings}
     app = create_app(config)
@@ -104,12 +106,16 @@ def client(app):
     return app.test_client()
 
 
-def make_user(app, name="alice", **key_options):
-    """A user and a fresh key for it; returns (user_id, plaintext key)."""
+def make_user(app, name="alice", credits=Decimal(1000), **key_options):
+    """A user with `credits` granted and a fresh key; returns (user_id, plaintext key)."""
     with app.app_context():
-        user = db.session.query(User).filter_by(name=name).one_or_none() or User(name=name)
-        db.session.add(user)
-        db.session.commit()
+        user = db.session.query(User).filter_by(name=name).one_or_none()
+        if user is None:
+            user = User(name=name)
+            db.session.add(user)
+            db.session.commit()
+            if credits:
+                grant(db.session, user.id, Decimal(credits), "test")
         row, plaintext = create_key(db.session, user, **key_options)
         return user.id, plaintext
 

@@ -30,7 +30,8 @@ class Script:
     headers: dict = field(default_factory=dict)
     delay: float = 0.0  # seconds before the response starts
     chunk_gap: float = 0.0  # seconds between stream chunks
-    silence_after_first: float = 0.0  # seconds of silence after the first stream chunk
+    silence_after_first: float = 0.0  # seconds of silence after stream chunk `silence_at`
+    silence_at: int = 0
     hold: threading.Event | None = None  # after the first chunk, wait for this to be set
     drop_after: int | None = None  # close the connection after this many stream chunks
     usage: dict | None | str = "auto"  # "auto": computed; None: never sent
@@ -137,7 +138,7 @@ class FakeUpstream:
                 yield event
                 if i == 0 and script.hold is not None:
                     script.hold.wait(10)
-                if i == 0 and script.silence_after_first:
+                if i == script.silence_at and script.silence_after_first:
                     if _wait_for_hangup(sock, script.silence_after_first):
                         record.stream_closed_by_peer_at = time.monotonic()
                         return
@@ -182,8 +183,8 @@ def error_body(status):
     kinds = {400: "invalid_request_error", 401: "invalid_request_error",
              404: "invalid_request_error", 429: "rate_limit_error", 500: "server_error",
              503: "server_error"}
-    return {"error": {"message": f"fake upstream error {status}",
-                      "type": kinds.get(status, "error"), "param": None, "code": None}}
+    return {"error": {"message": f"fake upstream error {status}", "param": None, "code": None,
+                      "type": kinds.get(status, "error")}}
 
 
 def last_user_text(payload) -> str:

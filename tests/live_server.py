@@ -47,9 +47,11 @@ class GunicornServer:
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    def create_key(self, user="alice") -> str:
+    def create_key(self, user="alice", credits="1000") -> str:
         if user not in self.flask("users", "list"):
             self.flask("users", "create", user)
+            if credits:
+                self.flask("credits", "grant", user, credits, "--reason", "test")
         return self.flask("keys", "create", user).strip()
 
     def start(self):
@@ -57,13 +59,13 @@ class GunicornServer:
         self.proc = subprocess.Popen(
             [os.path.join(BIN, "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
             cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.logs()
             try:
                 requests.get(f"{self.url}/v1/models", timeout=5)
                 return self
-            except (requests.ConnectionError, requests.Timeout):  # still booting the worker
+            except requests.RequestException:  # not listening yet, or slow on a loaded machine
                 time.sleep(0.1)
         raise AssertionError("gunicorn did not start:\n" + self.logs())
 

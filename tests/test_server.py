@@ -76,6 +76,56 @@ def test_client_disconnect_closes_upstream_promptly(server, upstream):
     assert ok.json()["choices"][0]["message"]["content"] == "echo: y"
 
 
+def test_client_leaving_mid_stream_is_charged_for_what_it_got(server, upstream):
+    upstream.push(Script(content="alpha beta gamma delta", silence_after_first=8, silence_at=2,
+                         usage=None))
+    resp = requests.post(f"{server.url}/v1/chat/completions", stream=True, timeout=10,
+                         headers={"Authorization": f"Bearer {server.key}"},
+                         json={"model": "gpt-test", "stream": True,
+                               "messages": [{"role": "user", "content": "x"}]})
+    got = b""
+    for chunk in resp.iter_content(None):
+        got += chunk
+        if b"beta" in got:
+            break
+    resp.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        shown = server.flask("credits", "show", "alice")
+        if "partial" in shown:
+            break
+        time.sleep(0.2)
+    record = shown.strip().splitlines()[-1].split("\t")
+    assert record[-1] == "estimated,partial", shown
+    assert record[4] == "out 3"  # "alpha beta" relayed: 10 characters, 4 to a token
+
+
+def test_sigterm_drains_streams_and_writes_every_charge(server, upstream):
+    """A graceful stop lets open streams finish and flushes their settlements."""
+    import threading
+    upstream.push(*[Script(content="one two three four", chunk_gap=0.3) for _ in range(3)])
+    bodies = []
+
+    def stream():
+        with requests.post(f"{server.url}/v1/chat/completions", stream=True, timeout=20,
+                           headers={"Authorization": f"Bearer {server.key}"},
+                           json={"model": "gpt-test", "stream": True,
+                                 "messages": [{"role": "user", "content": "x"}]}) as resp:
+            bodies.append(resp.content)
+
+    threads = [threading.Thread(target=stream) for _ in range(3)]
+    for t in threads:
+        t.start()
+    while len(upstream.received) < 3:
+        time.sleep(0.05)
+    server.stop()
+    for t in threads:
+        t.join(20)
+    assert len(bodies) == 3 and all(b.endswith(b"data: [DONE]\n\n") for b in bodies)
+    shown = server.flask("credits", "show", "alice")
+    assert len([line for line in shown.splitlines() if "gpt-test" in line]) == 3, shown
+
+
 def test_translated_streams_under_gunicorn(upstream, tmp_path, monkeypatch):
     """The Anthropic SDK streaming from a Gemini-type model, and google-genai from a Claude-type
     one, through the real server; a client that leaves a translated stream frees the upstream."""

@@ -18,7 +18,9 @@ from translation.content import (
     safe_id,
 )
 from translation.ir import Usage
+from translation.openai import estimate_text_tokens, with_credits  # noqa: F401 (billing API)
 from translation.sse import encode_event, event_data
+from translation.tokens import json_tokens
 
 WIRE = "anthropic"
 # Anthropic requires max_tokens; clients of the other formats often leave it out. This is what
@@ -284,28 +286,73 @@ def usage_of_body(content: bytes) -> Usage | None:
         return None
 
 
+# ---- billing: estimates, limits, credits ----------------------------------------------------
+def estimate_prompt_tokens(body: dict) -> int:
+    """A generous prompt count for the credit hold (see translation.tokens.json_tokens)."""
+    return (json_tokens(body.get("system")) + json_tokens(body.get("tools"))
+            + sum(4 + json_tokens(m.get("content")) for m in body.get("messages") or []))
+
+
+def output_limit(body: dict, cap: int) -> int:
+    """The most tokens this request may generate: the client's max_tokens, never above cap."""
+    return min(cap, body["max_tokens"]) if body.get("max_tokens") else cap
+
+
+def set_output_limit(payload: dict, limit: int, field: str = "") -> None:
+    payload["max_tokens"] = min(payload.get("max_tokens") or limit, limit)
+
+
+def output_text_of_body(content: bytes) -> str:
+    """The generated text and tool inputs of a message, to estimate its tokens."""
+    try:
+        blocks = json.loads(content).get("content") or []
+    except (ValueError, AttributeError):
+        return ""
+    return "".join(b.get("text") or (json.dumps(b["input"]) if "input" in b else "")
+                   for b in blocks if isinstance(b, dict))
+
+
+def output_text_of_events(events: bytes) -> str:
+    """The generated text and tool-input fragments in relayed Messages events."""
+    text = []
+    for event in events.split(b"\n\n"):
+        if event_name(event) != "content_block_delta":
+            continue
+        try:
+            delta = json.loads(event_data(event)).get("delta") or {}
+        except (ValueError, AttributeError):
+            continue
+        text.append(delta.get("text") or delta.get("partial_json") or "")
+    return "".join(text)
+
+
 # ---- passthrough ----------------------------------------------------------------------------
 def passthrough_payload(body: dict, model: str, stream: bool) -> dict:
     return {**body, "model": model}
 
 
-def passthrough_tap(body: dict):
+def passthrough_tap(body: dict, price=None):
     return StreamTap()
 
 
 class StreamTap:
     """Watches a passthrough Messages stream: usage from message_start and message_delta."""
 
+    KEEP = 1 << 20  # relayed bytes kept to estimate output tokens if upstream sends no usage
+
     def __init__(self):
         self.fields = {}
         self.usage = None
         self.finished = False
         self.failed = False
+        self.relayed = bytearray()
 
     def end(self) -> bytes | None:
         return None
 
     def feed(self, event: bytes) -> bytes | None:
+        if len(self.relayed) < self.KEEP:
+            self.relayed += event
         name = event_name(event)
         if name in ("message_start", "message_delta", "error"):
             try:

@@ -20,7 +20,9 @@ from translation.content import (
     text_of,
 )
 from translation.ir import Usage
+from translation.openai import estimate_text_tokens, with_credits  # noqa: F401 (billing API)
 from translation.sse import encode_event, event_data
+from translation.tokens import json_tokens
 
 WIRE = "gemini"
 GATEWAY_KEYS = ("model", "stream", "alt", "provider")
@@ -359,6 +361,57 @@ def usage_of_body(content: bytes) -> Usage | None:
         return None
 
 
+# ---- billing: estimates, limits, credits ----------------------------------------------------
+def estimate_prompt_tokens(body: dict) -> int:
+    """A generous prompt count for the credit hold (see translation.tokens.json_tokens)."""
+    return (json_tokens(body.get("systemInstruction")) + json_tokens(body.get("tools"))
+            + sum(4 + json_tokens(c.get("parts")) for c in body.get("contents") or []))
+
+
+def output_limit(body: dict, cap: int) -> int:
+    """The most tokens this request may generate: maxOutputTokens, never above cap."""
+    asked = (body.get("generationConfig") or {}).get("maxOutputTokens")
+    return min(cap, asked) if asked else cap
+
+
+def set_output_limit(payload: dict, limit: int, field: str = "") -> None:
+    config = dict(payload.get("generationConfig") or {})  # the client's dict stays untouched
+    config["maxOutputTokens"] = min(config.get("maxOutputTokens") or limit, limit)
+    payload["generationConfig"] = config
+
+
+def output_text_of_body(content: bytes) -> str:
+    """The generated text and call arguments of an answer, to estimate its tokens."""
+    try:
+        return _chunk_text(json.loads(content))
+    except ValueError:
+        return ""
+
+
+def output_text_of_events(events: bytes) -> str:
+    """The generated text in relayed chunks, sent as SSE or as a JSON array."""
+    if events.startswith(b"["):
+        pieces = events[1:].rstrip(b"]").split(b",\r\n")
+    else:
+        pieces = [event_data(e) for e in events.split(b"\n\n")]
+    text = []
+    for piece in pieces:
+        try:
+            text.append(_chunk_text(json.loads(piece)))
+        except ValueError:
+            continue
+    return "".join(text)
+
+
+def _chunk_text(chunk) -> str:
+    if not isinstance(chunk, dict):
+        return ""
+    candidate = (chunk.get("candidates") or [{}])[0]
+    parts = (candidate.get("content") or {}).get("parts") or []
+    return "".join(p.get("text") or (json.dumps(p["functionCall"]) if "functionCall" in p else "")
+                   for p in parts if isinstance(p, dict) and not p.get("thought"))
+
+
 # ---- passthrough ----------------------------------------------------------------------------
 def can_pass_through(body: dict) -> bool:
     """Streams pass through only as SSE, which is what the gateway asks upstreams for."""
@@ -369,22 +422,27 @@ def passthrough_payload(body: dict, model: str, stream: bool) -> dict:
     return {**{k: v for k, v in body.items() if k not in GATEWAY_KEYS}, "model": model}
 
 
-def passthrough_tap(body: dict):
+def passthrough_tap(body: dict, price=None):
     return StreamTap()
 
 
 class StreamTap:
     """Watches a passthrough SSE stream: the last usageMetadata, and whether a finishReason came."""
 
+    KEEP = 1 << 20  # relayed bytes kept to estimate output tokens if upstream sends no usage
+
     def __init__(self):
         self.usage = None
         self.finished = False
         self.failed = False
+        self.relayed = bytearray()
 
     def end(self) -> bytes | None:
         return None
 
     def feed(self, event: bytes) -> bytes | None:
+        if len(self.relayed) < self.KEEP:
+            self.relayed += event
         data = event_data(event)
         if b'"usageMetadata"' in data or b'"finishReason"' in data or b'"error"' in data:
             try:

@@ -158,15 +158,20 @@ def _choice_to_ir(choice) -> ir.ToolChoice | None:
                          param="tool_choice")
 
 
-def request_from_ir(req: ir.ChatRequest, model: str, **_options) -> dict:
-    """The chat completion request an OpenAI-format upstream gets for an internal request."""
+def request_from_ir(req: ir.ChatRequest, model: str, *, limit_field: str | None = None,
+                    **_options) -> dict:
+    """The chat completion request an OpenAI-format upstream gets for an internal request.
+
+    `limit_field` names the token-limit field the upstream understands (max_completion_tokens
+    on OpenAI itself, max_tokens on many OpenAI-compatible servers).
+    """
     reject_many_choices(req, WIRE)  # the answer is translated back as one choice
     messages = [{"role": "system", "content": "\n\n".join(req.system)}] if req.system else []
     for turn in req.turns:
         messages.extend(_messages_of(turn))
     body = {"model": model, "messages": messages}
     if req.max_tokens is not None:
-        body["max_completion_tokens"] = req.max_tokens
+        body[limit_field or "max_completion_tokens"] = req.max_tokens
     for key in ("temperature", "top_p", "parallel_tool_calls"):
         if getattr(req, key) is not None:
             body[key] = getattr(req, key)
@@ -291,6 +296,97 @@ def usage_of_body(content: bytes) -> Usage | None:
         return None
 
 
+# ---- billing: estimates, limits, credits --------------------------------------------
+def estimate_prompt_tokens(body: dict) -> int:
+    """A generous count of a request's prompt tokens, for holds and when upstream gives none.
+
+    No tokenizer ships offline, so text counts one token per 3 UTF-8 bytes (English averages
+    about 4 characters a token; CJK about 3 bytes), each image 1,000 tokens, plus 4 a message.
+    """
+    total = _text_tokens(body.get("tools"))
+    for message in body.get("messages") or []:
+        total += 4 + _text_tokens(message.get("tool_calls"))
+        content = message.get("content")
+        parts = content if isinstance(content, list) else [content]
+        for part in parts:
+            if isinstance(part, dict) and part.get("type") == "image_url":
+                total += 1000
+            else:
+                total += _text_tokens(part.get("text") if isinstance(part, dict) else part)
+    return total
+
+
+def estimate_text_tokens(text: str) -> int:
+    """Tokens of generated text when upstream reports none: one per 4 characters, rounded up."""
+    return -(-len(text) // 4)
+
+
+def _text_tokens(value) -> int:
+    if value is None:
+        return 0
+    text = value if isinstance(value, str) else json.dumps(value)
+    return -(-len(text.encode("utf-8", "surrogatepass")) // 3)
+
+
+def output_limit(body: dict, cap: int) -> int:
+    """The most tokens this request may generate: the client's limit, never above the cap."""
+    asked = [body[f] for f in ("max_completion_tokens", "max_tokens") if body.get(f)]
+    return min([cap, *asked])
+
+
+def set_output_limit(payload: dict, limit: int, field: str) -> None:
+    """Clamp the payload's token limits to `limit`, or add `field` when it has none."""
+    present = [f for f in ("max_completion_tokens", "max_tokens") if payload.get(f)]
+    for name in present:
+        payload[name] = min(payload[name], limit)
+    if not present:
+        payload[field] = limit
+
+
+def with_credits(content: bytes, credits) -> bytes:
+    """A completion body with `credits_consumed` beside `usage`."""
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return content
+    if not isinstance(body, dict):
+        return content
+    body["credits_consumed"] = float(credits)
+    return json.dumps(body).encode()
+
+
+def output_text_of_body(content: bytes) -> str:
+    """The generated text and tool arguments of a completion body, to estimate its tokens."""
+    try:
+        choices = json.loads(content).get("choices") or []
+    except (ValueError, AttributeError):
+        return ""
+    return "".join(_message_text(c.get("message") or {}) for c in choices if isinstance(c, dict))
+
+
+def output_text_of_events(events: bytes) -> str:
+    """The generated text and tool arguments in relayed stream events."""
+    text = []
+    for event in events.split(b"\n\n"):
+        data = event_data(event)
+        if not data.startswith(b"{"):
+            continue
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            continue
+        for choice in chunk.get("choices") or []:
+            text.append(_message_text(choice.get("delta") or {}))
+    return "".join(text)
+
+
+def _message_text(message: dict) -> str:
+    calls = message.get("tool_calls") or []
+    args = "".join(str((c.get("function") or {}).get("arguments") or "") for c in calls)
+    content = message.get("content")
+    return (content if isinstance(content, str) else "") + args
+
+
 # ---- passthrough ----------------------------------------------------------------------------
 def passthrough_payload(body: dict, model: str, stream: bool) -> dict:
     """The client's body for an OpenAI upstream: its model name, and usage asked for in streams."""
@@ -300,9 +396,9 @@ def passthrough_payload(body: dict, model: str, stream: bool) -> dict:
     return payload
 
 
-def passthrough_tap(body: dict):
+def passthrough_tap(body: dict, price=None):
     wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    return StreamTap(forward_usage_chunk=wants_usage)
+    return StreamTap(forward_usage_chunk=wants_usage, price=price)
 
 
 class StreamTap:
@@ -312,11 +408,15 @@ class StreamTap:
     whether `[DONE]` arrived, and drops the usage-only chunk the client did not ask for.
     """
 
-    def __init__(self, forward_usage_chunk: bool):
+    KEEP = 1 << 20  # relayed bytes kept to estimate output tokens if upstream sends no usage
+
+    def __init__(self, forward_usage_chunk: bool, price=None):
         self.forward_usage_chunk = forward_usage_chunk
+        self.price = price  # Usage -> credits, added to the usage chunk the client gets
         self.usage = None
         self.finished = False
         self.failed = False
+        self.relayed = bytearray()
 
     def end(self) -> bytes | None:
         """Bytes to send after the upstream ended cleanly (none: `[DONE]` was relayed)."""
@@ -328,6 +428,8 @@ class StreamTap:
         if data == b"[DONE]":
             self.finished = True
             return event
+        if len(self.relayed) < self.KEEP:
+            self.relayed += event
         if not _may_carry_usage(data) and b'"error"' not in data:
             return event  # the common case: a content chunk, relayed without parsing
         try:
@@ -339,11 +441,17 @@ class StreamTap:
         if "error" in chunk:
             self.failed = True
         usage = usage_from(chunk.get("usage"))
-        if usage is not None:
-            self.usage = usage
-            if not self.forward_usage_chunk and not chunk.get("choices"):
-                return None
-        return event
+        if usage is None or chunk.get("choices"):
+            if usage is not None:
+                self.usage = usage
+            return event
+        self.usage = usage  # the usage-only chunk after the finish chunk
+        if not self.forward_usage_chunk:
+            return None
+        if self.price is None:
+            return event
+        chunk["credits_consumed"] = float(self.price(usage))
+        return encode_event(json.dumps(chunk).encode())
 
 
 def _may_carry_usage(data: bytes) -> bool:

@@ -108,9 +108,10 @@ class StreamEncoder:
 
     content_type = "text/event-stream"
 
-    def __init__(self, req: ir.ChatRequest):
+    def __init__(self, req: ir.ChatRequest, *, price=None):
         self.model = req.model
         self.include_usage = req.include_usage
+        self.price = price  # Usage -> credits, shown in the usage chunk as the passthrough does
         self.id = ""
         self.created = int(time.time())
         self.started = False
@@ -137,7 +138,8 @@ class StreamEncoder:
             self.usage = event.usage
         elif isinstance(event, ir.End):
             if self.include_usage and self.usage is not None:
-                out += self._chunk(None, usage=usage_to(self.usage))
+                extra = {"credits_consumed": float(self.price(self.usage))} if self.price else {}
+                out += self._chunk(None, usage=usage_to(self.usage), **extra)
             out += DONE
         elif isinstance(event, ir.Failure):
             out += self.error_event(event.error)
@@ -146,11 +148,12 @@ class StreamEncoder:
     def error_event(self, err) -> bytes:
         return encode_event(json.dumps(error_body(err)).encode()) + DONE
 
-    def _chunk(self, delta, finish=None, usage=None) -> bytes:
+    def _chunk(self, delta, finish=None, usage=None, **extra) -> bytes:
         body = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
                 "model": self.model,
                 "choices": [] if delta is None else [
                     {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
         if self.include_usage:
             body["usage"] = usage
+        body.update(extra)
         return encode_event(json.dumps(body, ensure_ascii=False).encode())

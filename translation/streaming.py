@@ -4,13 +4,20 @@ from translation import ir
 
 
 class TranslatingTap:
-    """A relay_events tap (feed/end, usage/finished/failed) that re-encodes every event."""
+    """A relay_events tap (feed/end, usage/finished/failed) that re-encodes every event.
+
+    `relayed` keeps the first bytes sent to the client, in its format, so that output tokens
+    can be estimated when the upstream reports no usage.
+    """
+
+    KEEP = 1 << 20
 
     def __init__(self, decoder, encoder):
         self.decoder, self.encoder = decoder, encoder
         self.usage = None
         self.finished = False
         self.failed = False
+        self.relayed = bytearray()
 
     def feed(self, event: bytes) -> bytes | None:
         return self._encode(self.decoder.feed(event))
@@ -32,4 +39,6 @@ class TranslatingTap:
             elif isinstance(event, ir.Failure):
                 self.failed = True
             out += self.encoder.encode(event)
+        if out and len(self.relayed) < self.KEEP:
+            self.relayed += out
         return out or None

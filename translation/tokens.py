@@ -35,3 +35,21 @@ def _add(part, chars, images):
     for inner in part.content:
         chars, images = _add(inner, chars, images)
     return chars, images
+
+
+# ---- generous prompt estimates for credit holds, in any wire format -------------------------
+HELD_PER_IMAGE = 1000  # what a hold counts for an image or document (the OpenAI estimate's figure)
+
+
+def json_tokens(value, key: str = "") -> int:
+    """A generous token count of the text in a JSON value: one per 3 UTF-8 bytes of every
+    string, base64 payloads (`data` fields, data: URLs) counted as one image each."""
+    if isinstance(value, dict):
+        return sum(json_tokens(v, k) for k, v in value.items())
+    if isinstance(value, list):
+        return sum(json_tokens(v, key) for v in value)
+    if not isinstance(value, str):
+        return 0
+    if key == "data" or value.startswith("data:"):
+        return HELD_PER_IMAGE
+    return -(-len(value.encode("utf-8", "surrogatepass")) // 3)

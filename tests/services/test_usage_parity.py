@@ -1,13 +1,16 @@
-"""The same upstream usage gives the same canonical Usage, whatever format the client speaks:
-for whole answers (Reply.usage) and for streams (tap.usage handed to on_close), which is what
-billing charges from."""
+"""The same upstream usage is charged the same credits whatever format the client speaks:
+whole answers and streams, for each provider wire format, through the real HTTP path."""
+
+from decimal import Decimal
 
 import pytest
+import requests
+from sqlalchemy import select
 
-from services.relay import passes_through
-from tests.conftest import every_provider_type
+from extensions import db
+from models import UsageRecord
+from tests.conftest import every_provider_type, make_user
 from tests.fake_upstream import Script
-from translation.ir import Usage
 
 MODELS = {"openai": "gpt-test", "anthropic": "claude-test", "gemini": "gemini-test"}
 # One upstream usage (30 prompt tokens of which 12 cached, 7 output) in each provider's words.
@@ -19,48 +22,47 @@ UPSTREAM_USAGE = {
     "gemini": {"promptTokenCount": 30, "cachedContentTokenCount": 12, "candidatesTokenCount": 5,
                "thoughtsTokenCount": 2, "totalTokenCount": 37},
 }
-EXPECTED = {"openai": Usage(input=18, cache_read=12, output=7),
-            "anthropic": Usage(input=15, cache_read=12, cache_write=3, output=7),
-            "gemini": Usage(input=18, cache_read=12, output=7)}
-
-
-def body_for(client_format, model, stream):
-    if client_format == "openai":
-        return {"model": model, "stream": stream, "messages": [{"role": "user", "content": "x"}]}
-    if client_format == "anthropic":
-        return {"model": model, "stream": stream, "max_tokens": 20,
-                "messages": [{"role": "user", "content": "x"}]}
-    return {"model": model, "stream": stream, "alt": "sse",
-            "contents": [{"role": "user", "parts": [{"text": "x"}]}]}
+# (input, cache_read, cache_write, output) that usage means, and its cost at the prices below
+EXPECTED = {"openai": (18, 12, 0, 7), "anthropic": (15, 12, 3, 7), "gemini": (18, 12, 0, 7)}
 
 
 @pytest.fixture
 def settings(upstream):
-    return {"PROVIDERS": every_provider_type(upstream)}
+    price = {"input": 2, "output": 4, "cache_read": 0.5, "cache_write": 3, "minimum": 0.001}
+    return {"PROVIDERS": every_provider_type(upstream),
+            "PRICING": {"models": dict.fromkeys(MODELS.values(), price)}}
+
+
+def call(gateway, key, client_format, model, stream):
+    if client_format == "openai":
+        url, body = "/v1/chat/completions", {"model": model, "stream": stream,
+                                             "messages": [{"role": "user", "content": "x"}]}
+    elif client_format == "anthropic":
+        url, body = "/v1/messages", {"model": model, "stream": stream, "max_tokens": 20,
+                                     "messages": [{"role": "user", "content": "x"}]}
+    else:
+        method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        url, body = (f"/v1beta/models/{model}:{method}",
+                     {"contents": [{"role": "user", "parts": [{"text": "x"}]}]})
+    resp = requests.post(gateway + url, json=body, timeout=15,
+                         headers={"Authorization": f"Bearer {key}"})
+    assert resp.status_code == 200, resp.text
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 @pytest.mark.parametrize("provider", list(MODELS))
-def test_same_upstream_usage_same_canonical_usage(app, upstream, provider, stream):
-    relay = app.extensions["relay"]
-    seen = {}
+def test_same_upstream_usage_same_charge(app, gateway, upstream, provider, stream):
+    user_id, key = make_user(app, credits=Decimal(100))
     for client_format in MODELS:
         upstream.push(Script(usage=UPSTREAM_USAGE[provider]))
-        body = body_for(client_format, MODELS[provider], stream)
-        route = relay.registry.routes(body["model"])[0]
-        serve = relay._passthrough if passes_through(client_format, body, route) \
-            else relay._translated
-        closed = []
-
-        def on_close(tap, outcome, closed=closed):
-            closed.append((tap.usage, outcome))
-
-        reply = serve(client_format, body, route, stream=stream, client_socket=None,
-                      on_close=on_close)
-        if stream:
-            b"".join(reply.body)
-            assert [outcome for _, outcome in closed] == ["complete"]
-            seen[client_format] = closed[0][0]
-        else:
-            seen[client_format] = reply.usage
-    assert seen == dict.fromkeys(MODELS, EXPECTED[provider])
+        call(gateway, key, client_format, MODELS[provider], stream)
+    assert app.extensions["billing"].flush()
+    with app.app_context():
+        records = db.session.scalars(select(UsageRecord).where(UsageRecord.user_id == user_id)
+                                     .order_by(UsageRecord.id)).all()
+    charged = [(r.input_tokens, r.cache_read_tokens, r.cache_write_tokens, r.output_tokens,
+                r.price, r.estimated, r.partial) for r in records]
+    tokens = EXPECTED[provider]
+    cost = (Decimal(2) * tokens[0] + Decimal("0.5") * tokens[1] + Decimal(3) * tokens[2]
+            + Decimal(4) * tokens[3]) / 1000
+    assert charged == [(*tokens, cost, False, False)] * 3

@@ -1,0 +1,287 @@
+"""Credits: reserve before forwarding, settle after, one ledger row per charge.
+
+A request first holds the most it can cost, with one conditional UPDATE, so a balance never
+goes below zero however many requests run at once. When the request ends, its real cost is
+charged and the rest released, in one transaction that also writes the usage record. That
+settlement happens off the response path, in a background worker fed by a bounded queue, and
+is flushed on shutdown. Holds left by a dead process are released by a sweep.
+"""
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from sqlalchemy import delete, func, select, type_coerce, update
+
+from errors import GatewayError
+from models import Account, Grant, Hold, UsageRecord, utcnow
+from models.credits import Credits
+from translation.ir import Usage
+
+log = logging.getLogger(__name__)
+
+
+class InsufficientCredits(GatewayError):
+    status, kind, code = 402, "insufficient_credits", "insufficient_credits"
+
+
+@dataclass
+class Ticket:
+    """A request's open hold, and who and what it is for."""
+
+    hold_id: int
+    amount: Decimal
+    user_id: int
+    key_id: int
+    model: str
+    price: object  # services.pricing.Price
+    prompt_estimate: int  # our own count of the prompt's tokens, used when upstream gives none
+
+
+@dataclass
+class Charge:
+    """A settlement waiting to be written: what to charge for a ticket (usage None: release)."""
+
+    ticket: Ticket
+    usage: object  # translation.ir.Usage or None
+    cost: Decimal
+    estimated: bool = False
+    partial: bool = False
+
+
+class Billing:
+    def __init__(self, session_factory, pricing, *, queue_size=10_000, hold_ttl=3600.0,
+                 sweep_every=60.0):
+        self.session_factory = session_factory
+        self.pricing = pricing
+        self.hold_ttl = hold_ttl
+        self.sweep_every = sweep_every
+        self.queue = queue.Queue(maxsize=queue_size)
+        self._worker = None
+        self._lock = threading.Lock()
+
+    # ---- on the request path -------------------------------------------------------------
+    def reserve(self, caller, model: str, prompt_tokens: int, max_output: int) -> Ticket:
+        """Hold the most this request can cost; raises InsufficientCredits (402) when it can't."""
+        price = self.pricing.for_model(model)
+        amount = price.cost(Usage(input=prompt_tokens, output=max_output))
+        with self.session_factory() as session:
+            taken = session.execute(
+                update(Account)
+                .where(Account.user_id == caller.user_id, Account.balance >= amount)
+                .values(balance=Account.balance - amount)
+            ).rowcount
+            if not taken:
+                session.rollback()
+                raise InsufficientCredits(
+                    f"Insufficient credits: this request may cost up to {amount} credits. "
+                    "Top up, or lower max_tokens.", headers={"x-should-retry": "false"})
+            hold = Hold(user_id=caller.user_id, amount=amount)
+            session.add(hold)
+            session.commit()
+            return Ticket(hold.id, amount, caller.user_id, caller.key_id, model, price,
+                          prompt_tokens)
+
+    def charge(self, ticket: Ticket, usage, *, estimated=False, partial=False) -> Decimal:
+        """Queue the settlement of a finished request; returns its cost. No database wait."""
+        cost = ticket.price.cost(usage)
+        self._submit(Charge(ticket, usage, cost, estimated, partial))
+        return cost
+
+    def release(self, ticket: Ticket):
+        """Queue the release of a hold whose request produced nothing billable."""
+        self._submit(Charge(ticket, None, Decimal(0)))
+
+    def _submit(self, item: Charge):
+        self._ensure_worker()
+        try:
+            self.queue.put_nowait(item)
+        except queue.Full:  # back-pressure instead of loss: settle on the caller's time
+            log.warning("settlement queue full; settling inline")
+            self._settle_batch([item])
+
+    # ---- off the request path ------------------------------------------------------------
+    def _ensure_worker(self):
+        if self._worker is None or not self._worker.is_alive():
+            with self._lock:
+                if self._worker is None or not self._worker.is_alive():
+                    self._worker = threading.Thread(target=self._run, name="settler",
+                                                    daemon=True)
+                    self._worker.start()
+
+    def _run(self):
+        last_sweep = time.monotonic()
+        while True:
+            try:
+                first = self.queue.get(timeout=1.0)
+            except queue.Empty:
+                first = None
+            batch = [first] if first is not None else []
+            while first is not None and len(batch) < 200:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            if batch:
+                self._settle_with_retry(batch)
+                for _ in batch:
+                    self.queue.task_done()
+            if time.monotonic() - last_sweep > self.sweep_every:
+                last_sweep = time.monotonic()
+                self._sweep_safely()
+
+    def _settle_with_retry(self, batch):
+        delay = 0.1
+        while True:
+            try:
+                self._settle_batch(batch)
+                return
+            except Exception as exc:  # database away: keep the batch, retry with back-off
+                log.error("settling %d charges failed (%s); retrying", len(batch),
+                          type(exc).__name__)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _settle_batch(self, batch):
+        with self.session_factory() as session:
+            for item in batch:
+                settle(session, item)
+            session.commit()
+
+    def flush(self, timeout=10.0) -> bool:
+        """Wait until every queued settlement is written (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while self.queue.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def shutdown(self):
+        """Write what is still queued, inline; called at process exit."""
+        leftovers = []
+        while True:
+            try:
+                leftovers.append(self.queue.get_nowait())
+            except queue.Empty:
+                break
+        if leftovers:
+            self._settle_with_retry(leftovers)
+            for _ in leftovers:
+                self.queue.task_done()
+        if self._worker is not None:
+            self.flush(timeout=30)
+
+    def sweep(self) -> int:
+        """Release holds older than hold_ttl: their process died before settling them."""
+        cutoff = utcnow() - timedelta(seconds=self.hold_ttl)
+        released = 0
+        with self.session_factory() as session:
+            for hold in session.scalars(select(Hold).where(Hold.created_at < cutoff)).all():
+                if session.execute(delete(Hold).where(Hold.id == hold.id)).rowcount:
+                    session.execute(update(Account).where(Account.user_id == hold.user_id)
+                                    .values(balance=Account.balance + hold.amount))
+                    released += 1
+            session.commit()
+        if released:
+            log.warning("released %d stale holds", released)
+        return released
+
+    def _sweep_safely(self):
+        try:
+            self.sweep()
+        except Exception as exc:
+            log.error("hold sweep failed: %s", type(exc).__name__)
+
+
+def settle(session, item: Charge):
+    """Charge the real cost, release the rest of the hold and write the record: one transaction.
+
+    A cost above the hold (the upstream counted more prompt tokens than we did) takes the excess
+    from the balance only as far as the balance goes: it never goes below zero.
+    """
+    ticket = item.ticket
+    held = ticket.amount
+    if not session.execute(delete(Hold).where(Hold.id == ticket.hold_id)).rowcount:
+        held = Decimal(0)  # already released by a sweep: charge from the balance alone
+    price = item.cost
+    if item.usage is None:
+        price = Decimal(0)
+    elif price > held:
+        price = held + _take(session, ticket.user_id, price - held)
+    refund = held - price
+    if refund:
+        session.execute(update(Account).where(Account.user_id == ticket.user_id)
+                        .values(balance=Account.balance + refund))
+    if item.usage is not None:
+        u = item.usage
+        session.add(UsageRecord(user_id=ticket.user_id, key_id=ticket.key_id, model=ticket.model,
+                                input_tokens=u.input, cache_read_tokens=u.cache_read,
+                                cache_write_tokens=u.cache_write, output_tokens=u.output,
+                                price=price, estimated=item.estimated, partial=item.partial))
+
+
+def _take(session, user_id, wanted: Decimal) -> Decimal:
+    """Take up to `wanted` from a balance without going below zero; returns what was taken."""
+    for _ in range(5):
+        available = session.scalar(select(Account.balance).where(Account.user_id == user_id))
+        amount = min(wanted, available or Decimal(0))
+        if amount <= 0:
+            return Decimal(0)
+        if session.execute(update(Account)
+                           .where(Account.user_id == user_id, Account.balance >= amount)
+                           .values(balance=Account.balance - amount)).rowcount:
+            return amount
+    return Decimal(0)
+
+
+# ---- the ledger, for the API and the CLI ----------------------------------------------------
+def grant(session, user_id: int, amount: Decimal, reason: str = "") -> Account:
+    """Add credits to a user's balance and to the total credited, recording the grant."""
+    account = session.get(Account, user_id)
+    if account is None:
+        account = Account(user_id=user_id, balance=Decimal(0), credited=Decimal(0))
+        session.add(account)
+        session.flush()
+    session.execute(update(Account).where(Account.user_id == user_id)
+                    .values(balance=Account.balance + amount, credited=Account.credited + amount))
+    session.add(Grant(user_id=user_id, amount=amount, reason=reason))
+    session.commit()
+    session.refresh(account)
+    return account
+
+
+def balance(session, user_id: int) -> tuple[Decimal, Decimal]:
+    """(balance, total credited) of a user; zeros when nothing was ever credited."""
+    row = session.execute(select(Account.balance, Account.credited)
+                          .where(Account.user_id == user_id)).first()
+    return (row.balance, row.credited) if row else (Decimal(0), Decimal(0))
+
+
+def usage_page(session, user_id: int, size: int, before_id: int | None):
+    """Newest-first usage records below `before_id`; returns (records, next id or None)."""
+    query = select(UsageRecord).where(UsageRecord.user_id == user_id)
+    if before_id is not None:
+        query = query.where(UsageRecord.id < before_id)
+    rows = session.scalars(query.order_by(UsageRecord.id.desc()).limit(size + 1)).all()
+    more = len(rows) > size
+    rows = rows[:size]
+    return rows, (rows[-1].id if more else None)
+
+
+def ledger_gap(session, user_id: int) -> Decimal:
+    """credited - balance - (charges + open holds): zero whenever the books are right."""
+    bal, credited = balance(session, user_id)
+    charged = session.scalar(select(_total(UsageRecord.price))
+                             .where(UsageRecord.user_id == user_id))
+    held = session.scalar(select(_total(Hold.amount)).where(Hold.user_id == user_id))
+    return credited - bal - charged - held
+
+
+def _total(column):
+    """SUM of a credits column, typed so SQLite's micro-credit integers come back as Decimals."""
+    return type_coerce(func.coalesce(func.sum(column), 0), Credits)

@@ -1,0 +1,62 @@
+"""Configuration: TOML file, environment, presets, and refusing secrets in the file."""
+
+import pytest
+from flask import Flask
+
+from config import load_config
+from providers.registry import configured_upstreams, parse_upstream
+
+
+def test_toml_file_then_env_then_overrides(tmp_path, monkeypatch):
+    path = tmp_path / "gw.toml"
+    path.write_text('key_cache_ttl = 9\nupstream_read_timeout = 30\n'
+                    '[[providers]]\nname = "local"\ntype = "openai-compatible"\n'
+                    'base_url = "http://127.0.0.1:9/v1"\nmodels = ["m"]\n')
+    monkeypatch.setenv("GATEWAY_CONFIG", str(path))
+    monkeypatch.setenv("GATEWAY_UPSTREAM_READ_TIMEOUT", "45")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u@h/db")
+    app = Flask(__name__)
+    load_config(app, {"MAX_CONTENT_LENGTH": 10})
+    assert app.config["KEY_CACHE_TTL"] == 9
+    assert app.config["UPSTREAM_READ_TIMEOUT"] == 45
+    assert app.config["MAX_CONTENT_LENGTH"] == 10
+    assert app.config["PROVIDERS"][0]["name"] == "local"
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://u@h/db"
+
+
+def test_presets_enabled_by_their_key_variables():
+    env = {"DEEPSEEK_API_KEY": "sk-d", "OPENROUTER_API_KEY": "sk-o"}
+    ups = {u.name: u for u in configured_upstreams([], env)}
+    assert set(ups) == {"deepseek", "openrouter"}
+    assert ups["deepseek"].base_url == "https://api.deepseek.com/v1"
+    assert ups["deepseek"].api_key == "sk-d"
+    assert ups["openrouter"].upstream_model("anthropic/claude-x") == "anthropic/claude-x"
+    assert ups["deepseek"].upstream_model("gpt-4o") is None
+    assert configured_upstreams([], {}) == []
+
+
+def test_provider_without_its_key_is_left_out(caplog):
+    entries = [{"name": "deepseek"}, {"name": "local", "type": "openai-compatible",
+                                      "base_url": "http://127.0.0.1:9/v1", "models": ["m"]}]
+    assert [u.name for u in configured_upstreams(entries, {})] == ["local"]
+    assert "DEEPSEEK_API_KEY" in caplog.text
+    assert [u.name for u in configured_upstreams(entries, {"DEEPSEEK_API_KEY": "k"})] == [
+        "deepseek", "local"]
+
+
+def test_entry_overrides_preset_and_aliases():
+    up = parse_upstream({"name": "openai", "models": ["gpt-4o"], "aliases": {"best": "gpt-4o"}},
+                        {"OPENAI_API_KEY": "sk-x"})
+    assert up.base_url == "https://api.openai.com/v1" and up.api_key == "sk-x"
+    assert up.models == {"gpt-4o": "gpt-4o", "best": "gpt-4o"}
+
+
+@pytest.mark.parametrize("entry, problem", [
+    ({"name": "x", "type": "openai", "base_url": "http://h", "api_key": "sk-1"}, "environment"),
+    ({"name": "x", "type": "carrier-pigeon", "base_url": "http://h"}, "type"),
+    ({"name": "x", "type": "openai"}, "base_url"),
+    ({"type": "openai", "base_url": "http://h"}, "name"),
+])
+def test_bad_entries_are_refused(entry, problem):
+    with pytest.raises(ValueError, match=problem):
+        parse_upstream(entry, {})
