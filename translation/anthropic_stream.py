@@ -2,7 +2,7 @@
 
 import json
 
-from errors import UpstreamError
+from errors import UpstreamError, redact
 from translation import ir
 from translation.anthropic import (
     STOP_FROM_IR,
@@ -82,8 +82,8 @@ class StreamDecoder:
 
     def _error(self, data) -> list:
         error = data.get("error") or {}
-        return [ir.Failure(UpstreamError("the provider failed mid-stream: "
-                                         + str(error.get("message") or "unknown error")))]
+        message = str(error.get("message") or "unknown error")
+        return [ir.Failure(UpstreamError(redact(f"the provider failed mid-stream: {message}")))]
 
     def _usage(self) -> list:
         return [ir.UsageUpdate(self.usage.usage)] if self.usage.usage is not None else []

@@ -5,6 +5,7 @@ Requests served to Gemini clients carry three gateway keys beside the Gemini fie
 for Server-Sent Events). Stream decoding and encoding live in translation/gemini_stream.py.
 """
 
+import base64
 import json
 import re
 
@@ -42,6 +43,10 @@ _CONFIG_KEYS = {"temperature", "topP", "topK", "maxOutputTokens", "stopSequences
 _MODELLED = {"contents", "systemInstruction", "tools", "toolConfig", "generationConfig",
              *GATEWAY_KEYS}
 _SNAKE = re.compile(r"_([a-z])")
+# Gemini 3 refuses a function call in the history without the thoughtSignature it came with;
+# calls that were made by another model (or went through a client that has no slot for the
+# signature) carry Google's documented placeholder instead (bytes, hence base64 on the wire).
+SIGNATURE_PLACEHOLDER = base64.b64encode(b"skip_thought_signature_validator").decode()
 
 
 def camel(key: str) -> str:
@@ -215,7 +220,11 @@ def contents_from_ir(req: ir.ChatRequest) -> list[dict]:
         role = "model" if turn.role == "assistant" else "user"
         results = [_part_from_ir(p) for p in turn.parts if isinstance(p, ir.ToolResult)]
         rest = [_part_from_ir(p) for p in turn.parts if not isinstance(p, ir.ToolResult)]
-        for parts in (results, [p for p in rest if p is not None]):
+        rest = [p for p in rest if p is not None]
+        calls = [p for p in rest if "functionCall" in p]
+        if calls and not any("thoughtSignature" in p for p in calls):
+            calls[0]["thoughtSignature"] = SIGNATURE_PLACEHOLDER  # one per step is enough
+        for parts in (results, rest):
             if parts:
                 contents.append({"role": role, "parts": parts})
     return contents

@@ -3,7 +3,7 @@ JSON array Gemini streams when the client did not ask for `alt=sse`."""
 
 import json
 
-from errors import UpstreamError
+from errors import UpstreamError, redact
 from translation import ir
 from translation.content import load_arguments
 from translation.gemini import (
@@ -44,7 +44,7 @@ class StreamDecoder:
         if "error" in chunk:
             message = (chunk["error"] or {}).get("message") if isinstance(chunk["error"], dict) \
                 else chunk["error"]
-            return [ir.Failure(UpstreamError(f"the provider failed mid-stream: {message}"))]
+            return [ir.Failure(UpstreamError(redact(f"the provider failed mid-stream: {message}")))]
         usage = usage_from(chunk.get("usageMetadata"))
         out = [ir.UsageUpdate(usage)] if usage is not None else []  # before Start: see above
         if not self.started:

@@ -3,7 +3,7 @@
 import json
 import time
 
-from errors import UpstreamError
+from errors import UpstreamError, redact
 from translation import ir
 from translation.content import new_call_id
 from translation.openai import (
@@ -100,7 +100,7 @@ class StreamDecoder:
 
 def stream_error(payload) -> UpstreamError:
     message = payload.get("message") if isinstance(payload, dict) else str(payload)
-    return UpstreamError(f"the provider failed mid-stream: {message or 'unknown error'}")
+    return UpstreamError(redact(f"the provider failed mid-stream: {message or 'unknown error'}"))
 
 
 class StreamEncoder:

@@ -6,6 +6,7 @@ import pytest
 from tests.api.sdk_clients import CLIENTS, QUESTION
 from tests.conftest import every_provider_type
 from tests.fake_upstream import Script
+from translation.gemini import SIGNATURE_PLACEHOLDER
 
 MODELS = {"openai": "gpt-test", "anthropic": "claude-test", "gemini": "gemini-test"}
 CALLS = [("get_weather", {"city": "Paris"}), ("get_weather", {"city": "Rome"})]
@@ -38,6 +39,12 @@ def test_tool_call_round_trip(gateway, api_key, upstream, client_format, provide
     assert {by_id[call_id]: text for call_id, text in second["results"]} == {
         "Paris": "18C", "Rome": "21C"}
     assert len(upstream.received) == 2
+    if provider == "gemini":  # Gemini 3 wants each step's thoughtSignature back
+        model_turn = next(c for c in upstream.last.json["contents"] if c.get("role") == "model")
+        signatures = [p.get("thoughtSignature") for p in model_turn["parts"]
+                      if "functionCall" in p]
+        assert signatures == (["sig0", "sig1"] if client_format == "gemini"
+                              else [SIGNATURE_PLACEHOLDER, None])
 
 
 def sent_conversation(provider: str, body: dict) -> dict:

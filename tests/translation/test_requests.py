@@ -193,3 +193,15 @@ def test_error_envelopes():
                                                "status": "UNAVAILABLE"}
     assert anthropic.error_body(UpstreamTimeout("slow"))["error"]["type"] == "timeout_error"
     assert json.loads(openai.error_event(err)[6:].split(b"\n\n")[0])["error"]["message"] == "down"
+
+
+def test_function_calls_from_elsewhere_get_the_signature_placeholder():
+    req = openai.request_to_ir(openai_conversation())
+    req.turns[1].parts[2].data, req.turns[1].parts[2].mime = "BBBB", "image/jpeg"
+    calls = gemini.request_from_ir(req, "g")["contents"][1]["parts"]
+    assert [p.get("thoughtSignature") for p in calls] == [gemini.SIGNATURE_PLACEHOLDER, None]
+    answer = gemini.response_to_ir({"candidates": [{"content": {"role": "model", "parts": [
+        {"functionCall": {"name": "f", "args": {}}, "thoughtSignature": "real"}]}}]})
+    req.turns = [ir.Turn("user", [ir.Text("q")]), ir.Turn("assistant", answer.parts)]
+    kept = gemini.request_from_ir(req, "g")["contents"][1]["parts"][0]
+    assert kept["thoughtSignature"] == "real"

@@ -121,3 +121,18 @@ def test_broken_stream_raises_in_genai_sdk(gateway, api_key, upstream, model):
     sdk = genai.Client(api_key=api_key, http_options=types.HttpOptions(base_url=gateway))
     with pytest.raises(genai_errors.APIError):
         list(sdk.models.generate_content_stream(model=model, contents="x"))
+
+
+def test_mid_stream_upstream_error_is_redacted_and_reexpressed(sdk, upstream):
+    """An Anthropic error event that echoes the gateway's key reaches the OpenAI client as an
+    OpenAI in-stream error, without the key."""
+    raw = ('event: message_start\ndata: {"type": "message_start", "message": {"id": "m", '
+           '"usage": {"input_tokens": 3}}}\n\nevent: error\ndata: {"type": "error", "error": '
+           f'{{"type": "overloaded_error", "message": "Overloaded for key {UPSTREAM_KEY}"}}}}\n\n')
+    upstream.push(Script(raw_stream=raw.encode()))
+    stream = sdk.chat.completions.create(model="claude-test", stream=True,
+                                         messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(openai.APIError) as info:
+        list(stream)
+    assert "Overloaded for key" in str(info.value.message)
+    assert UPSTREAM_KEY not in str(info.value.message) and UPSTREAM_KEY not in str(info.value.body)
