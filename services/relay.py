@@ -16,6 +16,7 @@ import requests
 from errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable, redact
 from services.streams import relay_events
 from translation import anthropic, anthropic_stream, gemini, gemini_stream, openai, openai_stream
+from translation.content import renamed_tools, restore_tool_names
 from translation.ir import Usage
 from translation.streaming import TranslatingTap
 
@@ -128,13 +129,15 @@ class Relay:
             except (ValueError, AttributeError, TypeError) as exc:
                 raise UpstreamUnavailable(f"provider {upstream.name} sent an unreadable "
                                           "answer") from exc
+            restore_tool_names(answer.parts, renamed_tools(req))
             out = json.dumps(src.response_from_ir(answer, req), ensure_ascii=False).encode()
             return Reply(200, out, "application/json", usage=answer.usage)
         resp = route.provider.open(payload, stream=True)
         expect_stream(resp, upstream.name)
         price = self.billing.pricing.for_model(body["model"])
         encoder = STREAMS[fmt].StreamEncoder(req, **stream_options(fmt, body, price.cost))
-        tap = TranslatingTap(STREAMS[route.provider.wire_format].StreamDecoder(), encoder)
+        tap = TranslatingTap(STREAMS[route.provider.wire_format].StreamDecoder(), encoder,
+                             tool_names=renamed_tools(req))
         events = relay_events(resp, tap, error_event=tap.error_event,
                               max_seconds=self.max_stream_seconds, client_socket=client_socket,
                               on_close=on_close)

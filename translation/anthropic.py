@@ -16,6 +16,7 @@ from translation.content import (
     names_by_call_id,
     reject_many_choices,
     safe_id,
+    safe_tool_name,
 )
 from translation.ir import Usage
 from translation.openai import estimate_text_tokens, with_credits  # noqa: F401 (billing API)
@@ -164,7 +165,7 @@ def messages_from_ir(req: ir.ChatRequest) -> list[dict]:
 def tools_from_ir(req: ir.ChatRequest) -> dict:
     out = {}
     if req.tools:
-        out["tools"] = [{"name": t.name, "input_schema": t.parameters,
+        out["tools"] = [{"name": safe_tool_name(t.name), "input_schema": t.parameters,
                          **({"description": t.description} if t.description else {})}
                         for t in req.tools]
     choice = req.tool_choice
@@ -172,7 +173,7 @@ def tools_from_ir(req: ir.ChatRequest) -> dict:
         mode = choice.mode if choice else "auto"
         wire = {"type": {"required": "any"}.get(mode, mode)}
         if mode == "tool":
-            wire["name"] = choice.name
+            wire["name"] = safe_tool_name(choice.name)
         if req.parallel_tool_calls is False and mode != "none":
             wire["disable_parallel_tool_use"] = True
         out["tool_choice"] = wire
@@ -190,7 +191,7 @@ def _part_to_block(part) -> dict | None:
         return {"type": "document",
                 "source": {"type": "base64", "media_type": part.mime, "data": part.data}}
     if isinstance(part, ir.ToolCall):
-        return {"type": "tool_use", "id": safe_id(part.id), "name": part.name,
+        return {"type": "tool_use", "id": safe_id(part.id), "name": safe_tool_name(part.name),
                 "input": load_arguments(part.arguments)}
     blocks = [b for b in (_part_to_block(p) for p in part.content) if b is not None]
     return {"type": "tool_result", "tool_use_id": safe_id(part.call_id), "content": blocks,

@@ -1,5 +1,6 @@
 """Content helpers every format module shares: data URLs, tool arguments, turn shaping."""
 
+import hashlib
 import json
 import re
 import uuid
@@ -9,6 +10,8 @@ from translation.ir import ChatRequest, Image, Text, ToolCall, ToolResult, Turn
 
 _DATA_URL = re.compile(r"data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?:;[^,;]*)*?;base64,(?P<data>.*)", re.S)
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+MAX_TOOL_NAME = 64  # OpenAI's limit (and Anthropic's pattern allows no '.' or ':', Gemini's does)
+_TOOL_NAME = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_TOOL_NAME}}}")
 
 
 def image_from_url(url: str, where: str) -> Image:
@@ -52,6 +55,27 @@ def new_call_id() -> str:
 def safe_id(call_id: str) -> str:
     """A tool-call id Anthropic accepts (^[a-zA-Z0-9_-]+$); the same input maps the same way."""
     return _ID_UNSAFE.sub("_", call_id) or "call"
+
+
+def safe_tool_name(name: str) -> str:
+    """A tool name OpenAI and Anthropic accept (^[a-zA-Z0-9_-]{1,64}$); the same name always
+    maps the same way, and too long a name keeps a hash of the original to stay unique."""
+    if _TOOL_NAME.fullmatch(name):
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{_ID_UNSAFE.sub('_', name)[:MAX_TOOL_NAME - 9]}_{digest}"
+
+
+def renamed_tools(req: ChatRequest) -> dict:
+    """safe name -> the client's name, for the tools whose names had to change."""
+    return {safe_tool_name(t.name): t.name for t in req.tools if safe_tool_name(t.name) != t.name}
+
+
+def restore_tool_names(parts, names: dict) -> None:
+    """Give tool calls in an answer back the names the client defined (see safe_tool_name)."""
+    for part in parts:
+        if isinstance(part, ToolCall) and part.name in names:
+            part.name = names[part.name]
 
 
 def text_of(parts) -> str:

@@ -15,6 +15,7 @@ from translation.content import (
     names_by_call_id,
     new_call_id,
     reject_many_choices,
+    safe_tool_name,
     text_of,
 )
 from translation.ir import Usage
@@ -179,11 +180,11 @@ def request_from_ir(req: ir.ChatRequest, model: str, *, limit_field: str | None 
         body["stop"] = req.stop[:4]
     if req.tools:
         body["tools"] = [{"type": "function", "function": {
-            "name": t.name, "description": t.description, "parameters": t.parameters}}
-            for t in req.tools]
+            "name": safe_tool_name(t.name), "description": t.description,
+            "parameters": t.parameters}} for t in req.tools]
     if req.tool_choice is not None:
-        body["tool_choice"] = (req.tool_choice.mode if req.tool_choice.mode != "tool" else
-                               {"type": "function", "function": {"name": req.tool_choice.name}})
+        named = {"type": "function", "function": {"name": safe_tool_name(req.tool_choice.name)}}
+        body["tool_choice"] = req.tool_choice.mode if req.tool_choice.mode != "tool" else named
     if req.stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}  # usage is needed for billing
@@ -196,7 +197,7 @@ def _messages_of(turn: ir.Turn) -> list[dict]:
         message = {"role": "assistant", "content": text_of(turn.parts) or None}
         if calls:
             message["tool_calls"] = [{"id": c.id, "type": "function", "function": {
-                "name": c.name, "arguments": c.arguments}} for c in calls]
+                "name": safe_tool_name(c.name), "arguments": c.arguments}} for c in calls]
         return [message]
     out = [{"role": "tool", "tool_call_id": p.call_id, "content": _result_text(p)}
            for p in turn.parts if isinstance(p, ir.ToolResult)]

@@ -12,8 +12,9 @@ class TranslatingTap:
 
     KEEP = 1 << 20
 
-    def __init__(self, decoder, encoder):
+    def __init__(self, decoder, encoder, *, tool_names=None):
         self.decoder, self.encoder = decoder, encoder
+        self.tool_names = tool_names or {}  # provider's tool name -> the client's
         self.usage = None
         self.finished = False
         self.failed = False
@@ -38,6 +39,8 @@ class TranslatingTap:
                 self.finished = True
             elif isinstance(event, ir.Failure):
                 self.failed = True
+            elif isinstance(event, ir.ToolCallStart) and event.name in self.tool_names:
+                event.name = self.tool_names[event.name]
             out += self.encoder.encode(event)
         if out and len(self.relayed) < self.KEEP:
             self.relayed += out

@@ -211,3 +211,29 @@ def test_candidate_count_above_one_is_refused_when_translated(sdk, upstream):
                                     config=types.GenerateContentConfig(candidate_count=2))
     assert info.value.code == 400 and "n > 1" in info.value.message
     assert upstream.received == []
+
+
+@pytest.mark.parametrize("model", ["gpt-test", "claude-test"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_tool_names_other_providers_refuse_are_mapped_and_back(sdk, upstream, model, stream):
+    """Gemini allows '.' and ':' in function names; OpenAI and Anthropic do not."""
+    from translation.content import safe_tool_name
+
+    name = "weather.get:now"
+    upstream.push(Script(tool_calls=[(safe_tool_name(name), {"city": "Oslo"})]))
+    config = types.GenerateContentConfig(
+        tools=[types.Tool(function_declarations=[types.FunctionDeclaration(
+            name=name, parameters_json_schema={"type": "object"})])],
+        tool_config=types.ToolConfig(function_calling_config=types.FunctionCallingConfig(
+            mode="ANY", allowed_function_names=[name])),
+        automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True))
+    if stream:
+        chunks = list(sdk.models.generate_content_stream(model=model, contents="x",
+                                                         config=config))
+        calls = [c for chunk in chunks for c in chunk.function_calls or []]
+    else:
+        calls = sdk.models.generate_content(model=model, contents="x",
+                                            config=config).function_calls
+    assert [(c.name, c.args) for c in calls] == [(name, {"city": "Oslo"})]
+    sent = json.dumps(upstream.last.json)
+    assert name not in sent and safe_tool_name(name) in sent
