@@ -58,6 +58,7 @@ def request_to_ir(body: dict) -> ir.ChatRequest:
         stop=list(body.get("stop_sequences") or []),
         tools=[_tool_to_ir(t, i) for i, t in enumerate(body.get("tools") or [])],
         tool_choice=choice, parallel_tool_calls=parallel, stream=bool(body.get("stream")),
+        output_format=_format_to_ir(body.get("output_config")),
         extras={WIRE: {k: v for k, v in body.items() if k not in _MODELLED}})
 
 
@@ -118,6 +119,13 @@ def _tool_to_ir(tool, i) -> ir.Tool:
                    parameters=tool.get("input_schema") or {"type": "object", "properties": {}})
 
 
+def _format_to_ir(output_config) -> dict | None:
+    spec = output_config.get("format") if isinstance(output_config, dict) else None
+    if isinstance(spec, dict) and spec.get("type") == "json_schema":
+        return {"schema": spec.get("schema") or {"type": "object"}}
+    return None
+
+
 def _choice_to_ir(choice) -> tuple[ir.ToolChoice | None, bool | None]:
     if not isinstance(choice, dict):
         return None, None
@@ -147,6 +155,9 @@ def request_from_ir(req: ir.ChatRequest, model: str, *,
     if req.stop:
         body["stop_sequences"] = req.stop
     body.update(tools_from_ir(req))
+    schema = (req.output_format or {}).get("schema")
+    if schema is not None:  # Anthropic has structured output by schema, no bare "JSON mode"
+        body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
     if req.stream:
         body["stream"] = True
     return body

@@ -39,7 +39,7 @@ STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 402: "FAILED_PR
                 500: "INTERNAL", 501: "UNIMPLEMENTED", 502: "UNAVAILABLE", 503: "UNAVAILABLE",
                 504: "DEADLINE_EXCEEDED"}
 _CONFIG_KEYS = {"temperature", "topP", "topK", "maxOutputTokens", "stopSequences",
-                "candidateCount"}
+                "candidateCount", "responseMimeType", "responseSchema", "responseJsonSchema"}
 _MODELLED = {"contents", "systemInstruction", "tools", "toolConfig", "generationConfig",
              *GATEWAY_KEYS}
 _SNAKE = re.compile(r"_([a-z])")
@@ -85,6 +85,7 @@ def request_to_ir(body: dict) -> ir.ChatRequest:
         stop=list(config.get("stopSequences") or []), n=config.get("candidateCount"),
         tools=_tools_to_ir(body.get("tools") or []),
         tool_choice=_choice_to_ir(body.get("toolConfig")), stream=bool(body.get("stream")),
+        output_format=_format_to_ir(config),
         extras={WIRE: {**{k: v for k, v in body.items() if k not in _MODELLED},
                        "generationConfig": {k: v for k, v in config.items()
                                             if k not in _CONFIG_KEYS}}})
@@ -187,6 +188,15 @@ def json_schema(schema):
     return out
 
 
+def _format_to_ir(config: dict) -> dict | None:
+    if config.get("responseMimeType") != "application/json":
+        return None
+    schema = config.get("responseJsonSchema")
+    if schema is None and config.get("responseSchema") is not None:
+        schema = json_schema(config["responseSchema"])
+    return {"schema": schema}
+
+
 def _choice_to_ir(tool_config) -> ir.ToolChoice | None:
     config = _get(tool_config, "functionCallingConfig")
     if not isinstance(config, dict) or not config.get("mode"):
@@ -206,6 +216,10 @@ def request_from_ir(req: ir.ChatRequest, model: str, **_options) -> dict:
     config = {"temperature": req.temperature, "topP": req.top_p, "topK": req.top_k,
               "maxOutputTokens": req.max_tokens, "stopSequences": req.stop or None}
     config = {k: v for k, v in config.items() if v is not None}
+    if req.output_format is not None:
+        config["responseMimeType"] = "application/json"
+        if req.output_format.get("schema") is not None:
+            config["responseJsonSchema"] = req.output_format["schema"]
     if config:
         body["generationConfig"] = config
     body.update(tools_from_ir(req))

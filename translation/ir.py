@@ -106,6 +106,8 @@ class ChatRequest:
     n: int | None = None
     stream: bool = False
     include_usage: bool = False  # OpenAI clients: send the usage chunk in streams
+    # JSON output: {"schema": JSON Schema or None (any JSON object), "name": optional}
+    output_format: dict | None = None
     extras: dict = field(default_factory=dict)  # unmodelled fields, keyed by format
 
 

@@ -41,7 +41,7 @@ FINISH_FROM_IR = {ir.STOP: "stop", ir.STOP_SEQUENCE: "stop", ir.LENGTH: "length"
 # Request fields read into the IR; everything else rides along in extras["openai"].
 _MODELLED = {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
              "stop", "tools", "tool_choice", "parallel_tool_calls", "n", "stream",
-             "stream_options", "provider"}
+             "stream_options", "provider", "response_format"}
 DONE = b"data: [DONE]\n\n"
 
 
@@ -82,6 +82,7 @@ def request_to_ir(body: dict) -> ir.ChatRequest:
         parallel_tool_calls=body.get("parallel_tool_calls"), n=body.get("n"),
         stream=bool(body.get("stream")),
         include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
+        output_format=_format_to_ir(body.get("response_format")),
         extras={WIRE: {k: v for k, v in body.items() if k not in _MODELLED}})
 
 
@@ -148,6 +149,16 @@ def _tool_to_ir(tool, i) -> ir.Tool:
                    parameters=function.get("parameters") or {"type": "object", "properties": {}})
 
 
+def _format_to_ir(response_format) -> dict | None:
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind == "json_object":
+        return {"schema": None}
+    if kind == "json_schema":
+        spec = response_format.get("json_schema") or {}
+        return {"schema": spec.get("schema") or {"type": "object"}, "name": spec.get("name")}
+    return None
+
+
 def _choice_to_ir(choice) -> ir.ToolChoice | None:
     if choice is None:
         return None
@@ -185,6 +196,11 @@ def request_from_ir(req: ir.ChatRequest, model: str, *, limit_field: str | None 
     if req.tool_choice is not None:
         named = {"type": "function", "function": {"name": safe_tool_name(req.tool_choice.name)}}
         body["tool_choice"] = req.tool_choice.mode if req.tool_choice.mode != "tool" else named
+    if req.output_format is not None:
+        schema = req.output_format.get("schema")
+        body["response_format"] = {"type": "json_object"} if schema is None else {
+            "type": "json_schema",
+            "json_schema": {"name": req.output_format.get("name") or "response", "schema": schema}}
     if req.stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}  # usage is needed for billing

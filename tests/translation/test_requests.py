@@ -205,3 +205,24 @@ def test_function_calls_from_elsewhere_get_the_signature_placeholder():
     req.turns = [ir.Turn("user", [ir.Text("q")]), ir.Turn("assistant", answer.parts)]
     kept = gemini.request_from_ir(req, "g")["contents"][1]["parts"][0]
     assert kept["thoughtSignature"] == "real"
+
+
+def test_structured_output_is_carried_across():
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}],
+            "response_format": {"type": "json_schema",
+                                "json_schema": {"name": "thing", "schema": schema}}}
+    req = openai.request_to_ir(body)
+    assert anthropic.request_from_ir(req, "c")["output_config"] == {
+        "format": {"type": "json_schema", "schema": schema}}
+    config = gemini.request_from_ir(req, "g")["generationConfig"]
+    assert config == {"responseMimeType": "application/json", "responseJsonSchema": schema}
+    gemini_body = {"model": "g", "contents": [{"parts": [{"text": "x"}]}],
+                   "generationConfig": {"responseMimeType": "application/json",
+                                        "responseSchema": {"type": "OBJECT"}}}
+    out = openai.request_from_ir(gemini.request_to_ir(gemini_body), "gpt")
+    assert out["response_format"]["json_schema"]["schema"] == {"type": "object"}
+    json_mode = openai.request_to_ir({**body, "response_format": {"type": "json_object"}})
+    assert gemini.request_from_ir(json_mode, "g")["generationConfig"] == {
+        "responseMimeType": "application/json"}
+    assert "output_config" not in anthropic.request_from_ir(json_mode, "c")
