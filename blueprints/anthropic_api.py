@@ -10,7 +10,7 @@ from blueprints.common import validate as check
 from blueprints.schemas import StrictBoolean, StrictInteger, StrictNumber
 from errors import GatewayError, ModelNotFound
 from services.counting import count_input_tokens
-from translation.anthropic import error_body
+from translation.anthropic import BETA_KEY, error_body
 
 bp = Blueprint("anthropic_api", __name__)
 BASE_PATHS = ("/v1", "/api/v1")
@@ -91,6 +91,8 @@ def require_key():
 def messages():
     body = json_body()
     check(MessagesIn(), body)
+    if beta := request.headers.get("anthropic-beta"):
+        body[BETA_KEY] = beta  # features the client opted into, for an Anthropic upstream
     relay = current_app.extensions["relay"]
     reply = relay.chat("anthropic", body, caller=g.caller,
                        client_socket=request.environ.get("gunicorn.socket"))

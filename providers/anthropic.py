@@ -4,6 +4,7 @@ import json
 
 from errors import UpstreamUnavailable
 from providers.http import send
+from translation.anthropic import BETA_KEY
 
 API_VERSION = "2023-06-01"
 
@@ -20,6 +21,9 @@ class AnthropicProvider:
                    "Accept": "text/event-stream" if stream else "application/json"}
         if self.upstream.api_key:
             headers["x-api-key"] = self.upstream.api_key
+        payload = dict(payload)
+        if beta := payload.pop(BETA_KEY, None):
+            headers["anthropic-beta"] = beta
         body = json.dumps(payload, separators=(",", ":")).encode()
         return send(self.session, f"{self.upstream.base_url}/{endpoint}", body=body,
                     headers=headers, timeout=self.timeout, upstream=self.upstream)

@@ -24,6 +24,9 @@ from translation.sse import encode_event, event_data
 from translation.tokens import json_tokens
 
 WIRE = "anthropic"
+# The client's anthropic-beta header rides in the body under this key (not an API field):
+# passthrough hands it to the provider, which sends it as the header again.
+BETA_KEY = "__anthropic_beta__"
 # Anthropic requires max_tokens; clients of the other formats often leave it out. This is what
 # an OpenAI or Gemini client's request gets then (config: ANTHROPIC_DEFAULT_MAX_TOKENS).
 DEFAULT_MAX_TOKENS = 4096
@@ -37,7 +40,8 @@ ERROR_TYPES = {"invalid_request": "invalid_request_error", "not_found": "not_fou
                "rate_limit": "rate_limit_error", "insufficient_credits": "billing_error",
                "api_error": "api_error"}
 _MODELLED = {"model", "messages", "system", "max_tokens", "temperature", "top_p", "top_k",
-             "stop_sequences", "tools", "tool_choice", "stream", "provider"}
+             "stop_sequences", "tools", "tool_choice", "stream", "provider", "output_config",
+             BETA_KEY}
 
 
 # ---- requests -------------------------------------------------------------------------------

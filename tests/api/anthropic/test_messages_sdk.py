@@ -1,5 +1,7 @@
 """The official anthropic SDK against /v1/messages, with fake upstreams of every wire format."""
 
+import json
+
 import anthropic
 import pytest
 import requests
@@ -189,3 +191,13 @@ def test_models_list_in_anthropic_shape(sdk):
     with pytest.raises(anthropic.NotFoundError) as info:
         sdk.models.retrieve("nope")
     assert info.value.body["type"] == "error"
+
+
+def test_beta_header_reaches_anthropic_upstreams_only(sdk, upstream):
+    beta = {"anthropic-beta": "context-1m-2025-08-07,interleaved-thinking-2025-05-14"}
+    ask(sdk, "claude-test", extra_headers=beta)
+    assert upstream.last.headers["Anthropic-Beta"] == beta["anthropic-beta"]
+    assert set(upstream.last.json) == {"model", "max_tokens", "messages"}
+    ask(sdk, "gpt-test", extra_headers=beta)
+    assert "Anthropic-Beta" not in upstream.last.headers
+    assert "anthropic" not in json.dumps(upstream.last.json)
