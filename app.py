@@ -3,7 +3,7 @@
 from flask import Flask
 
 import cli
-from blueprints import anthropic_api, credits, gemini_api, openai_api
+from blueprints import anthropic_api, credits, gemini_api, openai_api, ratelimit
 from blueprints.errors import register_error_handlers
 from config import load_config
 from extensions import db
@@ -12,6 +12,7 @@ from providers import PROVIDERS, build_registry
 from providers.http import pooled_session
 from services.keys import KeyStore
 from services.media import ImageFetcher
+from services.plans import PlanBook
 from services.relay import Relay
 from storage import prepare_database, start_billing
 
@@ -22,7 +23,10 @@ def create_app(overrides=None):
     install_redaction()
     db.init_app(app)
     prepare_database(app)
-    app.extensions["keys"] = KeyStore(app.config["KEY_CACHE_TTL"], app.config["KEY_CACHE_SIZE"])
+    ratelimit.init_app(app)
+    plans = PlanBook(app.config["PLANS"], app.config["DEFAULT_PLAN"])
+    app.extensions["keys"] = KeyStore(app.config["KEY_CACHE_TTL"], app.config["KEY_CACHE_SIZE"],
+                                      plans)
     registry = build_registry(app.config, PROVIDERS,
                               lambda: pooled_session(app.config["UPSTREAM_POOL_SIZE"]))
     app.extensions["billing"] = billing = start_billing(app)

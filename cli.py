@@ -1,4 +1,4 @@
-"""Operator commands: `flask users …`, `flask keys …`, `flask providers`."""
+"""Operator commands: `flask users …`, `flask keys …`, `flask plans`, `flask providers`."""
 
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
@@ -12,6 +12,7 @@ from extensions import db
 from models import ApiKey, User, utcnow
 from services.billing import balance, grant, usage_page
 from services.keys import create_key, revoke_key
+from services.plans import MODELS, PER_HOUR, PER_MINUTE
 
 users = AppGroup("users", help="Manage users.")
 keys = AppGroup("keys", help="Manage API keys.")
@@ -23,6 +24,7 @@ def register(app):
     app.cli.add_command(keys)
     app.cli.add_command(credits)
     app.cli.add_command(providers)
+    app.cli.add_command(plans)
     app.cli.add_command(first_key)
 
 
@@ -35,11 +37,14 @@ def find_user(name: str) -> User:
 
 @users.command("create")
 @click.argument("name")
-def users_create(name):
+@click.option("--plan", help="The user's plan (default: DEFAULT_PLAN).")
+def users_create(name, plan):
     """Create a user."""
     if db.session.scalar(select(User).where(User.name == name)):
         raise click.ClickException(f"user {name!r} exists already")
-    user = User(name=name)
+    if plan is not None:
+        _known_plan(plan)
+    user = User(name=name, plan=plan)
     db.session.add(user)
     db.session.commit()
     click.echo(f"created user {user.name} (id {user.id})")
@@ -48,8 +53,99 @@ def users_create(name):
 @users.command("list")
 def users_list():
     """List users."""
+    default = current_app.extensions["keys"].plans.default
     for user in db.session.scalars(select(User).order_by(User.id)):
-        click.echo(f"{user.id}\t{user.name}")
+        custom = " (+overrides)" if user.plan_overrides else ""
+        click.echo(f"{user.id}\t{user.name}\t{user.plan or default}{custom}")
+
+
+@users.command("plan")
+@click.argument("name")
+@click.argument("plan")
+def users_plan(name, plan):
+    """Put user NAME on PLAN (takes effect within KEY_CACHE_TTL seconds)."""
+    _known_plan(plan)
+    user = find_user(name)
+    user.plan = plan
+    db.session.commit()
+    click.echo(_effective(user))
+
+
+@users.command("limits")
+@click.argument("name")
+@click.option("--per-hour", metavar="N|none|plan",
+              help="Requests per hour in all families; none: unlimited; plan: the plan's.")
+@click.option("--per-minute", metavar="FAMILY=N|none|plan", multiple=True,
+              help="Requests per minute in one family (chat, images); repeatable.")
+@click.option("--models", metavar="PATTERN", multiple=True,
+              help="Allow only these models (globs like 'gpt-4o*'); repeatable.")
+@click.option("--all-models", is_flag=True, help="Allow every model.")
+@click.option("--plan-models", is_flag=True, help="Back to the plan's models.")
+@click.option("--reset", is_flag=True, help="Drop every override first.")
+def users_limits(name, per_hour, per_minute, models, all_models, plan_models, reset):
+    """Set user NAME's own limits over its plan's."""
+    user = find_user(name)
+    overrides = {} if reset else dict(user.plan_overrides or {})
+    if per_hour is not None:
+        _override(overrides, PER_HOUR, per_hour)
+    minute = dict(overrides.get(PER_MINUTE) or {})
+    for item in per_minute:
+        family, sep, value = item.partition("=")
+        if not sep or not family:
+            raise click.BadParameter(f"{item!r}: expected FAMILY=N", param_hint="--per-minute")
+        _override(minute, family, value)
+    overrides[PER_MINUTE] = minute
+    if models or all_models or plan_models:
+        overrides.pop(MODELS, None)
+        if not plan_models:
+            overrides[MODELS] = list(models) if models else None
+    overrides = {k: v for k, v in overrides.items() if v != {}}
+    try:
+        current_app.extensions["keys"].plans.for_user(user.plan, overrides)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    user.plan_overrides = overrides or None
+    db.session.commit()
+    click.echo(_effective(user))
+
+
+@users.command("show")
+@click.argument("name")
+def users_show(name):
+    """Show user NAME's plan and effective limits."""
+    click.echo(_effective(find_user(name)))
+
+
+def _known_plan(plan: str) -> None:
+    book = current_app.extensions["keys"].plans
+    if plan not in book.plans:
+        raise click.ClickException(f"no plan {plan!r}; plans: {', '.join(sorted(book.plans))}")
+
+
+def _override(table: dict, key: str, value: str) -> None:
+    """Set table[key] from a CLI word: a number, 'none' (unlimited) or 'plan' (inherit)."""
+    if value == "plan":
+        table.pop(key, None)
+    elif value == "none":
+        table[key] = None
+    elif value.isdigit() and int(value) >= 1:
+        table[key] = int(value)
+    else:
+        raise click.BadParameter(f"{value!r}: expected a number >= 1, 'none' or 'plan'")
+
+
+def _effective(user: User) -> str:
+    plan = current_app.extensions["keys"].plans.for_user(user.plan, user.plan_overrides)
+    custom = f"\n  overrides: {user.plan_overrides}" if user.plan_overrides else ""
+    return f"{user.name} is on plan {plan.describe()}{custom}"
+
+
+@click.command("plans")
+def plans():
+    """Show the configured plans."""
+    book = current_app.extensions["keys"].plans
+    for name, plan in sorted(book.plans.items()):
+        click.echo(plan.describe() + ("  [default]" if name == book.default else ""))
 
 
 @keys.command("create")

@@ -3,6 +3,8 @@
 import os
 import tomllib
 
+from services.plans import DEFAULT_PLANS
+
 DEFAULTS = {
     # Storage. DATABASE_URL (or GATEWAY_DATABASE_URL) switches to PostgreSQL.
     "SQLALCHEMY_DATABASE_URI": None,  # None: sqlite file under the instance folder
@@ -29,7 +31,22 @@ DEFAULTS = {
     "PRICING": {},
     "HOLD_TTL": 3600.0,
     "SETTLE_QUEUE_SIZE": 10_000,
+    # Plans: see gateway.example.toml. Users without a plan of their own are on DEFAULT_PLAN.
+    "PLANS": DEFAULT_PLANS,
+    "DEFAULT_PLAN": "free",
+    "RATELIMIT_ENABLED": True,  # False turns off every rate limit, failed-auth limit included
+    # Rate-limit counters. memory:// counts in each worker process separately; a redis:// URL
+    # (or REDIS_URL) shares exact counts between workers and hosts.
+    "RATELIMIT_STORAGE_URI": "memory://",
+    "RATELIMIT_STORAGE_OPTIONS": {},  # passed to redis-py; see REDIS_STORAGE_OPTIONS below
+    "RATELIMIT_ON_STORAGE_ERROR": "open",  # "open": serve unlimited and log; "closed": 503
+    "RATELIMIT_STORAGE_RETRY": 5.0,  # seconds an unreachable storage is left alone
+    "AUTH_FAILURE_LIMIT": "20/minute",  # failed key checks per client address; "" for none
+    "TRUSTED_PROXY_HOPS": 0,  # reverse proxies in front whose X-Forwarded-For is trusted
 }
+# Short Redis timeouts: a dead or blackholed Redis costs a quarter second, then the policy applies.
+REDIS_STORAGE_OPTIONS = {"socket_connect_timeout": 0.25, "socket_timeout": 0.25,
+                         "key_prefix": "tollgate"}
 
 
 def load_config(app, overrides=None):
@@ -42,9 +59,12 @@ def load_config(app, overrides=None):
         app.config["CONFIG_FILE"] = os.path.abspath(path)
     if os.environ.get("DATABASE_URL"):
         app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["DATABASE_URL"]
+    if os.environ.get("REDIS_URL"):
+        app.config["RATELIMIT_STORAGE_URI"] = os.environ["REDIS_URL"]
     app.config.from_prefixed_env("GATEWAY")  # values parsed as JSON: GATEWAY_KEY_CACHE_TTL=2
     app.config.from_mapping(overrides or {})
     app.config["SQLALCHEMY_DATABASE_URI"] = url = database_url(app)
+    app.config["RATELIMIT_STORAGE_OPTIONS"] = storage_options(app.config)
     if url.startswith("postgresql"):  # room for the greenlets that hold a connection at once
         options = app.config["SQLALCHEMY_ENGINE_OPTIONS"] = dict(
             app.config["SQLALCHEMY_ENGINE_OPTIONS"])
@@ -62,3 +82,12 @@ def database_url(app):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix):]
     return url
+
+
+def storage_options(config) -> dict:
+    """Options for the rate-limit storage: storage errors wrapped in one exception type, and for
+    Redis short timeouts and our key prefix unless the config says otherwise."""
+    options = {"wrap_exceptions": True}
+    if config["RATELIMIT_STORAGE_URI"].startswith(("redis", "valkey")):
+        options.update(REDIS_STORAGE_OPTIONS)
+    return {**options, **(config.get("RATELIMIT_STORAGE_OPTIONS") or {})}

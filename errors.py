@@ -51,6 +51,12 @@ class RateLimited(GatewayError):
     status, kind, code = 429, "rate_limit", "rate_limit_exceeded"
 
 
+class RateLimitUnavailable(GatewayError):
+    """Rate-limit storage is unreachable and the policy is to refuse requests meanwhile."""
+
+    status, kind, code = 503, "unavailable", "rate_limit_storage_unavailable"
+
+
 class UpstreamError(GatewayError):
     """The upstream answered with an error; status is what the client should see."""
 

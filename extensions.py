@@ -1,5 +1,19 @@
 """Extensions, created unbound and attached in create_app."""
 
+from flask import g
+from flask_limiter import Limiter
 from flask_sqlalchemy import SQLAlchemy
 
+
+def caller_key() -> str:
+    """Request limits count per API key (g.caller, set by authenticate()), never per address."""
+    caller = g.get("caller")
+    return f"key:{caller.key_id}" if caller is not None else ""
+
+
 db = SQLAlchemy()
+# Everything that must not differ between apps is fixed here: flask-limiter keeps these across
+# init_app calls. Per-app settings are only RATELIMIT_STORAGE_URI and RATELIMIT_STORAGE_OPTIONS.
+# Headers are ours (blueprints/ratelimit.py); storage errors are handled by our policy.
+limiter = Limiter(key_func=caller_key, strategy="moving-window", headers_enabled=False,
+                  swallow_errors=False)

@@ -5,8 +5,15 @@ from datetime import UTC, datetime
 from flask import Blueprint, current_app, g, jsonify, request
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
-from blueprints.common import authenticate, json_body, to_response
+from blueprints.common import (
+    allowed_models,
+    authenticate,
+    json_body,
+    require_model,
+    to_response,
+)
 from blueprints.common import validate as check
+from blueprints.ratelimit import limited, reports
 from blueprints.schemas import StrictBoolean, StrictInteger, StrictNumber
 from errors import GatewayError, ModelNotFound
 from services.counting import count_input_tokens
@@ -88,9 +95,11 @@ def require_key():
 
 
 @bp.post("/messages")
+@limited("chat")
 def messages():
     body = json_body()
     check(MessagesIn(), body)
+    require_model(body["model"])
     if beta := request.headers.get("anthropic-beta"):
         body[BETA_KEY] = beta  # features the client opted into, for an Anthropic upstream
     relay = current_app.extensions["relay"]
@@ -100,9 +109,11 @@ def messages():
 
 
 @bp.post("/messages/count_tokens")
+@reports("chat")
 def count_tokens():
     body = json_body()
     check(CountTokensIn(), body)
+    require_model(body["model"])
     tokens, estimated = count_input_tokens(current_app.extensions["relay"], "anthropic", body)
     response = jsonify(input_tokens=tokens)
     if estimated:
@@ -124,7 +135,7 @@ def get_model(model):
 
 
 def _models():
-    return current_app.extensions["relay"].registry.models()
+    return allowed_models()
 
 
 def _model(name):

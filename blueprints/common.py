@@ -4,7 +4,8 @@ import json
 
 from flask import Response, current_app, g, request
 
-from errors import AuthenticationFailed, InvalidRequest
+from blueprints.ratelimit import client_address
+from errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from extensions import db
 
 
@@ -28,12 +29,24 @@ def client_family() -> str:
 
 
 def authenticate():
-    """Resolve the caller (cached), or raise 401."""
-    caller = current_app.extensions["keys"].authenticate(db.session, presented_key())
+    """Resolve the caller (cached), or raise 401; 429 for an address that keeps failing."""
+    failures, address = current_app.extensions["auth_failures"], client_address()
+    key = presented_key()
+    failures.check(address)
+    caller = current_app.extensions["keys"].authenticate(db.session, key)
     if caller is None:
+        if key:  # a wrong key is a guess; a missing one is a misconfigured client
+            failures.record(address)
         raise AuthenticationFailed("Incorrect or missing API key. Pass a valid key as "
                                    "'Authorization: Bearer KEY'.")
     g.caller = caller
+
+
+def require_model(model: str) -> None:
+    """403 unless the caller's plan allows this model."""
+    if not g.caller.plan.allows(model):
+        raise PermissionDenied(f"Your plan ({g.caller.plan.name}) does not include the model "
+                               f"'{model}'.", param="model", code="model_not_allowed")
 
 
 def json_body() -> dict:
@@ -88,3 +101,10 @@ def _reject_constant(name):
 
 def _short(exc) -> str:
     return "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+
+
+def allowed_models() -> list[tuple[str, str]]:
+    """(model, provider name) for the models this caller's plan allows."""
+    plan = g.caller.plan
+    return [(m, owner) for m, owner in current_app.extensions["relay"].registry.models()
+            if plan.allows(m)]

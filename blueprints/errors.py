@@ -8,7 +8,14 @@ from flask import request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from blueprints import anthropic_api, gemini_api, openai_api
-from errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound, PayloadTooLarge
+from errors import (
+    GatewayError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+)
 
 log = logging.getLogger(__name__)
 ANTHROPIC_PATHS = ("/v1/messages", "/api/v1/messages")
@@ -50,6 +57,8 @@ def _translate(exc) -> GatewayError:
         return NotFound(f"Invalid URL ({request.method} {request.path})")
     if exc.code == 405:
         return MethodNotAllowed(f"Method {request.method} is not allowed on {request.path}")
+    if exc.code == 429:  # a flask-limiter limit outside our families (blueprints/ratelimit.py)
+        return RateLimited(exc.description or "Too many requests.")
     err = InvalidRequest(exc.description or exc.name, status=exc.code)
     if exc.code >= 500:
         err.kind = "api_error"

@@ -4,8 +4,15 @@ under /v1beta and /api/v1beta."""
 from flask import Blueprint, current_app, g, jsonify, request
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
-from blueprints.common import authenticate, json_body, to_response
+from blueprints.common import (
+    allowed_models,
+    authenticate,
+    json_body,
+    require_model,
+    to_response,
+)
 from blueprints.common import validate as check
+from blueprints.ratelimit import limited, reports
 from blueprints.schemas import StrictInteger, StrictNumber
 from errors import GatewayError, InvalidRequest, ModelNotFound, NotFound
 from services.counting import count_input_tokens
@@ -79,7 +86,14 @@ def call_model(target):
     body = normalize_keys(json_body())
     if method == "countTokens":
         return count_tokens(model, body)
+    return generate(model, method, body)
+
+
+@limited("chat")
+def generate(model, method, body):
+    """generateContent and streamGenerateContent: counted in the chat family's rate limits."""
     check(GenerateContentIn(), body)
+    require_model(model)
     body = {**body, "model": model, "stream": method == "streamGenerateContent"}
     if body["stream"] and request.args.get("alt") == "sse":
         body["alt"] = "sse"
@@ -89,6 +103,7 @@ def call_model(target):
     return to_response(reply)
 
 
+@reports("chat")
 def count_tokens(model, body):
     """countTokens takes `contents`, or a whole `generateContentRequest` (system, tools too)."""
     if "generateContentRequest" in body:
@@ -97,6 +112,7 @@ def count_tokens(model, body):
         inner = body["generateContentRequest"]
         body = normalize_keys(inner) if isinstance(inner, dict) else {}
     check(GenerateContentIn(), body)
+    require_model(model)
     tokens, estimated = count_input_tokens(current_app.extensions["relay"], "gemini",
                                            {**body, "model": model})
     response = jsonify(totalTokens=tokens)
@@ -106,11 +122,13 @@ def count_tokens(model, body):
 
 
 @bp.get("/models")
+@reports("chat")
 def list_models():
     return jsonify(models=[_model(m, owner) for m, owner in _models()])
 
 
 @bp.get("/models/<path:model>")
+@reports("chat")
 def get_model(model):
     """One model; also answers GET /v1/models/<model> for Gemini clients (see openai_api)."""
     model = model.removeprefix("models/")
@@ -135,7 +153,7 @@ def render_error(err):
 
 
 def _models():
-    return current_app.extensions["relay"].registry.models()
+    return allowed_models()
 
 
 def _model(name, owner):

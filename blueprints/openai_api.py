@@ -4,8 +4,16 @@ from flask import Blueprint, current_app, g, jsonify, request
 from marshmallow import INCLUDE, Schema, fields, validate
 
 from blueprints import anthropic_api, gemini_api
-from blueprints.common import authenticate, client_family, json_body, to_response
+from blueprints.common import (
+    allowed_models,
+    authenticate,
+    client_family,
+    json_body,
+    require_model,
+    to_response,
+)
 from blueprints.common import validate as check
+from blueprints.ratelimit import limited, reports
 from blueprints.schemas import StopSequences, StrictBoolean, StrictInteger, StrictNumber
 from errors import GatewayError, ModelNotFound
 from translation.openai import error_body
@@ -48,9 +56,11 @@ def require_key():
 
 
 @bp.post("/chat/completions")
+@limited("chat")
 def chat_completions():
     body = json_body()
     check(ChatCompletionIn(), body)
+    require_model(body["model"])
     relay = current_app.extensions["relay"]
     reply = relay.chat("openai", body, caller=g.caller,
                        client_socket=request.environ.get("gunicorn.socket"))
@@ -58,6 +68,7 @@ def chat_completions():
 
 
 @bp.get("/models")
+@reports("chat")
 def list_models():
     if other := OTHER_FAMILIES.get(client_family()):
         return other.list_models()
@@ -65,6 +76,7 @@ def list_models():
 
 
 @bp.get("/models/<path:model>")
+@reports("chat")
 def get_model(model):
     if other := OTHER_FAMILIES.get(client_family()):
         return other.get_model(model)
@@ -89,7 +101,7 @@ def render_error(err):
 
 
 def _models():
-    return current_app.extensions["relay"].registry.models()
+    return allowed_models()
 
 
 def _model(name, owner):

@@ -63,6 +63,7 @@ class Billing:
         self.queue = queue.Queue(maxsize=queue_size)
         self._worker = None
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
 
     # ---- on the request path -------------------------------------------------------------
     def reserve(self, caller, model: str, prompt_tokens: int, max_output: int) -> Ticket:
@@ -98,6 +99,9 @@ class Billing:
 
     def _submit(self, item: Charge):
         self._ensure_worker()
+        if self._stopping.is_set():
+            self._settle_with_retry([item])
+            return
         try:
             self.queue.put_nowait(item)
         except queue.Full:  # back-pressure instead of loss: settle on the caller's time
@@ -106,6 +110,8 @@ class Billing:
 
     # ---- off the request path ------------------------------------------------------------
     def _ensure_worker(self):
+        if self._stopping.is_set():
+            return  # shut down: _submit's caller is the last one, settle_batch runs inline
         if self._worker is None or not self._worker.is_alive():
             with self._lock:
                 if self._worker is None or not self._worker.is_alive():
@@ -115,7 +121,7 @@ class Billing:
 
     def _run(self):
         last_sweep = time.monotonic()
-        while True:
+        while not self._stopping.is_set():
             try:
                 first = self.queue.get(timeout=1.0)
             except queue.Empty:
@@ -162,7 +168,7 @@ class Billing:
         return True
 
     def shutdown(self):
-        """Write what is still queued, inline; called at process exit."""
+        """Write what is still queued, then stop the worker; called at process exit."""
         leftovers = []
         while True:
             try:
@@ -175,6 +181,7 @@ class Billing:
                 self.queue.task_done()
         if self._worker is not None:
             self.flush(timeout=30)
+        self._stopping.set()
 
     def sweep(self) -> int:
         """Release holds older than hold_ttl: their process died before settling them."""

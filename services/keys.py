@@ -11,6 +11,7 @@ from cachetools import TTLCache
 from sqlalchemy import select
 
 from models import ApiKey, User, utcnow
+from services.plans import UNLIMITED, Plan, PlanBook
 
 KEY_PREFIX = "tg-"
 
@@ -23,6 +24,7 @@ class Caller:
     user_id: int
     user_name: str
     expires_at: object = None  # naive UTC datetime or None
+    plan: Plan = UNLIMITED  # the user's plan with the user's overrides applied
 
 
 def digest(key: str) -> str:
@@ -51,11 +53,13 @@ def revoke_key(session, key_id: int) -> bool:
 
 
 class KeyStore:
-    """Resolves presented keys to Callers, caching hits and misses for `ttl` seconds per process."""
+    """Resolves presented keys to Callers, caching hits and misses for `ttl` seconds per process.
+    A Caller carries its plan, so a plan change takes effect within `ttl` too."""
 
-    def __init__(self, ttl: float, size: int):
+    def __init__(self, ttl: float, size: int, plans: PlanBook):
         self._cache = TTLCache(maxsize=size, ttl=ttl, timer=time.monotonic)
         self._lock = Lock()
+        self.plans = plans
 
     def authenticate(self, session, presented: str | None) -> Caller | None:
         """The Caller for a usable key, else None; at most one database query per key per ttl."""
@@ -77,20 +81,23 @@ class KeyStore:
         with self._lock:
             self._cache.clear()
 
-    @staticmethod
-    def _load(session, wanted: str) -> Caller | None:
+    def _load(self, session, wanted: str) -> Caller | None:
+        # Plain columns, not ORM objects: the rollback below expires objects, and reading one
+        # afterwards would query again and hold a pooled connection for the rest of the request.
         try:
             row = session.execute(
                 select(ApiKey.id, ApiKey.user_id, ApiKey.digest, ApiKey.revoked_at,
-                       ApiKey.expires_at, User.name)
-                .join(User, User.id == ApiKey.user_id).where(ApiKey.digest == wanted)
+                       ApiKey.expires_at, User.name, User.plan, User.plan_overrides)
+                .join(User, User.id == ApiKey.user_id)
+                .where(ApiKey.digest == wanted)
             ).first()
         finally:
             session.rollback()  # hand the pooled connection back before a long stream starts
         if row is None or not hmac.compare_digest(row.digest, wanted) or row.revoked_at:
             return None
         return Caller(key_id=row.id, user_id=row.user_id, user_name=row.name,
-                      expires_at=row.expires_at)
+                      expires_at=row.expires_at,
+                      plan=self.plans.for_user(row.plan, row.plan_overrides))
 
 
 _MISSING = object()

@@ -10,7 +10,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from app import create_app
-from extensions import db
+from extensions import db, limiter
 from models import User
 from services.billing import grant
 from services.keys import create_key
@@ -21,6 +21,18 @@ UPSTREAM_KEY = "sk-CANARY-upstream-0123456789abcdef"
 UPSTREAM_KEY_ENV = "TOLLGATE_TEST_UPSTREAM_KEY"
 
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
+# Rate-limit storages: per-process memory always, Redis when TEST_REDIS_URL is set (CI sets it).
+REDIS_URL = os.environ.get("TEST_REDIS_URL")
+STORAGES = ["memory"] + (["redis"] if REDIS_URL else [])
+
+
+def limit_storage(kind: str) -> dict:
+    """Rate-limit settings for a storage kind. Redis is shared with parallel runs, so each call
+    gets a key prefix of its own: no test ever counts another's hits."""
+    if kind == "memory":
+        return {"RATELIMIT_STORAGE_URI": "memory://"}
+    return {"RATELIMIT_STORAGE_URI": REDIS_URL,
+            "RATELIMIT_STORAGE_OPTIONS": {"key_prefix": f"tollgate-test-{uuid.uuid4().hex}"}}
 
 
 @pytest.fixture(scope="session")
@@ -88,6 +100,7 @@ def app(upstream, database_url, settings, tmp_path, monkeypatch):
     monkeypatch.setenv(UPSTREAM_KEY_ENV, UPSTREAM_KEY)
     monkeypatch.setenv("GATEWAY_CONFIG", str(tmp_path / "absent.toml"))
     monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)  # Redis only with a key prefix of the test's
     config = {"TESTING": True, "SQLALCHEMY_DATABASE_URI": database_url,
               "PROVIDERS": [provider_entry(upstream)], "UPSTREAM_READ_TIMEOUT": 5.0,
               "UPSTREAM_CONNECT_TIMEOUT": 2.0, **settings}
@@ -96,6 +109,8 @@ def app(upstream, database_url, settings, tmp_path, monkeypatch):
         db.drop_all()
         db.create_all()
     yield app
+    if REDIS_URL and app.config["RATELIMIT_STORAGE_URI"] == REDIS_URL:
+        limiter.storage.reset()  # this test's own key prefix only
     with app.app_context():
         db.session.remove()
         db.engine.dispose()

@@ -36,6 +36,7 @@ class GunicornServer:
             "WEB_CONCURRENCY": str(workers),
             "FLASK_APP": "app",
             "PYTHONWARNINGS": "error::gevent.monkey.MonkeyPatchWarning",
+            "REDIS_URL": "",  # per-process limits unless a test passes Redis with its own prefix
             **(env or {}),
         }
         self.proc = None

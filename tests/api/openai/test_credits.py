@@ -22,7 +22,8 @@ USAGE = {"prompt_tokens": 1000, "completion_tokens": 2000, "total_tokens": 3000,
 
 @pytest.fixture
 def settings():
-    return {"PRICING": {"models": {"gpt-test": {"input": 2, "output": 4, "cache_read": 0.5,
+    return {"RATELIMIT_ENABLED": False,  # bursts here test the ledger, not the rate limits
+            "PRICING": {"models": {"gpt-test": {"input": 2, "output": 4, "cache_read": 0.5,
                                                 "minimum": 0.001, "max_output_tokens": 8000}}}}
 
 

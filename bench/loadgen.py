@@ -1,0 +1,286 @@
+"""A closed-loop HTTP/1.1 load generator, run by bench/run.py as its own process.
+
+`--concurrency` greenlets each hold one keep-alive connection and send the same POST back to
+back for `--warmup` + `--seconds` seconds; only requests that complete inside the measured
+window count. It speaks just enough HTTP/1.1 (Content-Length and chunked bodies, Connection:
+close) over plain gevent sockets to stay cheap, checks every answer (status 200 and a well-formed
+completion or a complete SSE stream), and prints one JSON object with the results on stdout.
+
+For streams it also records the time to the first body byte, i.e. to the first SSE event.
+It reports the CPU its own process, the `--pids` processes (with their children) and the whole
+machine used in the window, in cores: on a shared machine, the rest is someone else's load.
+"""
+
+import argparse
+import json
+import os
+import re
+import resource
+import socket
+import sys
+import time
+from collections import Counter
+
+import gevent
+from gevent import socket as gsocket
+
+RECV_SIZE = 64 * 1024
+USAGE_OBJECT = re.compile(rb'"usage":\s*\{')
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class BadResponse(Exception):
+    """The server answered, but not with what a client could use."""
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection; reconnects when the server closes it."""
+
+    def __init__(self, host: str, port: int):
+        self.address = (host, port)
+        self.sock = None
+        self.buf = b""
+        self.last_recv = 0.0
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+        self.sock, self.buf = None, b""
+
+    def request(self, raw: bytes) -> tuple[int, bytes, float | None]:
+        """Send a whole request; returns (status, body, time the first body byte arrived)."""
+        if self.sock is None:
+            self.sock = gsocket.create_connection(self.address, timeout=30)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.sendall(raw)
+        end = self._until(b"\r\n\r\n")
+        head, self.buf = self.buf[:end], self.buf[end + 4:]
+        lines = head.split(b"\r\n")
+        parts = lines[0].split(b" ", 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
+            raise BadResponse("malformed status line")
+        status = int(parts[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower()] = value.strip().lower()
+        if headers.get(b"transfer-encoding") == b"chunked":
+            body, first = self._chunked()
+        elif b"content-length" in headers:
+            body, first = self._exactly(int(headers[b"content-length"])), self.last_recv
+        else:
+            body, first = self._to_eof(), self.last_recv
+            self.close()
+        if headers.get(b"connection") == b"close" or head.startswith(b"HTTP/1.0"):
+            self.close()
+        return status, body, first
+
+    def _recv(self):
+        data = self.sock.recv(RECV_SIZE)
+        if not data:
+            raise ConnectionError("server closed the connection")
+        self.last_recv = time.perf_counter()
+        self.buf += data
+
+    def _until(self, marker: bytes) -> int:
+        start = 0
+        while (pos := self.buf.find(marker, start)) < 0:
+            start = max(len(self.buf) - len(marker) + 1, 0)
+            self._recv()
+        return pos
+
+    def _exactly(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            self._recv()
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def _chunked(self) -> tuple[bytes, float | None]:
+        parts, first = [], None
+        while True:
+            end = self._until(b"\r\n")
+            size = int(self.buf[:end].split(b";", 1)[0], 16)
+            self.buf = self.buf[end + 2:]
+            if size == 0:
+                self._exactly(self._until(b"\r\n") + 2)  # no trailers expected: the empty line
+                return b"".join(parts), first
+            parts.append(self._exactly(size))
+            if first is None:
+                first = self.last_recv
+            self._exactly(2)
+
+    def _to_eof(self) -> bytes:
+        try:
+            while True:
+                self._recv()
+        except ConnectionError:
+            return self.buf
+
+
+def check_completion(body: bytes):
+    try:
+        data = json.loads(body)
+        ok = (data["object"] == "chat.completion" and data["choices"][0]["message"]["content"]
+              and data["usage"]["total_tokens"] > 0)
+    except (ValueError, KeyError, IndexError, TypeError):
+        ok = False
+    if not ok:
+        raise BadResponse("not a chat completion")
+
+
+def check_stream(body: bytes, events: int):
+    if not body.endswith(b"data: [DONE]\n\n"):
+        raise BadResponse("stream did not end with [DONE]")
+    if body.count(b"data: ") != events:
+        raise BadResponse(f"stream had {body.count(b'data: ')} events, expected {events}")
+    if not USAGE_OBJECT.search(body):
+        raise BadResponse("stream without a usage chunk")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children (0 when it is gone)."""
+    total = 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            children = [int(c) for c in fh.read().split()]
+    except (OSError, ValueError, IndexError):
+        return total
+    return total + sum(cpu_seconds(child) for child in children)
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine spent busy (every core, every process), from /proc/stat."""
+    with open("/proc/stat") as fh:
+        fields = [int(v) for v in fh.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / CLOCK_TICKS  # up to steal; guest time is counted in user
+
+
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def build_request(args) -> bytes:
+    body = {"model": args.model,
+            "messages": [{"role": "system", "content": "You are a helpful assistant."},
+                         {"role": "user", "content": "In one sentence, what does an API "
+                                                     "gateway do?"}],
+            "temperature": 0.7, "max_tokens": 256}
+    if args.stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    payload = json.dumps(body, separators=(",", ":")).encode()
+    head = (f"POST {args.path} HTTP/1.1\r\nHost: {args.host}:{args.port}\r\n"
+            f"Authorization: Bearer {args.key}\r\nContent-Type: application/json\r\n"
+            f"Accept: {'text/event-stream' if args.stream else 'application/json'}\r\n"
+            f"User-Agent: tollgate-bench\r\nContent-Length: {len(payload)}\r\n\r\n")
+    return head.encode() + payload
+
+
+def percentile(sorted_values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile of an ascending list (None when it is empty)."""
+    if not sorted_values:
+        return None
+    rank = max(int(-(-p * len(sorted_values) // 100)), 1)  # ceil(p/100 * n)
+    return sorted_values[rank - 1]
+
+
+def ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
+def run(args) -> dict:
+    raw = build_request(args)
+    latencies, ttfbs, errors, examples = [], [], Counter(), {}
+    start = time.perf_counter()
+    window_start = start + args.warmup
+    window_end = window_start + args.seconds
+    marks = {}
+
+    def mark(name):
+        marks[name] = (time.perf_counter(), own_cpu(), [cpu_seconds(p) for p in args.pids],
+                       machine_busy())
+
+    def worker():
+        conn = Connection(args.host, args.port)
+        while (t0 := time.perf_counter()) < window_end:
+            error = first = None
+            broken = False
+            try:
+                status, body, first = conn.request(raw)
+                if status != 200:
+                    raise BadResponse(f"HTTP {status}: {body[:120]!r}")
+                if args.stream:
+                    check_stream(body, args.events)
+                else:
+                    check_completion(body)
+            except BadResponse as exc:
+                error = str(exc)
+            except (OSError, ValueError, gevent.Timeout) as exc:
+                error, broken = f"{type(exc).__name__}: {exc}", True
+            if error:
+                conn.close()  # start the next request on a fresh connection
+            t1 = time.perf_counter()
+            if window_start <= t1 <= window_end:
+                if error:
+                    key = error.split(":", 1)[0]
+                    errors[key] += 1
+                    examples.setdefault(key, error)
+                else:
+                    latencies.append(t1 - t0)
+                    if args.stream:
+                        ttfbs.append(first - t0)
+            if broken:
+                gevent.sleep(0.01)  # don't spin on a server that refuses or drops connections
+        conn.close()
+
+    def timer():
+        gevent.sleep(max(window_start - time.perf_counter(), 0))
+        mark("start")
+        gevent.sleep(max(window_end - time.perf_counter(), 0))
+        mark("end")
+
+    gevent.joinall([gevent.spawn(timer)] + [gevent.spawn(worker)
+                                            for _ in range(args.concurrency)])
+    (t_start, cpu_start, pids_start, busy_start) = marks["start"]
+    (t_end, cpu_end, pids_end, busy_end) = marks["end"]
+    wall = t_end - t_start
+    latencies.sort()
+    ttfbs.sort()
+    return {
+        "ok": len(latencies), "errors": sum(errors.values()), "error_kinds": examples,
+        "error_counts": dict(errors), "seconds": args.seconds,
+        "rps": len(latencies) / args.seconds,
+        "p50_ms": ms(percentile(latencies, 50)), "p99_ms": ms(percentile(latencies, 99)),
+        "ttfb_p50_ms": ms(percentile(ttfbs, 50)), "ttfb_p99_ms": ms(percentile(ttfbs, 99)),
+        "client_cpu": (cpu_end - cpu_start) / wall,
+        "pid_cpu": [(b - a) / wall for a, b in zip(pids_start, pids_end, strict=True)],
+        "machine_cpu": (busy_end - busy_start) / wall,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--path", default="/v1/chat/completions")
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--model", default="bench-model")
+    parser.add_argument("--stream", action="store_true")
+    parser.add_argument("--events", type=int, default=24, help="SSE events in a whole stream")
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--warmup", type=float, default=2)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--pids", type=int, nargs="*", default=[],
+                        help="processes whose CPU use to report")
+    args = parser.parse_args()
+    json.dump(run(args), sys.stdout)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

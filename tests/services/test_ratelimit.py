@@ -1,0 +1,96 @@
+"""services.ratelimit against real `limits` storage: failed-auth counting, the storage-down
+policy and its back-off, and which limit gets reported."""
+
+import pytest
+from limits import parse
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+
+from errors import RateLimited, RateLimitUnavailable
+from services.ratelimit import AuthFailures, Standing, StorageGuard, tightest
+from tests.conftest import STORAGES, limit_storage
+from tests.live_server import free_port
+
+
+@pytest.fixture(params=STORAGES)
+def strategy(request):
+    settings = limit_storage(request.param)
+    options = {"wrap_exceptions": True, **settings.get("RATELIMIT_STORAGE_OPTIONS", {})}
+    storage = storage_from_string(settings["RATELIMIT_STORAGE_URI"], **options)
+    yield MovingWindowRateLimiter(storage)
+    storage.reset()
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def dead_strategy():
+    return MovingWindowRateLimiter(
+        storage_from_string(f"redis://127.0.0.1:{free_port()}/0", wrap_exceptions=True))
+
+
+def test_auth_failures_refuse_an_address_past_the_limit(strategy):
+    failures = AuthFailures(lambda: strategy, "2/minute", StorageGuard("open", 5))
+    for _ in range(2):
+        failures.check("10.0.0.1")
+        failures.record("10.0.0.1")
+    with pytest.raises(RateLimited) as info:
+        failures.check("10.0.0.1")
+    assert 1 <= int(info.value.headers["Retry-After"]) <= 60
+    failures.check("10.0.0.2")  # other addresses are unaffected
+
+
+def test_no_auth_failure_limit_configured(strategy):
+    failures = AuthFailures(lambda: strategy, "", StorageGuard("open", 5))
+    for _ in range(50):
+        failures.record("10.0.0.1")
+    failures.check("10.0.0.1")
+
+
+def test_open_policy_backs_off_then_retries():
+    clock = Clock()
+    guard = StorageGuard("open", retry_after=5, clock=clock)
+    strategy = dead_strategy()
+    item = parse("1/minute")
+    assert guard.call(strategy.hit, item, "k") is None
+    assert guard.down and guard.errors == 1
+    assert guard.call(strategy.hit, item, "k") is None
+    assert guard.errors == 1 and guard.degraded == 2, "storage was tried while backing off"
+    clock.now += 5
+    assert not guard.down
+    guard.call(strategy.hit, item, "k")
+    assert guard.errors == 2
+
+
+def test_closed_policy_raises_503():
+    guard = StorageGuard("closed", retry_after=2.5)
+    with pytest.raises(RateLimitUnavailable) as info:
+        guard.call(dead_strategy().hit, parse("1/minute"), "k")
+    assert info.value.status == 503 and info.value.headers["Retry-After"] == "3"
+
+
+def test_guard_passes_results_and_other_errors_through():
+    guard = StorageGuard("closed", retry_after=1)
+    assert guard.call(lambda: 7) == 7
+    with pytest.raises(KeyError):
+        guard.call({}.__getitem__, "x")
+    assert guard.errors == 0
+
+
+def test_policy_must_be_known():
+    with pytest.raises(ValueError):
+        StorageGuard("maybe", 1)
+
+
+def test_tightest_is_the_fewest_remaining_then_the_later_reset():
+    minute, hour = Standing(10, 4, 1060.0), Standing(200, 4, 4600.0)
+    assert tightest([minute, hour]) is hour
+    assert tightest([Standing(10, 3, 1060.0), hour]).limit == 10
+    assert tightest([]) is None
+    assert Standing(10, 0, 1000.2).retry_after(now=1000.0) == 1
+    assert Standing(10, 0, 1030.5).retry_after(now=1000.0) == 31
