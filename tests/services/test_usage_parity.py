@@ -66,3 +66,19 @@ def test_same_upstream_usage_same_charge(app, gateway, upstream, provider, strea
     cost = (Decimal(2) * tokens[0] + Decimal("0.5") * tokens[1] + Decimal(3) * tokens[2]
             + Decimal(4) * tokens[3]) / 1000
     assert charged == [(*tokens, cost, False, False)] * 3
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("client_format", list(MODELS))
+def test_no_upstream_usage_is_estimated_from_what_the_client_got(app, gateway, upstream,
+                                                                client_format, stream):
+    """The output is counted in the client's own format (re-encoded, if it was translated)."""
+    user_id, key = make_user(app, credits=Decimal(100))
+    upstream.push(Script(content="one two three four five six seven eight", usage=None))
+    call(gateway, key, client_format, "gpt-test", stream)
+    assert app.extensions["billing"].flush()
+    with app.app_context():
+        [record] = db.session.scalars(select(UsageRecord)
+                                      .where(UsageRecord.user_id == user_id)).all()
+    assert record.estimated and not record.partial
+    assert record.output_tokens == 10  # 39 characters, one token per 4
