@@ -27,8 +27,9 @@ WIRE = "anthropic"
 # The client's anthropic-beta header rides in the body under this key (not an API field):
 # passthrough hands it to the provider, which sends it as the header again.
 BETA_KEY = "__anthropic_beta__"
-# Anthropic requires max_tokens; clients of the other formats often leave it out. This is what
-# an OpenAI or Gemini client's request gets then (config: ANTHROPIC_DEFAULT_MAX_TOKENS).
+# Anthropic requires max_tokens; clients of the other formats often leave it out. The relay
+# always sets the request's limit (the model's max_output_tokens from [pricing] when the client
+# gave none); this is the fallback for a request that reaches here without one.
 DEFAULT_MAX_TOKENS = 4096
 STOP_TO_IR = {"end_turn": ir.STOP, "stop_sequence": ir.STOP_SEQUENCE, "max_tokens": ir.LENGTH,
               "tool_use": ir.TOOL_CALLS, "refusal": ir.CONTENT_FILTER, "pause_turn": ir.STOP,
@@ -142,11 +143,10 @@ def _choice_to_ir(choice) -> tuple[ir.ToolChoice | None, bool | None]:
     return ir.ToolChoice(mode, choice.get("name") or ""), parallel
 
 
-def request_from_ir(req: ir.ChatRequest, model: str, *,
-                    default_max_tokens: int = DEFAULT_MAX_TOKENS, **_options) -> dict:
+def request_from_ir(req: ir.ChatRequest, model: str, **_options) -> dict:
     """The Messages request an Anthropic upstream gets for an internal request."""
     reject_many_choices(req, WIRE)
-    body = {"model": model, "max_tokens": req.max_tokens or default_max_tokens,
+    body = {"model": model, "max_tokens": req.max_tokens or DEFAULT_MAX_TOKENS,
             "messages": messages_from_ir(req)}
     if req.system:
         body["system"] = "\n\n".join(req.system)

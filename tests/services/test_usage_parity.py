@@ -28,7 +28,8 @@ EXPECTED = {"openai": (18, 12, 0, 7), "anthropic": (15, 12, 3, 7), "gemini": (18
 
 @pytest.fixture
 def settings(upstream):
-    price = {"input": 2, "output": 4, "cache_read": 0.5, "cache_write": 3, "minimum": 0.001}
+    price = {"input": 2, "output": 4, "cache_read": 0.5, "cache_write": 3, "minimum": 0.001,
+             "max_output_tokens": 321}
     return {"PROVIDERS": every_provider_type(upstream),
             "PRICING": {"models": dict.fromkeys(MODELS.values(), price)}}
 
@@ -82,3 +83,17 @@ def test_no_upstream_usage_is_estimated_from_what_the_client_got(app, gateway, u
                                       .where(UsageRecord.user_id == user_id)).all()
     assert record.estimated and not record.partial
     assert record.output_tokens == 10  # 39 characters, one token per 4
+
+
+def test_output_limit_is_the_clients_or_the_models_cap(app, gateway, upstream):
+    """Anthropic needs max_tokens: a Gemini or OpenAI client that gives none gets the model's
+    max_output_tokens (what its hold was sized for); a larger request is capped to it."""
+    _, key = make_user(app, credits=Decimal(100))
+    call(gateway, key, "gemini", "claude-test", False)
+    assert upstream.last.json["max_tokens"] == 321
+    call(gateway, key, "openai", "claude-test", True)
+    assert upstream.last.json["max_tokens"] == 321
+    call(gateway, key, "anthropic", "gemini-test", False)  # asks for 20
+    assert upstream.last.json["generationConfig"]["maxOutputTokens"] == 20
+    call(gateway, key, "anthropic", "gpt-test", False)
+    assert upstream.last.json["max_completion_tokens"] == 20
