@@ -57,6 +57,12 @@ class RateLimitUnavailable(GatewayError):
     status, kind, code = 503, "unavailable", "rate_limit_storage_unavailable"
 
 
+class StorageUnavailable(GatewayError):
+    """The database cannot be reached: nothing is forwarded without a key check and a hold."""
+
+    status, kind, code = 503, "unavailable", "storage_unavailable"
+
+
 class UpstreamError(GatewayError):
     """The upstream answered with an error; status is what the client should see."""
 

@@ -5,7 +5,6 @@ import logging
 
 from sqlalchemy import event
 from sqlalchemy.exc import OperationalError, ProgrammingError
-from sqlalchemy.orm import sessionmaker
 
 import models  # noqa: F401  (registers the tables)
 from extensions import db
@@ -43,9 +42,8 @@ def start_billing(app) -> Billing:
     """The billing service, with stale holds swept now and settlements flushed at exit."""
     with app.app_context():
         engine = db.engine
-    billing = Billing(sessionmaker(bind=engine, expire_on_commit=False),
-                      Pricing(app.config["PRICING"]), queue_size=app.config["SETTLE_QUEUE_SIZE"],
-                      hold_ttl=app.config["HOLD_TTL"])
+    billing = Billing(engine, Pricing(app.config["PRICING"]),
+                      queue_size=app.config["SETTLE_QUEUE_SIZE"], hold_ttl=app.config["HOLD_TTL"])
     try:
         billing.sweep()
     except Exception as exc:  # the database may come up later; the periodic sweep retries

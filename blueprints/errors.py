@@ -5,6 +5,8 @@ import logging
 import re
 
 from flask import request
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from blueprints import anthropic_api, gemini_api, openai_api
@@ -15,6 +17,7 @@ from errors import (
     NotFound,
     PayloadTooLarge,
     RateLimited,
+    StorageUnavailable,
 )
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,16 @@ def register_error_handlers(app):
     @app.errorhandler(HTTPException)
     def http_error(exc):
         return render_error(_translate(exc))
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(PoolTimeout)
+    def storage_down(exc):
+        # fail closed: without the database there is no key check and no credit hold
+        log.error("database unavailable: %s", type(exc).__name__)
+        return render_error(StorageUnavailable(
+            "The gateway's database is unavailable; try again shortly.",
+            headers={"Retry-After": "2"}))
 
     @app.errorhandler(Exception)
     def crash(exc):

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
-from sqlalchemy import delete, func, select, type_coerce, update
+from sqlalchemy import bindparam, delete, func, insert, select, type_coerce, update
+from sqlalchemy.orm import sessionmaker
 
 from errors import GatewayError
 from models import Account, Grant, Hold, UsageRecord, utcnow
@@ -23,6 +24,18 @@ from models.credits import Credits
 from translation.ir import Usage
 
 log = logging.getLogger(__name__)
+
+# Statements built once: reserve and settle run for every request, and building the SQL
+# expression each time would cost more than sending it.
+_AMOUNT = bindparam("delta", type_=Credits)
+TAKE = (update(Account)
+        .where(Account.user_id == bindparam("account"), Account.balance >= _AMOUNT)
+        .values(balance=Account.balance - _AMOUNT))
+GIVE = (update(Account).where(Account.user_id == bindparam("account"))
+        .values(balance=Account.balance + _AMOUNT))
+HOLD = insert(Hold).returning(Hold.id)
+DROP_HOLD = delete(Hold).where(Hold.id == bindparam("hold_id"))
+RECORD = insert(UsageRecord)
 
 
 class InsufficientCredits(GatewayError):
@@ -54,9 +67,10 @@ class Charge:
 
 
 class Billing:
-    def __init__(self, session_factory, pricing, *, queue_size=10_000, hold_ttl=3600.0,
+    def __init__(self, engine, pricing, *, queue_size=10_000, hold_ttl=3600.0,
                  sweep_every=60.0):
-        self.session_factory = session_factory
+        self.engine = engine
+        self.session_factory = sessionmaker(bind=engine, expire_on_commit=False)
         self.pricing = pricing
         self.hold_ttl = hold_ttl
         self.sweep_every = sweep_every
@@ -70,22 +84,17 @@ class Billing:
         """Hold the most this request can cost; raises InsufficientCredits (402) when it can't."""
         price = self.pricing.for_model(model)
         amount = price.cost(Usage(input=prompt_tokens, output=max_output))
-        with self.session_factory() as session:
-            taken = session.execute(
-                update(Account)
-                .where(Account.user_id == caller.user_id, Account.balance >= amount)
-                .values(balance=Account.balance - amount)
-            ).rowcount
-            if not taken:
-                session.rollback()
+        # Core statements on a plain connection: this is on every request's path, and the ORM
+        # session's bookkeeping would cost more than the two statements themselves.
+        with self.engine.begin() as conn:
+            if not conn.execute(TAKE, {"account": caller.user_id, "delta": amount}).rowcount:
+                conn.rollback()
                 raise InsufficientCredits(
                     f"Insufficient credits: this request may cost up to {amount} credits. "
                     "Top up, or lower max_tokens.", headers={"x-should-retry": "false"})
-            hold = Hold(user_id=caller.user_id, amount=amount)
-            session.add(hold)
-            session.commit()
-            return Ticket(hold.id, amount, caller.user_id, caller.key_id, model, price,
-                          prompt_tokens)
+            hold_id = conn.execute(HOLD, {"user_id": caller.user_id, "amount": amount,
+                                          "created_at": utcnow()}).scalar_one()
+        return Ticket(hold_id, amount, caller.user_id, caller.key_id, model, price, prompt_tokens)
 
     def charge(self, ticket: Ticket, usage, *, estimated=False, partial=False) -> Decimal:
         """Queue the settlement of a finished request; returns its cost. No database wait."""
@@ -153,10 +162,8 @@ class Billing:
                 delay = min(delay * 2, 5.0)
 
     def _settle_batch(self, batch):
-        with self.session_factory() as session:
-            for item in batch:
-                settle(session, item)
-            session.commit()
+        with self.engine.begin() as conn:
+            settle(conn, batch)
 
     def flush(self, timeout=10.0) -> bool:
         """Wait until every queued settlement is written (tests, shutdown)."""
@@ -205,43 +212,44 @@ class Billing:
             log.error("hold sweep failed: %s", type(exc).__name__)
 
 
-def settle(session, item: Charge):
-    """Charge the real cost, release the rest of the hold and write the record: one transaction.
+def settle(conn, batch: list[Charge]):
+    """Charge each real cost, release the rest of its hold, write its record: one transaction.
 
     A cost above the hold (the upstream counted more prompt tokens than we did) takes the excess
     from the balance only as far as the balance goes: it never goes below zero.
     """
-    ticket = item.ticket
-    held = ticket.amount
-    if not session.execute(delete(Hold).where(Hold.id == ticket.hold_id)).rowcount:
-        held = Decimal(0)  # already released by a sweep: charge from the balance alone
-    price = item.cost
-    if item.usage is None:
-        price = Decimal(0)
-    elif price > held:
-        price = held + _take(session, ticket.user_id, price - held)
-    refund = held - price
-    if refund:
-        session.execute(update(Account).where(Account.user_id == ticket.user_id)
-                        .values(balance=Account.balance + refund))
-    if item.usage is not None:
-        u = item.usage
-        session.add(UsageRecord(user_id=ticket.user_id, key_id=ticket.key_id, model=ticket.model,
-                                input_tokens=u.input, cache_read_tokens=u.cache_read,
-                                cache_write_tokens=u.cache_write, output_tokens=u.output,
-                                price=price, estimated=item.estimated, partial=item.partial))
+    records = []
+    for item in batch:
+        ticket = item.ticket
+        held = ticket.amount
+        if not conn.execute(DROP_HOLD, {"hold_id": ticket.hold_id}).rowcount:
+            held = Decimal(0)  # already released by a sweep: charge from the balance alone
+        price = Decimal(0) if item.usage is None else item.cost
+        if price > held:
+            price = held + _take(conn, ticket.user_id, price - held)
+        if held != price:
+            conn.execute(GIVE, {"account": ticket.user_id, "delta": held - price})
+        if item.usage is not None:
+            u = item.usage
+            records.append({"user_id": ticket.user_id, "key_id": ticket.key_id,
+                            "model": ticket.model, "input_tokens": u.input,
+                            "cache_read_tokens": u.cache_read, "cache_write_tokens": u.cache_write,
+                            "output_tokens": u.output, "price": price,
+                            "estimated": item.estimated, "partial": item.partial,
+                            "created_at": utcnow()})
+    if records:
+        conn.execute(RECORD, records)
 
 
-def _take(session, user_id, wanted: Decimal) -> Decimal:
+def _take(conn, user_id, wanted: Decimal) -> Decimal:
     """Take up to `wanted` from a balance without going below zero; returns what was taken."""
     for _ in range(5):
-        available = session.scalar(select(Account.balance).where(Account.user_id == user_id))
+        available = conn.execute(select(Account.balance)
+                                 .where(Account.user_id == user_id)).scalar()
         amount = min(wanted, available or Decimal(0))
         if amount <= 0:
             return Decimal(0)
-        if session.execute(update(Account)
-                           .where(Account.user_id == user_id, Account.balance >= amount)
-                           .values(balance=Account.balance - amount)).rowcount:
+        if conn.execute(TAKE, {"account": user_id, "delta": amount}).rowcount:
             return amount
     return Decimal(0)
 

@@ -85,10 +85,10 @@ def _relay(resp, tap, *, error_event, max_seconds, client_socket, on_close):
                 state["reading"] = False
             if not data:
                 break
-            for event in splitter.feed(data):
-                out = tap.feed(event)
-                if out:
-                    yield out
+            # everything one read brought goes out in one write: fewer syscalls per stream
+            out = b"".join(filter(None, map(tap.feed, splitter.feed(data))))
+            if out:
+                yield out
             if time.monotonic() > deadline:
                 outcome = "truncated"
                 yield error_event(UpstreamTimeout("the stream exceeded the gateway's time limit"))

@@ -101,7 +101,7 @@ def app(upstream, database_url, settings, tmp_path, monkeypatch):
     monkeypatch.setenv("GATEWAY_CONFIG", str(tmp_path / "absent.toml"))
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("REDIS_URL", raising=False)  # Redis only with a key prefix of the test's
-    config = {"TESTING": True, "SQLALCHEMY_DATABASE_URI": database_url,
+    config = {"TESTING": True, "SQLALCHEMY_DATABASE_URI": database_url, "DATABASE_POOL_SIZE": 10,
               "PROVIDERS": [provider_entry(upstream)], "UPSTREAM_READ_TIMEOUT": 5.0,
               "UPSTREAM_CONNECT_TIMEOUT": 2.0, **settings}
     app = create_app(config)
@@ -109,6 +109,7 @@ def app(upstream, database_url, settings, tmp_path, monkeypatch):
         db.drop_all()
         db.create_all()
     yield app
+    app.extensions["billing"].shutdown()  # settle what is queued, stop the worker
     if REDIS_URL and app.config["RATELIMIT_STORAGE_URI"] == REDIS_URL:
         limiter.storage.reset()  # this test's own key prefix only
     with app.app_context():

@@ -1,6 +1,7 @@
 """The real server for tests: gunicorn with the gevent worker, as a subprocess, set up through
 the operator CLI (`flask users create`, `flask keys create`) like a deployment would be."""
 
+import ctypes
 import json
 import os
 import signal
@@ -13,6 +14,12 @@ import requests
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
+
+
+def _die_with_parent():
+    """Linux: the server gets SIGTERM when the test process dies, even if killed outright."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -59,7 +66,8 @@ class GunicornServer:
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [os.path.join(BIN, "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
-            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.logs()

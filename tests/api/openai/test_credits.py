@@ -260,12 +260,10 @@ def test_paging_250_records_while_more_are_written(app, client, user):
     price = app.extensions["billing"].pricing.for_model("gpt-test")
 
     def write(n):
-        with app.extensions["billing"].session_factory() as session:
-            for _ in range(n):
-                ticket = Ticket(hold_id=0, amount=Decimal(0), user_id=user_id, key_id=1,
-                                model="gpt-test", price=price, prompt_estimate=0)
-                settle(session, Charge(ticket, Usage(input=1, output=1), Decimal("0.001")))
-            session.commit()
+        ticket = Ticket(hold_id=0, amount=Decimal(0), user_id=user_id, key_id=1,
+                        model="gpt-test", price=price, prompt_estimate=0)
+        with app.extensions["billing"].engine.begin() as conn:
+            settle(conn, [Charge(ticket, Usage(input=1, output=1), Decimal("0.001"))] * n)
 
     write(250)
     auth = {"Authorization": f"Bearer {key}"}

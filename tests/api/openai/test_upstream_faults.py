@@ -194,3 +194,21 @@ def test_no_secret_in_logs(post, upstream, caplog, api_key, gateway):
     requests.post(f"{gateway}/v1/chat/completions?key={api_key}", json=BODY, timeout=5)
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert UPSTREAM_KEY not in logged and api_key not in logged
+
+
+@pytest.mark.parametrize("url", ["sqlite:////nonexistent-dir/tollgate.db",
+                                 f"postgresql://postgres@127.0.0.1:{free_port()}/none"])
+def test_database_down_is_503_and_nothing_forwarded(upstream, url, monkeypatch, tmp_path):
+    """No database, no key check and no credit hold: a JSON 503, nothing sent upstream."""
+    from app import create_app
+    monkeypatch.setenv("GATEWAY_CONFIG", str(tmp_path / "absent.toml"))
+    monkeypatch.setenv(UPSTREAM_KEY_ENV, UPSTREAM_KEY)
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "CREATE_TABLES": False,
+                      "PROVIDERS": [provider_entry(upstream)]})
+    resp = app.test_client().post("/v1/chat/completions", json=BODY,
+                                  headers={"x-api-key": "tg-some-key"})
+    assert resp.status_code == 503, resp.json
+    assert resp.json["error"]["code"] == "storage_unavailable"
+    assert resp.headers["Retry-After"] == "2"
+    assert upstream.received == []
+    app.extensions["billing"].shutdown()
