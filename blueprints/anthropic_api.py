@@ -89,6 +89,10 @@ class MessagesIn(CountTokensIn):
     metadata = fields.Dict()
 
 
+# built once: a schema instance costs ~0.4 ms to make
+MESSAGES_IN, COUNT_TOKENS_IN = MessagesIn(), CountTokensIn()
+
+
 @bp.before_request
 def require_key():
     authenticate()
@@ -98,7 +102,7 @@ def require_key():
 @limited("chat")
 def messages():
     body = json_body()
-    check(MessagesIn(), body)
+    check(MESSAGES_IN, body)
     require_model(body["model"])
     if beta := request.headers.get("anthropic-beta"):
         body[BETA_KEY] = beta  # features the client opted into, for an Anthropic upstream
@@ -112,7 +116,7 @@ def messages():
 @reports("chat")
 def count_tokens():
     body = json_body()
-    check(CountTokensIn(), body)
+    check(COUNT_TOKENS_IN, body)
     require_model(body["model"])
     tokens, estimated = count_input_tokens(current_app.extensions["relay"], "anthropic", body)
     response = jsonify(input_tokens=tokens)

