@@ -3,7 +3,7 @@
 from flask import Flask
 
 import cli
-from blueprints import credits, openai_api, ratelimit
+from blueprints import anthropic_api, credits, gemini_api, openai_api, ratelimit
 from blueprints.errors import register_error_handlers
 from config import load_config
 from extensions import db
@@ -11,6 +11,7 @@ from logs import install_redaction
 from providers import PROVIDERS, build_registry
 from providers.http import pooled_session
 from services.keys import KeyStore
+from services.media import ImageFetcher
 from services.plans import PlanBook
 from services.relay import Relay
 from storage import prepare_database, start_billing
@@ -29,12 +30,20 @@ def create_app(overrides=None):
     registry = build_registry(app.config, PROVIDERS,
                               lambda: pooled_session(app.config["UPSTREAM_POOL_SIZE"]))
     app.extensions["billing"] = billing = start_billing(app)
-    app.extensions["relay"] = Relay(registry, billing,
-                                    max_stream_seconds=app.config["UPSTREAM_MAX_STREAM_SECONDS"])
+    fetcher = ImageFetcher(max_bytes=app.config["IMAGE_FETCH_MAX_BYTES"],
+                           timeout=app.config["IMAGE_FETCH_TIMEOUT"],
+                           allow_private=app.config["IMAGE_FETCH_ALLOW_PRIVATE"])
+    app.extensions["relay"] = Relay(
+        registry, billing, max_stream_seconds=app.config["UPSTREAM_MAX_STREAM_SECONDS"],
+        fetcher=fetcher)
     app.register_blueprint(credits.bp)
-    for prefix in openai_api.BASE_PATHS:
-        app.register_blueprint(openai_api.bp, url_prefix=prefix,
-                               name="openai" + prefix.replace("/", "_"))
+    for family in (openai_api, anthropic_api, gemini_api):
+        for prefix in family.BASE_PATHS:
+            app.register_blueprint(family.bp, url_prefix=prefix,
+                                   name=family.bp.name + prefix.replace("/", "_"))
+    for prefix in gemini_api.V1_PATHS:
+        app.register_blueprint(gemini_api.v1_bp, url_prefix=prefix,
+                               name="gemini_v1" + prefix.replace("/", "_"))
     register_error_handlers(app)
     cli.register(app)
     return app

@@ -19,6 +19,10 @@ DEFAULTS = {
     "UPSTREAM_READ_TIMEOUT": 120.0,  # the longest silence tolerated between bytes
     "UPSTREAM_MAX_STREAM_SECONDS": 900.0,  # streams are cut after this long
     "UPSTREAM_POOL_SIZE": 256,  # pooled connections per provider
+    # Translation between formats.
+    "IMAGE_FETCH_MAX_BYTES": 10 * 1024 * 1024,  # image URLs fetched for Gemini: size cap
+    "IMAGE_FETCH_TIMEOUT": 10.0,  # seconds, in total
+    "IMAGE_FETCH_ALLOW_PRIVATE": False,  # True lets image URLs reach private/loopback addresses
     # Providers: a list of tables, see gateway.example.toml. Empty: take presets whose key is set.
     "PROVIDERS": [],
     "CREATE_TABLES": True,

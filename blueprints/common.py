@@ -18,6 +18,16 @@ def presented_key() -> str | None:
             or request.args.get("key") or None)
 
 
+def client_family() -> str:
+    """Which SDK family a request on a shared path (GET /v1/models) comes from, by its headers."""
+    if "anthropic-version" in request.headers:
+        return "anthropic"
+    if "x-goog-api-key" in request.headers or (
+            "key" in request.args and "Authorization" not in request.headers):
+        return "gemini"
+    return "openai"
+
+
 def authenticate():
     """Resolve the caller (cached), or raise 401; 429 for an address that keeps failing."""
     failures, address = current_app.extensions["auth_failures"], client_address()
@@ -91,3 +101,10 @@ def _reject_constant(name):
 
 def _short(exc) -> str:
     return "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+
+
+def allowed_models() -> list[tuple[str, str]]:
+    """(model, provider name) for the models this caller's plan allows."""
+    plan = g.caller.plan
+    return [(m, owner) for m, owner in current_app.extensions["relay"].registry.models()
+            if plan.allows(m)]

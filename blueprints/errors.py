@@ -1,13 +1,15 @@
-"""App-wide error handlers: unknown routes, wrong methods, oversized bodies, crashes; all JSON."""
+"""App-wide error handlers: unknown routes, wrong methods, oversized bodies, crashes; all JSON,
+in the envelope of the API family the path belongs to."""
 
 import logging
+import re
 
 from flask import request
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from blueprints.openai_api import render_error
+from blueprints import anthropic_api, gemini_api, openai_api
 from errors import (
     GatewayError,
     InvalidRequest,
@@ -19,6 +21,20 @@ from errors import (
 )
 
 log = logging.getLogger(__name__)
+ANTHROPIC_PATHS = ("/v1/messages", "/api/v1/messages")
+GEMINI_PATHS = ("/v1beta/", "/api/v1beta/")
+GEMINI_CALL = re.compile(r"(/api)?/v1(beta)?/models/[^/]+:\w+")
+
+
+def render_error(err):
+    """The error in the envelope of the API the request's path belongs to (OpenAI otherwise)."""
+    path = request.path
+    if (path.startswith(GEMINI_PATHS) or path in ("/v1beta", "/api/v1beta")
+            or GEMINI_CALL.fullmatch(path)):
+        return gemini_api.render_error(err)
+    if any(path == p or path.startswith(p + "/") for p in ANTHROPIC_PATHS):
+        return anthropic_api.render_error(err)
+    return openai_api.render_error(err)
 
 
 def register_error_handlers(app):

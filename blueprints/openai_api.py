@@ -3,7 +3,15 @@
 from flask import Blueprint, current_app, g, jsonify, request
 from marshmallow import INCLUDE, Schema, fields, validate
 
-from blueprints.common import authenticate, json_body, require_model, to_response
+from blueprints import anthropic_api, gemini_api
+from blueprints.common import (
+    allowed_models,
+    authenticate,
+    client_family,
+    json_body,
+    require_model,
+    to_response,
+)
 from blueprints.common import validate as check
 from blueprints.ratelimit import limited, reports
 from blueprints.schemas import StopSequences, StrictBoolean, StrictInteger, StrictNumber
@@ -13,6 +21,8 @@ from translation.openai import error_body
 bp = Blueprint("openai_api", __name__)
 BASE_PATHS = ("/v1", "/api/v1", "/api/v1/ai")
 ROLES = ("system", "developer", "user", "assistant", "tool")
+# GET /v1/models is also what the Anthropic SDK and google-genai (API version v1) call.
+OTHER_FAMILIES = {"anthropic": anthropic_api, "gemini": gemini_api}
 
 
 class MessageIn(Schema):
@@ -63,12 +73,16 @@ def chat_completions():
 @bp.get("/models")
 @reports("chat")
 def list_models():
+    if other := OTHER_FAMILIES.get(client_family()):
+        return other.list_models()
     return jsonify(object="list", data=[_model(m, owner) for m, owner in _models()])
 
 
 @bp.get("/models/<path:model>")
 @reports("chat")
 def get_model(model):
+    if other := OTHER_FAMILIES.get(client_family()):
+        return other.get_model(model)
     for name, owner in _models():
         if name == model:
             return jsonify(_model(name, owner))
@@ -77,7 +91,8 @@ def get_model(model):
 
 @bp.errorhandler(GatewayError)
 def gateway_error(err):
-    return render_error(err)
+    other = OTHER_FAMILIES.get(client_family()) if "/models" in request.path else None
+    return other.render_error(err) if other else render_error(err)
 
 
 def render_error(err):
@@ -89,10 +104,7 @@ def render_error(err):
 
 
 def _models():
-    """The models this caller's plan allows, with the provider serving each."""
-    plan = g.caller.plan
-    return [(m, owner) for m, owner in current_app.extensions["relay"].registry.models()
-            if plan.allows(m)]
+    return allowed_models()
 
 
 def _model(name, owner):

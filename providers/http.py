@@ -55,7 +55,8 @@ def upstream_error(resp, upstream):
     message, code = _error_detail(resp)
     message = redact(message, upstream.api_key)
     name = upstream.name
-    if status in (401, 403):
+    # Gemini reports a bad key as 400 INVALID_ARGUMENT with reason API_KEY_INVALID.
+    if status in (401, 403) or code == "API_KEY_INVALID":
         return UpstreamError(f"provider {name} rejected the gateway's credentials",
                              code="upstream_auth_failed")
     if status == 429:
@@ -82,10 +83,21 @@ def _error_detail(resp) -> tuple[str, str | None]:
         data = json.loads(resp.raw.read(MAX_ERROR_BODY, decode_content=True))
     except Exception:  # a body that is not JSON carries nothing we pass on
         return "", None
-    err = data.get("error") if isinstance(data, dict) else None
+    err = data[0] if isinstance(data, list) and data else data  # Gemini may wrap it in [...]
+    err = err.get("error") if isinstance(err, dict) else None
     if isinstance(err, dict):
-        code = err.get("code") or err.get("type") or err.get("status")
+        code = err.get("code")
+        if not isinstance(code, str):  # Gemini's code is the HTTP status; its status is the name
+            code = _reason(err) or err.get("type") or err.get("status")
         return str(err.get("message") or ""), str(code) if code is not None else None
     if isinstance(err, str):
         return err, None
     return "", None
+
+
+def _reason(err: dict) -> str | None:
+    """The ErrorInfo reason among a Google error's details (API_KEY_INVALID, …)."""
+    for detail in err.get("details") or []:
+        if isinstance(detail, dict) and detail.get("reason"):
+            return str(detail["reason"])
+    return None

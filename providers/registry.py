@@ -21,8 +21,15 @@ PRESETS = {
                  "models": ["deepseek-chat", "deepseek-reasoner"]},
     "openrouter": {"type": "openai-compatible", "base_url": "https://openrouter.ai/api/v1",
                    "api_key_env": "OPENROUTER_API_KEY", "models": ["*/*"]},
+    "anthropic": {"type": "anthropic", "base_url": "https://api.anthropic.com/v1",
+                  "api_key_env": "ANTHROPIC_API_KEY",
+                  "models": ["claude-opus-4-1", "claude-sonnet-4-5", "claude-haiku-4-5"]},
+    "gemini": {"type": "gemini", "base_url": "https://generativelanguage.googleapis.com/v1beta",
+               "api_key_env": "GEMINI_API_KEY", "api_key_env_fallback": "GOOGLE_API_KEY",
+               "models": ["gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite"]},
 }
-WIRE_FORMATS = {"openai": "openai", "openai-compatible": "openai"}
+WIRE_FORMATS = {"openai": "openai", "openai-compatible": "openai", "anthropic": "anthropic",
+                "gemini": "gemini"}
 
 
 @dataclass(frozen=True)
@@ -73,9 +80,11 @@ def parse_upstream(entry: dict, environ) -> Upstream:
         (patterns.append(item) if "*" in item else models.setdefault(item, item))
     for alias, target in (spec.get("aliases") or {}).items():
         models[alias] = target
-    key_env = spec.get("api_key_env")
+    key_env, fallback = spec.get("api_key_env"), spec.get("api_key_env_fallback")
+    api_key = (environ.get(key_env, "") if key_env else "") or (
+        environ.get(fallback, "") if fallback else "")
     return Upstream(name=name, type=spec["type"], base_url=spec["base_url"].rstrip("/"),
-                    api_key=environ.get(key_env, "") if key_env else "",
+                    api_key=api_key,
                     models=models, patterns=tuple(patterns))
 
 
@@ -87,7 +96,8 @@ def configured_upstreams(entries, environ=os.environ) -> list[Upstream]:
     """
     if not entries:
         return [parse_upstream({"name": name}, environ) for name, preset in PRESETS.items()
-                if environ.get(preset["api_key_env"])]
+                if environ.get(preset["api_key_env"])
+                or environ.get(preset.get("api_key_env_fallback") or "")]
     upstreams = []
     for entry in entries:
         upstream = parse_upstream(entry, environ)

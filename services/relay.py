@@ -2,6 +2,8 @@
 
 When the client's format and the provider's wire format are the same, the body is forwarded
 as it came (model name aside) and streams are relayed byte for byte (the passthrough fast path).
+Otherwise the request goes through the internal representation: client format -> IR ->
+provider format, and the answer (or each stream event) back the same way.
 """
 
 import json
@@ -13,11 +15,14 @@ import requests
 
 from errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable, redact
 from services.streams import relay_events
-from translation import openai as openai_format
+from translation import anthropic, anthropic_stream, gemini, gemini_stream, openai, openai_stream
+from translation.content import renamed_tools, restore_tool_names
 from translation.ir import Usage
+from translation.streaming import TranslatingTap
 
 log = logging.getLogger(__name__)
-FORMATS = {"openai": openai_format}
+FORMATS = {"openai": openai, "anthropic": anthropic, "gemini": gemini}
+STREAMS = {"openai": openai_stream, "anthropic": anthropic_stream, "gemini": gemini_stream}
 
 
 @dataclass
@@ -32,10 +37,11 @@ class Reply:
 
 
 class Relay:
-    def __init__(self, registry, billing, *, max_stream_seconds: float):
+    def __init__(self, registry, billing, *, max_stream_seconds: float, fetcher=None):
         self.registry = registry
         self.billing = billing
         self.max_stream_seconds = max_stream_seconds
+        self.fetcher = fetcher  # services.media.ImageFetcher, for providers needing inline images
 
     def chat(self, client_format: str, body: dict, *, caller, client_socket=None) -> Reply:
         """Serve one chat request in `client_format` (the body is already validated).
@@ -68,16 +74,16 @@ class Relay:
         (refused, timed out, 5xx, 429) moves on to the next."""
         last_error = None
         for route in routes:
-            if route.provider.wire_format != client_format:
-                continue  # translation between formats arrives with the Anthropic/Gemini formats
+            serve = (self._passthrough if passes_through(client_format, body, route)
+                     else self._translated)
             try:
-                return self._passthrough(client_format, body, route, **how)
+                return serve(client_format, body, route, **how)
             except UpstreamUnavailable as err:
                 log.warning("provider %s unavailable: %s",
                             route.provider.upstream.name, err.message)
                 last_error = err
         if last_error is None:
-            raise GatewayError(f"no provider for model '{body['model']}' speaks {client_format}")
+            raise GatewayError(f"no provider could serve model '{body['model']}'")
         raise last_error
 
     def _passthrough(self, fmt, body, route, *, stream, limit, client_socket, on_close) -> Reply:
@@ -86,9 +92,9 @@ class Relay:
         Every serving path has this signature: a whole answer comes back with `usage` set;
         a stream calls `on_close(tap, outcome)` once when it ends, with `tap.usage`.
         """
-        payload = {**body, "model": route.upstream_model}
         module = FORMATS[fmt]
         upstream = route.provider.upstream
+        payload = module.passthrough_payload(body, route.upstream_model, stream)
         module.set_output_limit(payload, limit, OUTPUT_LIMIT_FIELD.get(upstream.type, "max_tokens"))
         if not stream:
             resp = route.provider.open(payload, stream=False)
@@ -96,19 +102,46 @@ class Relay:
             return Reply(resp.status_code, content,
                          resp.headers.get("content-type", "application/json"),
                          usage=module.usage_of_body(content))
-        wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        payload["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
         resp = route.provider.open(payload, stream=True)
-        if not resp.headers.get("content-type", "").startswith("text/event-stream"):
-            read_body(resp, upstream.name)  # an error body on 200 raises here
-            raise UpstreamUnavailable(f"provider {upstream.name} did not stream")
+        expect_stream(resp, upstream.name)
         price = self.billing.pricing.for_model(body["model"])
-        tap = module.StreamTap(forward_usage_chunk=wants_usage, price=price.cost)
+        tap = module.passthrough_tap(body, price=price.cost)
         events = relay_events(resp, tap, error_event=module.error_event,
                               max_seconds=self.max_stream_seconds, client_socket=client_socket,
                               on_close=on_close)
-        return Reply(200, events, "text/event-stream",
-                     {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return Reply(200, events, "text/event-stream", dict(STREAM_HEADERS))
+
+    def _translated(self, fmt, body, route, *, stream, limit, client_socket, on_close) -> Reply:
+        """Different formats: client request -> IR -> provider request, and the answer back."""
+        src, dst = FORMATS[fmt], FORMATS[route.provider.wire_format]
+        upstream = route.provider.upstream
+        req = src.request_to_ir(body)
+        req.max_tokens = min(req.max_tokens or limit, limit)  # the most the hold covers
+        if getattr(dst, "NEEDS_INLINE_IMAGES", False) and self.fetcher is not None:
+            self.fetcher.inline(req)
+        payload = dst.request_from_ir(req, route.upstream_model,
+                                      limit_field=OUTPUT_LIMIT_FIELD.get(upstream.type))
+        if not stream:
+            resp = route.provider.open(payload, stream=False)
+            content = read_body(resp, upstream.name)
+            try:
+                answer = dst.response_to_ir(json.loads(content))
+            except (ValueError, AttributeError, TypeError) as exc:
+                raise UpstreamUnavailable(f"provider {upstream.name} sent an unreadable "
+                                          "answer") from exc
+            restore_tool_names(answer.parts, renamed_tools(req))
+            out = json.dumps(src.response_from_ir(answer, req), ensure_ascii=False).encode()
+            return Reply(200, out, "application/json", usage=answer.usage)
+        resp = route.provider.open(payload, stream=True)
+        expect_stream(resp, upstream.name)
+        price = self.billing.pricing.for_model(body["model"])
+        encoder = STREAMS[fmt].StreamEncoder(req, **stream_options(fmt, body, price.cost))
+        tap = TranslatingTap(STREAMS[route.provider.wire_format].StreamDecoder(), encoder,
+                             tool_names=renamed_tools(req))
+        events = relay_events(resp, tap, error_event=tap.error_event,
+                              max_seconds=self.max_stream_seconds, client_socket=client_socket,
+                              on_close=on_close)
+        return Reply(200, events, encoder.content_type, dict(STREAM_HEADERS))
 
     def _charge_whole(self, module, ticket, reply) -> bytes:
         """Charge a complete answer; returns its body with `credits_consumed` added."""
@@ -140,6 +173,30 @@ class Relay:
 # The token-limit field each OpenAI-type upstream understands (reasoning models on OpenAI itself
 # reject max_tokens; many OpenAI-compatible servers know only max_tokens).
 OUTPUT_LIMIT_FIELD = {"openai": "max_completion_tokens", "openai-compatible": "max_tokens"}
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def passes_through(client_format: str, body: dict, route) -> bool:
+    """Same wire format on both sides, and nothing the client asked for needs re-encoding."""
+    if route.provider.wire_format != client_format:
+        return False
+    check = getattr(FORMATS[client_format], "can_pass_through", None)
+    return check is None or check(body)
+
+
+def stream_options(fmt: str, body: dict, price) -> dict:
+    """Encoder options from the client's request: Gemini clients choose SSE or a JSON array;
+    OpenAI clients that asked for the usage chunk also get the credits it cost in it."""
+    if fmt == "gemini":
+        return {"sse": body.get("alt") == "sse"}
+    return {"price": price} if fmt == "openai" else {}
+
+
+def expect_stream(resp, provider_name: str) -> None:
+    """A 2xx that is not an event stream is an error body (raised) or a broken upstream."""
+    if not resp.headers.get("content-type", "").startswith("text/event-stream"):
+        read_body(resp, provider_name)  # an error body on 200 raises here
+        raise UpstreamUnavailable(f"provider {provider_name} did not stream")
 
 
 def read_body(resp, provider_name: str) -> bytes:

@@ -78,9 +78,21 @@ def settings():
     return {}
 
 
-def provider_entry(upstream, name="fake", models=("gpt-test",), **extra):
-    return {"name": name, "type": "openai", "base_url": f"{upstream.url}/v1",
+BASE_PATHS = {"openai": "/v1", "openai-compatible": "/v1", "anthropic": "/v1",
+              "gemini": "/v1beta"}
+
+
+def provider_entry(upstream, name="fake", models=("gpt-test",), type="openai", **extra):
+    """A provider table pointing at the fake upstream, which speaks every wire format."""
+    return {"name": name, "type": type, "base_url": f"{upstream.url}{BASE_PATHS[type]}",
             "api_key_env": UPSTREAM_KEY_ENV, "models": list(models), **extra}
+
+
+def every_provider_type(upstream) -> list[dict]:
+    """One fake provider per wire format: gpt-test (OpenAI), claude-test, gemini-test."""
+    return [provider_entry(upstream),
+            provider_entry(upstream, "fake-claude", ("claude-test",), type="anthropic"),
+            provider_entry(upstream, "fake-gemini", ("gemini-test",), type="gemini")]
 
 
 @pytest.fixture

@@ -1,8 +1,11 @@
-"""A fake provider on loopback speaking the real OpenAI wire format, scripted per test.
+"""A fake provider on loopback speaking the real wire formats, scripted per test.
 
 It serves real HTTP (JSON and SSE with chunked encoding), records every request it receives,
 and can be slow, silent, broken or failing on demand. Replies are queued with `fake.push(...)`;
-with none queued it answers by echoing the last user message.
+with none queued it answers by echoing the last user message. The wire format follows the
+path: `.../messages` is Anthropic (tests/fake_anthropic.py), `.../models/M:method` is Gemini
+(tests/fake_gemini.py), anything else OpenAI Chat Completions (below). GET paths registered in
+`fake.files` serve those bytes (images to fetch), or redirect when the type is "redirect".
 """
 
 import json
@@ -33,7 +36,8 @@ class Script:
     drop_after: int | None = None  # close the connection after this many stream chunks
     usage: dict | None | str = "auto"  # "auto": computed; None: never sent
     usage_on_every_chunk: bool = False
-    finish_reason: str = "stop"
+    finish_reason: str = "stop"  # OpenAI's words; mapped for the other formats
+    tool_calls: list | None = None  # [(name, arguments dict), ...]: the model calls tools
     content_type: str | None = None
     raw_stream: bytes | None = None  # exact bytes to stream instead of generated chunks
 
@@ -54,6 +58,7 @@ class FakeUpstream:
         self.scripts = deque()
         self.received: list[Received] = []
         self.sent_streams: list[bytes] = []
+        self.files: dict[str, tuple[str, bytes]] = {}  # GET path -> (content type, bytes)
         self.lock = threading.Lock()
         self.server = make_server("127.0.0.1", 0, self.wsgi, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
@@ -88,26 +93,40 @@ class FakeUpstream:
             script = self.scripts.popleft() if self.scripts else Script()
         if script.delay:
             time.sleep(script.delay)
-        if request.path.endswith("/models") and request.method == "GET":
-            response = Response(json.dumps({"object": "list", "data": []}),
-                                content_type="application/json")
-        elif script.status != 200 or script.body is not None:
-            response = Response(json.dumps(script.body if script.body is not None
-                                           else error_body(script.status)),
-                                status=script.status, headers=script.headers,
-                                content_type=script.content_type or "application/json")
-        elif isinstance(payload, dict) and payload.get("stream"):
-            chunks = self._stream(payload, script, record, environ.get("werkzeug.socket"))
-            response = Response(chunks, headers=script.headers,
-                                content_type=script.content_type or "text/event-stream")
-        else:
-            response = Response(json.dumps(completion(payload, script)), headers=script.headers,
-                                content_type=script.content_type or "application/json")
+        response = self._respond(request, payload, script, record, environ)
         return response(environ, start_response)
 
-    def _stream(self, payload, script, record, sock):
-        events = ([script.raw_stream] if script.raw_stream is not None
-                  else stream_events(payload, script))
+    def _respond(self, request, payload, script, record, environ):
+        fmt = wire_format(request.path)
+        if request.method == "GET" and request.path in self.files:
+            mime, data = self.files[request.path]
+            if mime == "redirect":
+                return Response(status=302, headers={"Location": data})
+            return Response(data, content_type=mime)
+        if request.method == "GET" and not request.path.endswith("/models"):
+            return Response(json.dumps({"error": "no such file"}), status=404,
+                            content_type="application/json")
+        if request.path.endswith("/models") and request.method == "GET":
+            return Response(json.dumps({"object": "list", "data": []}),
+                            content_type="application/json")
+        if script.status != 200 or script.body is not None:
+            return Response(json.dumps(script.body if script.body is not None
+                                       else fmt.error_body(script.status)),
+                            status=script.status, headers=script.headers,
+                            content_type=script.content_type or "application/json")
+        if request.path.endswith(("/count_tokens", ":countTokens")):
+            return Response(json.dumps(fmt.count(payload)), content_type="application/json")
+        if fmt.is_stream(request, payload):
+            chunks = self._stream(fmt.stream_events(request, payload, script), script, record,
+                                  environ.get("werkzeug.socket"))
+            content_type = fmt.stream_content_type(request)
+            return Response(chunks, headers=script.headers,
+                            content_type=script.content_type or content_type)
+        return Response(json.dumps(fmt.completion(payload, script)), headers=script.headers,
+                        content_type=script.content_type or "application/json")
+
+    def _stream(self, events, script, record, sock):
+        events = [script.raw_stream] if script.raw_stream is not None else events
         sent = bytearray()
         self.sent_streams.append(sent)
         try:
@@ -179,7 +198,9 @@ def last_user_text(payload) -> str:
 
 
 def reply_text(payload, script) -> str:
-    return script.content if script.content is not None else f"echo: {last_user_text(payload)}"
+    if script.content is not None:
+        return script.content
+    return "" if script.tool_calls else f"echo: {last_user_text(payload)}"
 
 
 def usage_for(payload, script, text) -> dict | None:
@@ -192,12 +213,26 @@ def usage_for(payload, script, text) -> dict | None:
             "total_tokens": prompt + 3 + completion}
 
 
+def call_id(i) -> str:
+    return f"call_fake{i}"
+
+
+def finish_reason(script) -> str:
+    return "tool_calls" if script.tool_calls and script.finish_reason == "stop" \
+        else script.finish_reason
+
+
 def completion(payload, script) -> dict:
     text = reply_text(payload, script)
+    message = {"role": "assistant", "content": text or None, "refusal": None}
+    if script.tool_calls:
+        message["tool_calls"] = [{"id": call_id(i), "type": "function", "function": {
+            "name": name, "arguments": json.dumps(args)}}
+            for i, (name, args) in enumerate(script.tool_calls)]
     body = {"id": "chatcmpl-fake", "object": "chat.completion", "created": 1760000000,
             "model": (payload or {}).get("model", "unknown"), "system_fingerprint": "fp_fake",
-            "choices": [{"index": 0, "finish_reason": script.finish_reason, "logprobs": None,
-                         "message": {"role": "assistant", "content": text, "refusal": None}}]}
+            "choices": [{"index": 0, "finish_reason": finish_reason(script), "logprobs": None,
+                         "message": message}]}
     usage = usage_for(payload, script, text)
     if usage is not None:
         body["usage"] = usage
@@ -222,11 +257,55 @@ def stream_events(payload, script) -> list[bytes]:
 
     every = usage if script.usage_on_every_chunk else None
     events = [chunk({"role": "assistant", "content": ""}, usage_value=every)]
-    words = text.split(" ")
-    for i, word in enumerate(words):
-        events.append(chunk({"content": word if i == 0 else " " + word}, usage_value=every))
-    events.append(chunk({}, finish=script.finish_reason, usage_value=every))
+    if text:
+        for i, word in enumerate(text.split(" ")):
+            events.append(chunk({"content": word if i == 0 else " " + word}, usage_value=every))
+    for i, (name, args) in enumerate(script.tool_calls or []):
+        events.append(chunk({"tool_calls": [{"index": i, "id": call_id(i), "type": "function",
+                                             "function": {"name": name, "arguments": ""}}]}))
+        for piece in halves(json.dumps(args)):  # argument fragments, as OpenAI streams them
+            events.append(chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}))
+    events.append(chunk({}, finish=finish_reason(script), usage_value=every))
     if include_usage and usage is not None and not script.usage_on_every_chunk:
         events.append(chunk(None, choices=False, usage_value=usage))
     events.append(b"data: [DONE]\n\n")
     return events
+
+
+def halves(text: str) -> list[str]:
+    middle = len(text) // 2
+    return [text[:middle], text[middle:]]
+
+
+class _OpenAIWire:
+    """The OpenAI format behind the interface every fake wire format offers."""
+
+    error_body = staticmethod(error_body)
+    completion = staticmethod(completion)
+
+    @staticmethod
+    def is_stream(request, payload) -> bool:
+        return isinstance(payload, dict) and bool(payload.get("stream"))
+
+    @staticmethod
+    def stream_events(request, payload, script) -> list[bytes]:
+        return stream_events(payload, script)
+
+    @staticmethod
+    def stream_content_type(request) -> str:
+        return "text/event-stream"
+
+    @staticmethod
+    def count(payload) -> dict:
+        return {}
+
+
+def wire_format(path: str):
+    """The fake wire format a request path belongs to."""
+    from tests import fake_anthropic, fake_gemini
+
+    if path.endswith(("/messages", "/messages/count_tokens")):
+        return fake_anthropic
+    if ":" in path.rsplit("/", 1)[-1]:
+        return fake_gemini
+    return _OpenAIWire

@@ -60,3 +60,26 @@ def test_entry_overrides_preset_and_aliases():
 def test_bad_entries_are_refused(entry, problem):
     with pytest.raises(ValueError, match=problem):
         parse_upstream(entry, {})
+
+
+def test_anthropic_and_gemini_presets():
+    env = {"ANTHROPIC_API_KEY": "sk-ant-1", "GOOGLE_API_KEY": "AIza-fallback"}
+    ups = {u.name: u for u in configured_upstreams([], env)}
+    assert set(ups) == {"anthropic", "gemini"}
+    assert (ups["anthropic"].type, ups["anthropic"].base_url) == (
+        "anthropic", "https://api.anthropic.com/v1")
+    assert ups["gemini"].wire_format == "gemini" and ups["gemini"].api_key == "AIza-fallback"
+    both = {**env, "GEMINI_API_KEY": "AIza-main"}
+    assert parse_upstream({"name": "gemini"}, both).api_key == "AIza-main"
+
+
+def test_example_config_loads(monkeypatch):
+    import pathlib
+
+    example = pathlib.Path(__file__).resolve().parent.parent / "gateway.example.toml"
+    monkeypatch.setenv("GATEWAY_CONFIG", str(example))
+    app = Flask(__name__)
+    load_config(app)
+    assert app.config["IMAGE_FETCH_ALLOW_PRIVATE"] is False
+    types = {p.get("name"): p.get("type") for p in app.config["PROVIDERS"]}
+    assert "anthropic" in types and "gemini" in types

@@ -28,3 +28,15 @@ def test_no_flask_below_the_blueprints(path):
     flask_like = {m for m in imported_modules(path)
                   if m.split(".")[0] in ("flask", "flask_limiter", "flask_sqlalchemy", "werkzeug")}
     assert not flask_like, f"{path.relative_to(ROOT)} imports {sorted(flask_like)}"
+
+
+TRANSLATION_IO = ("requests", "socket", "sqlalchemy", "providers", "services", "extensions",
+                  "models")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "translation").rglob("*.py")),
+                         ids=lambda p: p.name)
+def test_translation_does_no_io(path):
+    """Translation is pure: no HTTP, sockets, database, providers or services."""
+    bad = {m for m in imported_modules(path) if m.split(".")[0] in TRANSLATION_IO}
+    assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"

@@ -6,7 +6,7 @@ import openai
 import pytest
 import requests
 
-from tests.conftest import UPSTREAM_KEY, UPSTREAM_KEY_ENV, provider_entry
+from tests.conftest import UPSTREAM_KEY, UPSTREAM_KEY_ENV, every_provider_type
 from tests.fake_upstream import Script
 from tests.live_server import GunicornServer
 
@@ -14,7 +14,8 @@ from tests.live_server import GunicornServer
 @pytest.fixture
 def server(upstream, tmp_path, monkeypatch):
     monkeypatch.setenv(UPSTREAM_KEY_ENV, UPSTREAM_KEY)
-    srv = GunicornServer(tmp_path, providers=[provider_entry(upstream)])
+    # gpt-test (OpenAI type), claude-test and gemini-test: one fake speaks all three formats
+    srv = GunicornServer(tmp_path, providers=every_provider_type(upstream))
     srv.key = srv.create_key()
     srv.start()
     yield srv
@@ -124,3 +125,35 @@ def test_sigterm_drains_streams_and_writes_every_charge(server, upstream):
     assert len(bodies) == 3 and all(b.endswith(b"data: [DONE]\n\n") for b in bodies)
     shown = server.flask("credits", "show", "alice")
     assert len([line for line in shown.splitlines() if "gpt-test" in line]) == 3, shown
+
+
+def test_translated_streams_under_gunicorn(server, upstream):
+    """The Anthropic SDK streaming from a Gemini-type model, and google-genai from a Claude-type
+    one, through the real server; a client that leaves a translated stream frees the upstream."""
+    import anthropic
+    from google import genai
+    from google.genai import types
+
+    claude = anthropic.Anthropic(base_url=server.url, api_key=server.key, max_retries=0)
+    with claude.messages.stream(model="gemini-test", max_tokens=20,
+                                messages=[{"role": "user", "content": "a b c"}]) as stream:
+        assert stream.get_final_message().content[0].text == "echo: a b c"
+    gemini = genai.Client(api_key=server.key, http_options=types.HttpOptions(base_url=server.url))
+    chunks = gemini.models.generate_content_stream(model="claude-test", contents="d e")
+    assert "".join(c.text or "" for c in chunks) == "echo: d e"
+    upstream.push(Script(content="slow answer", silence_after_first=8))
+    resp = requests.post(f"{server.url}/v1/messages", stream=True, timeout=10,
+                         headers={"x-api-key": server.key},
+                         json={"model": "gpt-test", "max_tokens": 5, "stream": True,
+                               "messages": [{"role": "user", "content": "x"}]})
+    next(line for line in resp.iter_lines() if line)
+    time.sleep(0.3)
+    left_at = time.monotonic()
+    resp.close()
+    record = upstream.received[-1]
+    while record.stream_closed_by_peer_at is None and time.monotonic() < left_at + 3:
+        time.sleep(0.02)
+    assert record.stream_closed_by_peer_at is not None
+    assert record.stream_closed_by_peer_at - left_at < 1.5
+    logs = server.logs()
+    assert server.key not in logs and UPSTREAM_KEY not in logs

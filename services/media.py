@@ -1,0 +1,86 @@
+"""Fetching image URLs for providers that need the bytes inline, without becoming an SSRF hole.
+
+Only http(s), only public addresses (every address the host resolves to is checked, and again
+on every redirect), a size cap read in pieces, and a total time limit.
+"""
+
+import base64
+import ipaddress
+import socket
+import time
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from errors import InvalidRequest
+from translation import ir
+
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp", "image/heic", "image/heif")
+MAX_REDIRECTS = 3
+
+
+class ImageFetcher:
+    def __init__(self, *, max_bytes: int, timeout: float, allow_private: bool = False):
+        self.max_bytes, self.timeout, self.allow_private = max_bytes, timeout, allow_private
+        self.session = requests.Session()
+        self.session.trust_env = False
+
+    def inline(self, req: ir.ChatRequest) -> None:
+        """Replace every image URL in the request by the image's bytes."""
+        for turn in req.turns:
+            for part in turn.parts:
+                for image in (part.content if isinstance(part, ir.ToolResult) else [part]):
+                    if isinstance(image, ir.Image) and image.url and not image.data:
+                        image.mime, image.data = self.fetch(image.url)
+
+    def fetch(self, url: str) -> tuple[str, str]:
+        """(mime type, base64 data) of the image at url, or a 400 saying why not."""
+        deadline = time.monotonic() + self.timeout
+        for _ in range(MAX_REDIRECTS + 1):
+            self._check(url)
+            try:
+                resp = self.session.get(url, stream=True, allow_redirects=False,
+                                        timeout=max(deadline - time.monotonic(), 0.1))
+            except requests.RequestException:
+                raise _refused(url, "it could not be fetched") from None
+            with resp:
+                if resp.is_redirect and resp.headers.get("location"):
+                    url = urljoin(url, resp.headers["location"])
+                    continue
+                return self._read(resp, url, deadline)
+        raise _refused(url, "it redirects too many times")
+
+    def _read(self, resp, url, deadline) -> tuple[str, str]:
+        if resp.status_code != 200:
+            raise _refused(url, f"fetching it returned HTTP {resp.status_code}")
+        mime = resp.headers.get("content-type", "").split(";")[0].strip().lower()
+        if mime not in IMAGE_TYPES:
+            raise _refused(url, f"it is not a supported image type ({mime or 'unknown'})")
+        data = bytearray()
+        for piece in resp.iter_content(64 * 1024):
+            data += piece
+            if len(data) > self.max_bytes:
+                raise _refused(url, f"it is larger than {self.max_bytes} bytes")
+            if time.monotonic() > deadline:
+                raise _refused(url, "fetching it took too long")
+        return mime, base64.b64encode(bytes(data)).decode()
+
+    def _check(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise _refused(url, "only http and https URLs can be fetched")
+        if self.allow_private:
+            return
+        try:
+            infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
+        except (OSError, UnicodeError):
+            raise _refused(url, "its host does not resolve") from None
+        for info in infos:
+            address = ipaddress.ip_address(info[4][0].split("%")[0])
+            if not address.is_global or address.is_multicast:
+                raise _refused(url, "it points to a private or local address")
+
+
+def _refused(url: str, why: str) -> InvalidRequest:
+    shown = url if len(url) <= 200 else url[:200] + "…"
+    return InvalidRequest(f"The image URL {shown} cannot be used: {why}.", param="image_url")

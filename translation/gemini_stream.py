@@ -1,0 +1,168 @@
+"""Gemini streams: decode upstream SSE chunks into IR events; encode IR events as SSE or as the
+JSON array Gemini streams when the client did not ask for `alt=sse`."""
+
+import json
+
+from errors import UpstreamError, redact
+from translation import ir
+from translation.content import load_arguments
+from translation.gemini import (
+    FINISH_FROM_IR,
+    error_body,
+    finish_to_ir,
+    parts_to_ir,
+    usage_from,
+    usage_to,
+)
+from translation.sse import encode_event, event_data
+
+
+class StreamDecoder:
+    """Upstream streamGenerateContent (alt=sse) chunks -> IR events.
+
+    Function calls arrive whole, each becoming a start and one argument fragment. The stream
+    has no terminator: it is complete when a finishReason came before the connection closed.
+    A chunk's usage is yielded first, so an encoder starting its answer already knows it.
+    """
+
+    def __init__(self):
+        self.started = False
+        self.calls = 0
+        self.finish = None
+        self.finished = False
+
+    def feed(self, event: bytes) -> list:
+        data = event_data(event) or event.strip()  # errors may come as bare JSON lines
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            return []
+        if isinstance(chunk, list) and chunk:
+            chunk = chunk[0]
+        if not isinstance(chunk, dict):
+            return []
+        if "error" in chunk:
+            message = (chunk["error"] or {}).get("message") if isinstance(chunk["error"], dict) \
+                else chunk["error"]
+            return [ir.Failure(UpstreamError(redact(f"the provider failed mid-stream: {message}")))]
+        usage = usage_from(chunk.get("usageMetadata"))
+        out = [ir.UsageUpdate(usage)] if usage is not None else []  # before Start: see above
+        if not self.started:
+            self.started = True
+            out.append(ir.Start(id=chunk.get("responseId") or "",
+                                model=chunk.get("modelVersion") or ""))
+        return out + self._candidate(chunk)
+
+    def _candidate(self, chunk) -> list:
+        candidates = chunk.get("candidates") or []
+        if not candidates:
+            if (chunk.get("promptFeedback") or {}).get("blockReason"):
+                self.finish = ir.Finish(ir.CONTENT_FILTER)
+                return [self.finish]
+            return []
+        candidate, out = candidates[0], []
+        for part in parts_to_ir((candidate.get("content") or {}).get("parts")):
+            if isinstance(part, ir.Text):
+                out.append(ir.TextDelta(part.text))
+            else:
+                out.append(ir.ToolCallStart(self.calls, part.id, part.name, part.signature))
+                out.append(ir.ToolCallDelta(self.calls, part.arguments))
+                self.calls += 1
+        if candidate.get("finishReason"):
+            self.finish = ir.Finish(finish_to_ir(candidate["finishReason"], self.calls > 0))
+            out.append(self.finish)
+        return out
+
+    def end(self) -> list:
+        """The connection closed: that is the end, if the answer had finished."""
+        if self.finish is not None and not self.finished:
+            self.finished = True
+            return [ir.End()]
+        return []
+
+
+class StreamEncoder:
+    """IR events -> GenerateContentResponse chunks, as SSE (`alt=sse`) or one JSON array.
+
+    Function calls are sent whole, as Gemini does: argument fragments are gathered until the
+    call is complete. finishReason and the usage go on the last chunk.
+    """
+
+    def __init__(self, req: ir.ChatRequest, *, sse: bool = True):
+        self.model = req.model
+        self.sse = sse
+        self.content_type = "text/event-stream" if sse else "application/json"
+        self.id = ""
+        self.sent = 0
+        self.call = None  # [ToolCallStart, argument text] of the call being gathered
+        self.finish = None
+        self.usage = None
+        self.closed = False
+
+    def encode(self, event) -> bytes:
+        if isinstance(event, ir.Start):
+            self.id = event.id
+        elif isinstance(event, ir.TextDelta):
+            return self._flush_call() + self._chunk([{"text": event.text}])
+        elif isinstance(event, ir.ToolCallStart):
+            out = self._flush_call()
+            self.call = [event, ""]
+            return out
+        elif isinstance(event, ir.ToolCallDelta) and self.call:
+            self.call[1] += event.arguments
+        elif isinstance(event, ir.Finish):
+            self.finish = event
+        elif isinstance(event, ir.UsageUpdate):
+            self.usage = event.usage
+        elif isinstance(event, ir.End):
+            return self._last()
+        elif isinstance(event, ir.Failure):
+            return self.error_event(event.error)
+        return b""
+
+    def end(self) -> bytes:
+        return b""
+
+    def error_event(self, err) -> bytes:
+        if self.closed:
+            return b""
+        self.closed = True
+        body = json.dumps(error_body(err)).encode()
+        if self.sse:
+            return encode_event(body)
+        return (b"[" if not self.sent else b",\r\n") + body + b"]"
+
+    def _flush_call(self) -> bytes:
+        if not self.call:
+            return b""
+        start, arguments = self.call
+        self.call = None
+        part = {"functionCall": {"id": start.id, "name": start.name,
+                                 "args": load_arguments(arguments)}}
+        if start.signature:
+            part["thoughtSignature"] = start.signature
+        return self._chunk([part])
+
+    def _last(self) -> bytes:
+        out = b""
+        if self.call:
+            out = self._flush_call()
+        finish = FINISH_FROM_IR.get((self.finish or ir.Finish(ir.STOP)).stop_reason, "STOP")
+        out += self._chunk([], finish=finish, usage=self.usage)
+        if not self.sse:
+            out += b"]"
+        self.closed = True
+        return out
+
+    def _chunk(self, parts, *, finish=None, usage=None) -> bytes:
+        candidate = {"content": {"role": "model", "parts": parts}, "index": 0}
+        if finish:
+            candidate["finishReason"] = finish
+        body = {"candidates": [candidate], "modelVersion": self.model, "responseId": self.id}
+        if usage is not None:
+            body["usageMetadata"] = usage_to(usage)
+        data = json.dumps(body, ensure_ascii=False).encode()
+        self.sent += 1
+        if self.sse:
+            return encode_event(data)
+        return (b"[" if self.sent == 1 else b",\r\n") + data

@@ -1,0 +1,159 @@
+"""OpenAI Chat Completions streams: decode upstream chunks into IR events, encode IR events."""
+
+import json
+import time
+
+from errors import UpstreamError, redact
+from translation import ir
+from translation.content import new_call_id
+from translation.openai import (
+    DONE,
+    FINISH_FROM_IR,
+    FINISH_TO_IR,
+    completion_id,
+    error_body,
+    usage_from,
+    usage_to,
+)
+from translation.sse import encode_event, event_data
+
+
+class StreamDecoder:
+    """Upstream chat completion chunks -> IR events.
+
+    Tool-call fragments are routed by id when present, else by index, else to the current call:
+    some OpenAI-compatible servers omit one or the other.
+    """
+
+    def __init__(self):
+        self.started = False
+        self.finished = False
+        self.calls = {}  # ("id", id) or ("index", n) -> our tool-call index
+        self.count = 0
+        self.current = None
+
+    def feed(self, event: bytes) -> list:
+        data = event_data(event)
+        if not data:
+            return []
+        if data == b"[DONE]":
+            self.finished = True
+            return [ir.End()]
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            return []
+        if not isinstance(chunk, dict):
+            return []
+        if "error" in chunk:
+            return [ir.Failure(stream_error(chunk["error"]))]
+        out = []
+        if not self.started:
+            self.started = True
+            out.append(ir.Start(id=chunk.get("id") or "", model=chunk.get("model") or ""))
+        for choice in chunk.get("choices") or []:
+            if isinstance(choice, dict) and choice.get("index", 0) == 0:
+                out.extend(self._choice(choice))
+        usage = usage_from(chunk.get("usage"))
+        if usage is not None:
+            out.append(ir.UsageUpdate(usage))
+        return out
+
+    def end(self) -> list:
+        return []
+
+    def _choice(self, choice) -> list:
+        delta, out = choice.get("delta") or {}, []
+        if delta.get("content"):
+            out.append(ir.TextDelta(delta["content"]))
+        for fragment in delta.get("tool_calls") or []:
+            out.extend(self._tool_fragment(fragment))
+        reason = choice.get("finish_reason")
+        if reason:
+            out.append(ir.Finish(FINISH_TO_IR.get(reason, ir.STOP)))
+        return out
+
+    def _tool_fragment(self, fragment) -> list:
+        function = fragment.get("function") or {}
+        call_id, position = fragment.get("id"), fragment.get("index")
+        if call_id:
+            index = self.calls.get(("id", call_id))
+        elif position is not None:
+            index = self.calls.get(("index", position))
+        else:
+            index = self.current
+        out = []
+        if index is None:
+            index = self.count
+            self.count += 1
+            if call_id:
+                self.calls[("id", call_id)] = index
+            if position is not None:
+                self.calls[("index", position)] = index
+            out.append(ir.ToolCallStart(index, call_id or new_call_id(),
+                                        function.get("name") or ""))
+        self.current = index
+        if function.get("arguments"):
+            out.append(ir.ToolCallDelta(index, function["arguments"]))
+        return out
+
+
+def stream_error(payload) -> UpstreamError:
+    message = payload.get("message") if isinstance(payload, dict) else str(payload)
+    return UpstreamError(redact(f"the provider failed mid-stream: {message or 'unknown error'}"))
+
+
+class StreamEncoder:
+    """IR events -> chat completion chunks for an OpenAI client; the usage chunk only if asked."""
+
+    content_type = "text/event-stream"
+
+    def __init__(self, req: ir.ChatRequest, *, price=None):
+        self.model = req.model
+        self.include_usage = req.include_usage
+        self.price = price  # Usage -> credits, shown in the usage chunk as the passthrough does
+        self.id = ""
+        self.created = int(time.time())
+        self.started = False
+        self.usage = None
+
+    def encode(self, event) -> bytes:
+        out = b""
+        if not self.started and not isinstance(event, ir.Failure | ir.UsageUpdate):
+            self.started = True
+            self.id = completion_id(getattr(event, "id", "") or "gateway")
+            out += self._chunk({"role": "assistant", "content": ""})
+        if isinstance(event, ir.TextDelta):
+            out += self._chunk({"content": event.text})
+        elif isinstance(event, ir.ToolCallStart):
+            out += self._chunk({"tool_calls": [{"index": event.index, "id": event.id,
+                                                "type": "function", "function": {
+                                                    "name": event.name, "arguments": ""}}]})
+        elif isinstance(event, ir.ToolCallDelta):
+            out += self._chunk({"tool_calls": [{"index": event.index,
+                                                "function": {"arguments": event.arguments}}]})
+        elif isinstance(event, ir.Finish):
+            out += self._chunk({}, FINISH_FROM_IR.get(event.stop_reason, "stop"))
+        elif isinstance(event, ir.UsageUpdate):
+            self.usage = event.usage
+        elif isinstance(event, ir.End):
+            if self.include_usage and self.usage is not None:
+                extra = {"credits_consumed": float(self.price(self.usage))} if self.price else {}
+                out += self._chunk(None, usage=usage_to(self.usage), **extra)
+            out += DONE
+        elif isinstance(event, ir.Failure):
+            out += self.error_event(event.error)
+        return out
+
+    def error_event(self, err) -> bytes:
+        return encode_event(json.dumps(error_body(err)).encode()) + DONE
+
+    def _chunk(self, delta, finish=None, usage=None, **extra) -> bytes:
+        body = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                "model": self.model,
+                "choices": [] if delta is None else [
+                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+        if self.include_usage:
+            body["usage"] = usage
+        body.update(extra)
+        return encode_event(json.dumps(body, ensure_ascii=False).encode())
