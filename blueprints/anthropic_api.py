@@ -8,6 +8,7 @@ from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 from blueprints.common import (
     allowed_models,
     authenticate,
+    error_response,
     json_body,
     require_model,
     to_response,
@@ -155,7 +156,4 @@ def gateway_error(err):
 
 def render_error(err):
     """An Anthropic-shaped error response for any GatewayError."""
-    response = jsonify(error_body(err))
-    response.status_code = err.status
-    response.headers.update(err.headers)
-    return response
+    return error_response(err, error_body)

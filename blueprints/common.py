@@ -2,7 +2,7 @@
 
 import json
 
-from flask import Response, current_app, g, request
+from flask import Response, current_app, g, jsonify, request
 
 from blueprints.ratelimit import client_address
 from errors import AuthenticationFailed, InvalidRequest, PermissionDenied
@@ -108,3 +108,11 @@ def allowed_models() -> list[tuple[str, str]]:
     plan = g.caller.plan
     return [(m, owner) for m, owner in current_app.extensions["relay"].registry.models()
             if plan.allows(m)]
+
+
+def error_response(err, body_of) -> Response:
+    """A JSON error response for a GatewayError, in the envelope `body_of` makes."""
+    response = jsonify(body_of(err))
+    response.status_code = err.status
+    response.headers.update(err.headers)
+    return response

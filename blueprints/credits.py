@@ -1,5 +1,7 @@
 """The balance API: GET /api/v1/credits (also /v1/credits), with the usage ledger on request."""
 
+from datetime import UTC
+
 from flask import Blueprint, current_app, g, jsonify, request
 
 from blueprints.common import authenticate
@@ -46,13 +48,7 @@ def _record(row) -> dict:
             "output_tokens": row.output_tokens, "cache_hit_tokens": row.cache_read_tokens,
             "cache_creation_tokens": row.cache_write_tokens, "price": float(row.price),
             "estimated": row.estimated, "partial": row.partial,
-            "create_time": int(row.created_at.timestamp() * 1000) if row.created_at.tzinfo
-            else _epoch_ms(row.created_at)}
-
-
-def _epoch_ms(naive_utc) -> int:
-    from datetime import UTC
-    return int(naive_utc.replace(tzinfo=UTC).timestamp() * 1000)
+            "create_time": int(row.created_at.replace(tzinfo=UTC).timestamp() * 1000)}
 
 
 def _flag(name) -> bool:

@@ -8,6 +8,7 @@ from blueprints.common import (
     allowed_models,
     authenticate,
     client_family,
+    error_response,
     json_body,
     require_model,
     to_response,
@@ -97,10 +98,7 @@ def gateway_error(err):
 
 def render_error(err):
     """An OpenAI-shaped error response for any GatewayError."""
-    response = jsonify(error_body(err))
-    response.status_code = err.status
-    response.headers.update(err.headers)
-    return response
+    return error_response(err, error_body)
 
 
 def _models():
