@@ -11,6 +11,9 @@ import time
 from urllib.parse import urljoin, urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from errors import InvalidRequest
 from translation import ir
@@ -24,6 +27,10 @@ class ImageFetcher:
         self.max_bytes, self.timeout, self.allow_private = max_bytes, timeout, allow_private
         self.session = requests.Session()
         self.session.trust_env = False
+        if not allow_private:  # the check that counts: the address actually connected to
+            adapter = PublicOnlyAdapter()
+            self.session.mount("http://", adapter)
+            self.session.mount("https://", adapter)
 
     def inline(self, req: ir.ChatRequest) -> None:
         """Replace every image URL in the request by the image's bytes."""
@@ -41,8 +48,10 @@ class ImageFetcher:
             try:
                 resp = self.session.get(url, stream=True, allow_redirects=False,
                                         timeout=max(deadline - time.monotonic(), 0.1))
-            except requests.RequestException:
-                raise _refused(url, "it could not be fetched") from None
+            except requests.RequestException as exc:
+                why = ("it points to a private or local address" if _caused_by_private(exc)
+                       else "it could not be fetched")
+                raise _refused(url, why) from None
             with resp:
                 if resp.is_redirect and resp.headers.get("location"):
                     url = urljoin(url, resp.headers["location"])
@@ -75,10 +84,64 @@ class ImageFetcher:
             infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
         except (OSError, UnicodeError):
             raise _refused(url, "its host does not resolve") from None
-        for info in infos:
-            address = ipaddress.ip_address(info[4][0].split("%")[0])
-            if not address.is_global or address.is_multicast:
-                raise _refused(url, "it points to a private or local address")
+        if not all(_is_public(info[4][0]) for info in infos):
+            raise _refused(url, "it points to a private or local address")
+
+
+# The names are looked up again when connecting, and a name can answer differently the second
+# time (DNS rebinding); so the socket's own peer address is checked right after the TCP connect,
+# before TLS or a byte of the request is sent.
+class PrivatePeer(OSError):
+    """The connection reached a private or local address."""
+
+
+def _is_public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%")[0])
+    return ip.is_global and not ip.is_multicast
+
+
+class _PublicOnly:
+    def _new_conn(self):
+        sock = super()._new_conn()
+        if not _is_public(sock.getpeername()[0]):
+            sock.close()
+            raise PrivatePeer(f"refused to talk to {self.host}: not a public address")
+        return sock
+
+
+class _HTTP(_PublicOnly, HTTPConnection):
+    pass
+
+
+class _HTTPS(_PublicOnly, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTP
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPS
+
+
+class PublicOnlyAdapter(HTTPAdapter):
+    """A requests adapter whose connections refuse any peer that is not a public address."""
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+def _caused_by_private(exc: BaseException) -> bool:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, PrivatePeer):
+            return True
+        exc = getattr(exc, "reason", None) or exc.__cause__ or exc.__context__ or (
+            exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None)
+    return False
 
 
 def _refused(url: str, why: str) -> InvalidRequest:

@@ -102,3 +102,20 @@ def test_every_redirect_hop_is_checked(sdk, upstream):
         sdk.chat.completions.create(model="gemini-test",
                                     messages=image_message(f"{upstream.url}/img/away"))
     assert "only http and https" in info.value.body["message"]
+
+
+def test_connection_to_a_private_peer_is_refused_whatever_the_name_said(upstream):
+    """DNS rebinding: a name can resolve to a public address when checked and to a local one
+    when connecting. The fetcher's connections check the peer they actually reached, before
+    sending a byte of the request."""
+    import requests
+
+    from services.media import PublicOnlyAdapter, _caused_by_private
+    upstream.files["/img/dot.png"] = ("image/png", PNG)
+    session = requests.Session()
+    session.mount("http://", PublicOnlyAdapter())
+    with pytest.raises(requests.ConnectionError) as info:
+        session.get(f"{upstream.url}/img/dot.png", timeout=5)
+    assert _caused_by_private(info.value)
+    assert upstream.received == []
+    assert requests.get(f"{upstream.url}/img/dot.png", timeout=5).content == PNG  # reachable

@@ -193,14 +193,14 @@ def test_concurrent_requests_keep_the_books(app, gateway, upstream, user):
 def test_balance_never_negative_under_a_burst(app, gateway, upstream):
     """The balance covers five worst-case holds; 200 concurrent requests cannot overdraw it."""
     user_id, key = make_user(app, "tight", credits=Decimal("2.0"))  # hold = 0.4 for 100 tokens
-    start = threading.Barrier(100)
+    start = threading.Barrier(200)
     statuses = []
 
     def one():
         start.wait()
         statuses.append(post(gateway, key, {**BODY, "max_tokens": 100}).status_code)
 
-    threads = [threading.Thread(target=one) for _ in range(100)]
+    threads = [threading.Thread(target=one) for _ in range(200)]
     for t in threads:
         t.start()
     for t in threads:
