@@ -16,3 +16,7 @@ max_requests_jitter = 2000
 # No query string in access logs: clients may pass keys as ?key=.
 accesslog = os.environ.get("TOLLGATE_ACCESS_LOG", "-")
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+# gunicorn's control socket (for gunicornc) defaults to one path per user, which several
+# gateways on a host would share: off unless given a path of its own.
+control_socket = os.environ.get("TOLLGATE_CONTROL_SOCKET", "")
+control_socket_disable = not control_socket
