@@ -2,8 +2,7 @@
 
 import json
 
-from errors import UpstreamUnavailable
-from providers.http import send
+from providers.http import read_count, send
 from translation.anthropic import BETA_KEY
 
 API_VERSION = "2023-06-01"
@@ -31,10 +30,4 @@ class AnthropicProvider:
     def count_tokens(self, payload: dict) -> int:
         """Input tokens of a count_tokens body, counted by the upstream."""
         resp = self.open(payload, stream=False, endpoint="messages/count_tokens")
-        try:
-            return int(resp.json()["input_tokens"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise UpstreamUnavailable(f"provider {self.upstream.name} sent an unreadable "
-                                      "token count") from exc
-        finally:
-            resp.close()
+        return read_count(resp, "input_tokens", self.upstream)

@@ -3,8 +3,7 @@
 import json
 from urllib.parse import quote
 
-from errors import UpstreamUnavailable
-from providers.http import send
+from providers.http import read_count, send
 
 
 class GeminiProvider:
@@ -32,10 +31,4 @@ class GeminiProvider:
     def count_tokens(self, payload: dict) -> int:
         """Total tokens of a countTokens body, counted by the upstream."""
         resp = self.open(payload, stream=False, method="countTokens")
-        try:
-            return int(resp.json()["totalTokens"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise UpstreamUnavailable(f"provider {self.upstream.name} sent an unreadable "
-                                      "token count") from exc
-        finally:
-            resp.close()
+        return read_count(resp, "totalTokens", self.upstream)

@@ -101,3 +101,14 @@ def _reason(err: dict) -> str | None:
         if isinstance(detail, dict) and detail.get("reason"):
             return str(detail["reason"])
     return None
+
+
+def read_count(resp, field: str, upstream) -> int:
+    """An upstream token count from a JSON answer's `field`; closes the response."""
+    try:
+        return int(resp.json()[field])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UpstreamUnavailable(f"provider {upstream.name} sent an unreadable "
+                                  "token count") from exc
+    finally:
+        resp.close()

@@ -23,7 +23,7 @@ from translation.content import (
 from translation.ir import Usage
 from translation.openai import estimate_text_tokens, with_credits  # noqa: F401 (billing API)
 from translation.sse import encode_event, event_data
-from translation.tokens import json_tokens
+from translation.tokens import json_tokens, usage_in_body
 
 WIRE = "gemini"
 GATEWAY_KEYS = ("model", "stream", "alt", "provider")
@@ -378,10 +378,8 @@ def usage_to(usage: Usage) -> dict:
 
 
 def usage_of_body(content: bytes) -> Usage | None:
-    try:
-        return usage_from(json.loads(content).get("usageMetadata"))
-    except (ValueError, AttributeError):
-        return None
+    """Usage of a whole answer body."""
+    return usage_in_body(content, "usageMetadata", usage_from)
 
 
 # ---- billing: estimates, limits, credits ----------------------------------------------------

@@ -20,6 +20,7 @@ from translation.content import (
 )
 from translation.ir import Usage
 from translation.sse import encode_event, event_data
+from translation.tokens import usage_in_body
 
 WIRE = "openai"
 # Gateway error kinds -> OpenAI `error.type`.
@@ -306,11 +307,8 @@ def usage_to(usage: Usage) -> dict:
 
 
 def usage_of_body(content: bytes) -> Usage | None:
-    """Usage of a whole chat completion body, read without keeping the parsed body."""
-    try:
-        return usage_from(json.loads(content).get("usage"))
-    except (ValueError, AttributeError):
-        return None
+    """Usage of a whole answer body."""
+    return usage_in_body(content, "usage", usage_from)
 
 
 # ---- billing: estimates, limits, credits --------------------------------------------

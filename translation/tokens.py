@@ -53,3 +53,11 @@ def json_tokens(value, key: str = "") -> int:
     if key == "data" or value.startswith("data:"):
         return HELD_PER_IMAGE
     return -(-len(value.encode("utf-8", "surrogatepass")) // 3)
+
+
+def usage_in_body(content: bytes, key: str, usage_from):
+    """Canonical usage read from the `key` field of a whole JSON answer (None when absent)."""
+    try:
+        return usage_from(json.loads(content).get(key))
+    except (ValueError, AttributeError):
+        return None
