@@ -3,24 +3,30 @@
 from flask import Flask
 
 import cli
-from blueprints import anthropic_api, credits, gemini_api, openai_api, ratelimit
+import requestlog
+from blueprints import anthropic_api, credits, gemini_api, openai_api, ops, ratelimit
 from blueprints.errors import register_error_handlers
 from config import load_config
 from extensions import db
-from logs import install_redaction
+from logs import install_logging
 from providers import PROVIDERS, build_registry
+from providers.breaker import make_breakers
 from providers.http import pooled_session
+from providers.routing import Router
 from services.keys import KeyStore
 from services.media import ImageFetcher
+from services.metrics import Metrics
 from services.plans import PlanBook
 from services.relay import Relay
-from storage import prepare_database, start_billing
+from storage import observe_storage, prepare_database, start_billing
 
 
 def create_app(overrides=None):
     app = Flask(__name__, instance_relative_config=True)
     load_config(app, overrides)
-    install_redaction()
+    install_logging(app.config["LOG_FORMAT"], app.config["LOG_LEVEL"])
+    app.extensions["metrics"] = metrics = Metrics()
+    requestlog.init_app(app)
     db.init_app(app)
     prepare_database(app)
     ratelimit.init_app(app)
@@ -34,8 +40,11 @@ def create_app(overrides=None):
                            timeout=app.config["IMAGE_FETCH_TIMEOUT"],
                            allow_private=app.config["IMAGE_FETCH_ALLOW_PRIVATE"])
     app.extensions["relay"] = Relay(
-        registry, billing, max_stream_seconds=app.config["UPSTREAM_MAX_STREAM_SECONDS"],
-        fetcher=fetcher)
+        registry, billing, build_router(app.config, registry, metrics),
+        max_stream_seconds=app.config["UPSTREAM_MAX_STREAM_SECONDS"], fetcher=fetcher)
+    app.extensions["readiness"] = ops.readiness_checks(app)
+    observe_storage(app, metrics)
+    app.register_blueprint(ops.bp)
     app.register_blueprint(credits.bp)
     for family in (openai_api, anthropic_api, gemini_api):
         for prefix in family.BASE_PATHS:
@@ -47,3 +56,15 @@ def create_app(overrides=None):
     register_error_handlers(app)
     cli.register(app)
     return app
+
+
+def build_router(config, registry, metrics) -> Router:
+    """Routing state for this process: breakers per URL (shared via Redis when configured)
+    and a key pool per provider."""
+    breakers = make_breakers(config, on_change=metrics.breaker_changed)
+    return Router(list(registry.providers.values()), breakers,
+                  max_attempts=config["UPSTREAM_RETRY_ATTEMPTS"],
+                  budget_seconds=config["UPSTREAM_RETRY_BUDGET"],
+                  key_rest_seconds=config["KEY_REST_SECONDS"],
+                  key_retire_seconds=config["KEY_RETIRE_SECONDS"],
+                  on_failure=metrics.upstream_failed)

@@ -6,12 +6,13 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable, redact
+from tracing import current_request_id
 
 
 class UpstreamRateLimited(UpstreamUnavailable):
     """The upstream said 429; another upstream for the same model may still answer."""
 
-    status, kind, code = 429, "rate_limit", "upstream_rate_limited"
+    status, kind, code, fault = 429, "rate_limit", "upstream_rate_limited", "rate_limited"
 
 
 # Upstream 4xx statuses passed on to the client, with the kind of error they are.
@@ -35,6 +36,8 @@ def send(session, url, *, body: bytes, headers: dict, timeout, upstream):
 
     The caller reads the body (`.content` or `.raw.read1`) and closes the response.
     """
+    if request_id := current_request_id():  # the upstream's logs can be matched with ours
+        headers = {**headers, "X-Request-Id": request_id}
     try:
         resp = session.post(url, data=body, headers=headers, stream=True, timeout=timeout)
     except requests.Timeout as exc:
@@ -58,18 +61,19 @@ def upstream_error(resp, upstream):
     # Gemini reports a bad key as 400 INVALID_ARGUMENT with reason API_KEY_INVALID.
     if status in (401, 403) or code == "API_KEY_INVALID":
         return UpstreamError(f"provider {name} rejected the gateway's credentials",
-                             code="upstream_auth_failed")
+                             code="upstream_auth_failed", fault="auth")
     if status == 429:
         if code in ("insufficient_quota", "credit_balance_exhausted", "billing_hard_limit_reached"):
             return UpstreamUnavailable(f"provider {name} is out of quota", status=503,
                                        code="upstream_quota_exhausted",
-                                       headers={"x-should-retry": "false"})
+                                       headers={"x-should-retry": "false"}, fault="quota")
         retry = resp.headers.get("retry-after")
         return UpstreamRateLimited(f"provider {name} is rate limiting requests",
                                    headers={"Retry-After": retry} if retry else None)
     if status >= 500:
         return UpstreamUnavailable(f"provider {name} failed with HTTP {status}",
-                                   status=503 if status in (503, 529) else 502)
+                                   status=503 if status in (503, 529) else 502,
+                                   fault="status_5xx")
     kind_status = status if status in PASSED_ON else 400
     err = UpstreamError(message or f"provider {name} refused the request (HTTP {status})",
                         status=kind_status, code=code)
@@ -109,6 +113,6 @@ def read_count(resp, field: str, upstream) -> int:
         return int(resp.json()[field])
     except (ValueError, KeyError, TypeError) as exc:
         raise UpstreamUnavailable(f"provider {upstream.name} sent an unreadable "
-                                  "token count") from exc
+                                  "token count", fault="protocol") from exc
     finally:
         resp.close()

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from errors import InvalidRequest, ModelNotFound
+from providers.keypool import ApiKey
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,11 @@ WIRE_FORMATS = {"openai": "openai", "openai-compatible": "openai", "anthropic": 
 
 @dataclass(frozen=True)
 class Upstream:
-    """One configured provider. `models` maps client-facing names to upstream names."""
+    """One configured provider. `models` maps client-facing names to upstream names.
+
+    `base_url` and `api_key` are what one attempt uses: the first of `base_urls` and `keys` as
+    configured, or the URL and key routing chose for this attempt (providers/routing.py).
+    """
 
     name: str
     type: str
@@ -42,6 +47,10 @@ class Upstream:
     api_key: str = field(repr=False, default="")
     models: dict = field(default_factory=dict)
     patterns: tuple = ()  # glob patterns routed as-is (e.g. "*/*" on OpenRouter)
+    base_urls: tuple = ()  # primary first, then backups; the same paths are used on each
+    keys: tuple = field(repr=False, default=())  # providers.keypool.ApiKey, in config order
+    weight: float | None = None  # share of traffic among providers of the same priority
+    priority: int = 0  # lower first; a higher one is used only when the lower ones fail
 
     @property
     def wire_format(self) -> str:
@@ -54,7 +63,6 @@ class Upstream:
         if any(fnmatch.fnmatchcase(model, p) for p in self.patterns):
             return model
         return None
-
 
 @dataclass(frozen=True)
 class Route:
@@ -71,8 +79,6 @@ def parse_upstream(entry: dict, environ) -> Upstream:
     spec = {**preset, **entry}
     if spec.get("type") not in WIRE_FORMATS:
         raise ValueError(f"provider {name}: type must be one of {sorted(WIRE_FORMATS)}")
-    if not spec.get("base_url"):
-        raise ValueError(f"provider {name}: base_url is required")
     if "api_key" in entry:
         raise ValueError(f"provider {name}: put the key in an environment variable (api_key_env)")
     models, patterns = {}, []
@@ -80,12 +86,53 @@ def parse_upstream(entry: dict, environ) -> Upstream:
         (patterns.append(item) if "*" in item else models.setdefault(item, item))
     for alias, target in (spec.get("aliases") or {}).items():
         models[alias] = target
-    key_env, fallback = spec.get("api_key_env"), spec.get("api_key_env_fallback")
-    api_key = (environ.get(key_env, "") if key_env else "") or (
-        environ.get(fallback, "") if fallback else "")
-    return Upstream(name=name, type=spec["type"], base_url=spec["base_url"].rstrip("/"),
-                    api_key=api_key,
-                    models=models, patterns=tuple(patterns))
+    keys = _keys(spec, environ)
+    urls = _base_urls(name, spec)
+    return Upstream(name=name, type=spec["type"], base_url=urls[0],
+                    api_key=keys[0].value if keys else "", models=models,
+                    patterns=tuple(patterns), base_urls=urls, keys=keys,
+                    weight=_number(name, spec, "weight", float, low=0.0),
+                    priority=_number(name, spec, "priority", int) or 0)
+
+
+def _base_urls(name, spec) -> tuple:
+    """`base_urls = [primary, backup, ...]`, or the single `base_url`."""
+    urls = spec.get("base_urls") or ([spec["base_url"]] if spec.get("base_url") else [])
+    if isinstance(urls, str) or not all(isinstance(u, str) and u for u in urls):
+        raise ValueError(f"provider {name}: base_urls must be a list of URLs")
+    if not urls:
+        raise ValueError(f"provider {name}: base_url is required")
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"provider {name}: base URL {url!r} must be http(s)")
+    return tuple(dict.fromkeys(u.rstrip("/") for u in urls))
+
+
+def _keys(spec, environ) -> tuple:
+    """The keys named by `api_key_envs` (or `api_key_env`, with the preset's fallback) and set."""
+    names = spec.get("api_key_envs") or (
+        [spec["api_key_env"]] if spec.get("api_key_env") else [])
+    if isinstance(names, str):
+        names = [names]
+    keys = [ApiKey(n, environ[n]) for n in names if environ.get(n)]
+    fallback = spec.get("api_key_env_fallback")
+    if not keys and fallback and environ.get(fallback):
+        keys = [ApiKey(fallback, environ[fallback])]
+    missing = [n for n in names if not environ.get(n)]
+    if keys and missing:
+        log.warning("provider %s: key variables not set: %s", spec["name"], ", ".join(missing))
+    return tuple(keys)
+
+
+def _number(name, spec, field_name, kind, low=None):
+    value = spec.get(field_name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"provider {name}: {field_name} must be a number")
+    if low is not None and value <= low:
+        raise ValueError(f"provider {name}: {field_name} must be above {low}")
+    return kind(value)
 
 
 def configured_upstreams(entries, environ=os.environ) -> list[Upstream]:
@@ -101,10 +148,10 @@ def configured_upstreams(entries, environ=os.environ) -> list[Upstream]:
     upstreams = []
     for entry in entries:
         upstream = parse_upstream(entry, environ)
-        key_env = entry.get("api_key_env") or PRESETS.get(entry.get("preset", upstream.name),
-                                                          {}).get("api_key_env")
-        if key_env and not upstream.api_key:
-            log.warning("provider %s disabled: %s is not set", upstream.name, key_env)
+        key_envs = entry.get("api_key_envs") or entry.get("api_key_env") or PRESETS.get(
+            entry.get("preset", upstream.name), {}).get("api_key_env")
+        if key_envs and not upstream.keys:
+            log.warning("provider %s disabled: %s is not set", upstream.name, key_envs)
             continue
         upstreams.append(upstream)
     return upstreams

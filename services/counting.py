@@ -2,7 +2,7 @@
 
 import logging
 
-from errors import UpstreamUnavailable
+from errors import UpstreamError, UpstreamUnavailable
 from services.relay import FORMATS
 from translation.tokens import estimate_input_tokens
 
@@ -18,16 +18,19 @@ def count_input_tokens(relay, client_format: str, body: dict) -> tuple[int, bool
     forced = body.pop("provider", None)
     routes = relay.registry.routes(body["model"], forced)
     req = FORMATS[client_format].request_to_ir(body)
-    for route in routes:
-        counter = getattr(route.provider, "count_tokens", None)
-        if counter is None:
-            continue
+    counting = [r for r in routes if getattr(r.provider, "count_tokens", None) is not None]
+    plan = relay.router.plan(counting)
+    for route in plan:
         dst = FORMATS[route.provider.wire_format]
         if getattr(dst, "NEEDS_INLINE_IMAGES", False) and relay.fetcher is not None:
             relay.fetcher.inline(req)
         try:
-            return counter(dst.count_payload(req, route.upstream_model)), False
-        except UpstreamUnavailable as err:
+            count = route.provider.count_tokens(dst.count_payload(req, route.upstream_model))
+        except (UpstreamUnavailable, UpstreamError) as err:
+            plan.failed(route, err)
             log.warning("provider %s could not count tokens: %s", route.provider.upstream.name,
                         err.message)
+            continue
+        plan.succeeded(route)
+        return count, False
     return estimate_input_tokens(req), True

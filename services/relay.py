@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import requests
 
-from errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable, redact
+import tracing
+from errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable, redact
 from services.streams import relay_events
 from translation import anthropic, anthropic_stream, gemini, gemini_stream, openai, openai_stream
 from translation.content import renamed_tools, restore_tool_names
@@ -37,9 +38,10 @@ class Reply:
 
 
 class Relay:
-    def __init__(self, registry, billing, *, max_stream_seconds: float, fetcher=None):
+    def __init__(self, registry, billing, router, *, max_stream_seconds: float, fetcher=None):
         self.registry = registry
         self.billing = billing
+        self.router = router  # providers.routing.Router: URLs, keys, breakers, retry budget
         self.max_stream_seconds = max_stream_seconds
         self.fetcher = fetcher  # services.media.ImageFetcher, for providers needing inline images
 
@@ -51,6 +53,8 @@ class Relay:
         """
         forced = body.pop("provider", None)
         routes = self.registry.routes(body["model"], forced)
+        info = tracing.current() or tracing.RequestInfo("")
+        info.family, info.model = client_format, body["model"]
         module = FORMATS[client_format]
         price = self.billing.pricing.for_model(body["model"])
         limit = module.output_limit(body, price.max_output_tokens)
@@ -58,33 +62,39 @@ class Relay:
                                       limit)
         stream = bool(body.get("stream"))
         try:
-            reply = self._serve(client_format, body, routes, stream=stream, limit=limit,
+            reply = self._serve(client_format, body, routes, info, stream=stream, limit=limit,
                                 client_socket=client_socket,
                                 on_close=lambda tap, outcome: self._stream_ended(
-                                    module, ticket, tap, outcome))
+                                    module, ticket, tap, outcome, info))
         except BaseException:
             self.billing.release(ticket)
             raise
+        ticket.provider = info.provider
         if not stream:
-            reply.body = self._charge_whole(module, ticket, reply)
+            reply.body = self._charge_whole(module, ticket, reply, info)
         return reply
 
-    def _serve(self, client_format, body, routes, **how) -> Reply:
-        """Try each route in turn until one answers; a failure another route may not have
-        (refused, timed out, 5xx, 429) moves on to the next."""
-        last_error = None
-        for route in routes:
+    def _serve(self, client_format, body, routes, info, **how) -> Reply:
+        """Try the routing plan's attempts in turn until one answers. A failure another URL,
+        key or provider may not have (refused, timed out, 5xx, 429, a refused key) moves on to
+        the next; anything else, or a spent retry budget, reaches the client."""
+        plan = self.router.plan(routes)
+        for route in plan:
             serve = (self._passthrough if passes_through(client_format, body, route)
                      else self._translated)
             try:
-                return serve(client_format, body, route, **how)
-            except UpstreamUnavailable as err:
-                log.warning("provider %s unavailable: %s",
-                            route.provider.upstream.name, err.message)
-                last_error = err
-        if last_error is None:
-            raise GatewayError(f"no provider could serve model '{body['model']}'")
-        raise last_error
+                reply = serve(client_format, body, route, **how)
+            except (UpstreamUnavailable, UpstreamError) as err:
+                info.attempts = plan.attempts
+                plan.failed(route, err)  # raises what no other attempt could help with
+                log.warning("provider %s attempt %d failed (%s): %s",
+                            route.provider.upstream.name, plan.attempts, err.fault, err.message)
+                continue
+            reply.headers.update(plan.succeeded(route))
+            info.provider, info.attempts = plan.provider, plan.attempts
+            return reply
+        info.attempts = plan.attempts
+        raise plan.exhausted(body["model"])
 
     def _passthrough(self, fmt, body, route, *, stream, limit, client_socket, on_close) -> Reply:
         """Same format on both sides: forward the body, relay the answer's bytes untouched.
@@ -128,7 +138,7 @@ class Relay:
                 answer = dst.response_to_ir(json.loads(content))
             except (ValueError, AttributeError, TypeError) as exc:
                 raise UpstreamUnavailable(f"provider {upstream.name} sent an unreadable "
-                                          "answer") from exc
+                                          "answer", fault="protocol") from exc
             restore_tool_names(answer.parts, renamed_tools(req))
             out = json.dumps(src.response_from_ir(answer, req), ensure_ascii=False).encode()
             return Reply(200, out, "application/json", usage=answer.usage)
@@ -143,7 +153,7 @@ class Relay:
                               on_close=on_close)
         return Reply(200, events, encoder.content_type, dict(STREAM_HEADERS))
 
-    def _charge_whole(self, module, ticket, reply) -> bytes:
+    def _charge_whole(self, module, ticket, reply, info) -> bytes:
         """Charge a complete answer; returns its body with `credits_consumed` added."""
         usage, estimated = reply.usage, False
         if usage is None:  # the upstream reported nothing: count it ourselves
@@ -151,23 +161,24 @@ class Relay:
             usage = Usage(input=ticket.prompt_estimate, output=module.estimate_text_tokens(text))
             estimated = True
         cost = self.billing.charge(ticket, usage, estimated=estimated)
+        info.charged(usage, cost)
         return module.with_credits(reply.body, cost)
 
-    def _stream_ended(self, module, ticket, tap, outcome):
+    def _stream_ended(self, module, ticket, tap, outcome, info):
         """Settle a stream: the upstream's usage if it came, else what was relayed, counted.
 
         A stream that relayed no output (an upstream error before the first token) is free.
         """
         partial = outcome != "complete"
         if tap.usage is not None:
-            self.billing.charge(ticket, tap.usage, partial=partial)
+            info.charged(tap.usage, self.billing.charge(ticket, tap.usage, partial=partial))
             return
         text = module.output_text_of_events(bytes(tap.relayed))
         if not text and outcome != "complete":
             self.billing.release(ticket)
             return
         usage = Usage(input=ticket.prompt_estimate, output=module.estimate_text_tokens(text))
-        self.billing.charge(ticket, usage, estimated=True, partial=partial)
+        info.charged(usage, self.billing.charge(ticket, usage, estimated=True, partial=partial))
 
 
 # The token-limit field each OpenAI-type upstream understands (reasoning models on OpenAI itself
@@ -196,7 +207,7 @@ def expect_stream(resp, provider_name: str) -> None:
     """A 2xx that is not an event stream is an error body (raised) or a broken upstream."""
     if not resp.headers.get("content-type", "").startswith("text/event-stream"):
         read_body(resp, provider_name)  # an error body on 200 raises here
-        raise UpstreamUnavailable(f"provider {provider_name} did not stream")
+        raise UpstreamUnavailable(f"provider {provider_name} did not stream", fault="protocol")
 
 
 def read_body(resp, provider_name: str) -> bytes:
