@@ -41,7 +41,7 @@ def gateway_error(err):
 
 
 def _record(row) -> dict:
-    return {"id": row.id, "model": row.model,
+    return {"id": row.id, "model": row.model, "provider": row.provider,
             "tokens": row.input_tokens + row.cache_read_tokens + row.cache_write_tokens
             + row.output_tokens,
             "input_tokens": row.input_tokens + row.cache_read_tokens + row.cache_write_tokens,

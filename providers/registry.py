@@ -75,6 +75,8 @@ def parse_upstream(entry: dict, environ) -> Upstream:
     name = entry.get("name")
     if not name or not isinstance(name, str):
         raise ValueError("every provider needs a name")
+    if len(name) > 64 or not name.isprintable():  # it is stored on every usage record
+        raise ValueError(f"provider {name!r}: names are at most 64 printable characters")
     preset = PRESETS.get(entry.get("preset", name), {})
     spec = {**preset, **entry}
     if spec.get("type") not in WIRE_FORMATS:
