@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.conftest import UPSTREAM_KEY_ENV, provider_entry
+from tests.conftest import provider_entry
 from tests.fake_faults import Refuser
 from tests.fake_upstream import FakeUpstream, Script
 
