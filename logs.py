@@ -42,7 +42,8 @@ class JsonFormatter(logging.Formatter):
     def format(self, record):
         entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
                  + f".{int(record.msecs):03d}Z", "level": record.levelname,
-                 "logger": record.name, "request_id": getattr(record, "request_id", "-"),
+                 "logger": record.name, "pid": record.process,
+                 "request_id": getattr(record, "request_id", "-"),
                  "message": record.getMessage()}
         entry.update(getattr(record, "fields", None) or {})
         return json.dumps(entry, ensure_ascii=False, default=str)
