@@ -72,7 +72,11 @@ def load_config(app, overrides=None):
     path = os.environ.get("GATEWAY_CONFIG", "gateway.toml")
     if os.path.exists(path):
         with open(path, "rb") as fh:
-            app.config.from_mapping({k.upper(): v for k, v in tomllib.load(fh).items()})
+            settings = {k.upper(): v for k, v in tomllib.load(fh).items()}
+        if settings.get("METRICS_TOKEN"):  # secrets come from the environment only
+            raise ValueError(f"{path}: set metrics_token as GATEWAY_METRICS_TOKEN in the "
+                             "environment, not in the file")
+        app.config.from_mapping(settings)
         app.config["CONFIG_FILE"] = os.path.abspath(path)
     if os.environ.get("DATABASE_URL"):
         app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["DATABASE_URL"]
