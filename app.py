@@ -62,6 +62,9 @@ def build_router(config, registry, metrics) -> Router:
     """Routing state for this process: breakers per URL (shared via Redis when configured)
     and a key pool per provider."""
     breakers = make_breakers(config, on_change=metrics.breaker_changed)
+    urls = [u for p in registry.providers.values() for u in p.upstream.base_urls]
+    # at scrape time the scraping worker reports the breakers as it (or Redis) sees them now
+    metrics.before_scrape(lambda: [metrics.breaker_changed(u, breakers.state(u)) for u in urls])
     return Router(list(registry.providers.values()), breakers,
                   max_attempts=config["UPSTREAM_RETRY_ATTEMPTS"],
                   budget_seconds=config["UPSTREAM_RETRY_BUDGET"],

@@ -33,6 +33,7 @@ class Metrics:
         # multiprocess: values live in files, collected at scrape time, not in a registry
         self.registry = None if shared else CollectorRegistry()
         self._extra = []  # collectors run at scrape time, in the scraping process
+        self._refresh = []  # functions that bring this process's gauges up to date first
         r = {"registry": self.registry}
         self.requests = Counter("tollgate_requests", "Requests answered",
                                 ["family", "model", "provider", "status"], **r)
@@ -46,7 +47,7 @@ class Metrics:
                                          "Failed upstream attempts", ["provider", "kind"], **r)
         self.breaker = Gauge("tollgate_breaker_state",
                              "Circuit breaker per upstream URL: 0 closed, 1 half-open, 2 open",
-                             ["url"], multiprocess_mode="livemax", **r)
+                             ["url"], multiprocess_mode="livemostrecent", **r)
         self.open_streams = Gauge("tollgate_open_streams", "Streams being relayed now",
                                   multiprocess_mode="livesum", **r)
         self.credits = Counter("tollgate_credits_charged", "Credits charged",
@@ -79,6 +80,10 @@ class Metrics:
     def breaker_changed(self, url: str, state: str) -> None:
         self.breaker.labels(url).set(STATE_VALUES[state])
 
+    def before_scrape(self, refresh) -> None:
+        """A function run before each scrape, in the scraping process (e.g. breaker states)."""
+        self._refresh.append(refresh)
+
     def add_collector(self, collect) -> None:
         """A function returning metric families, run in the process that serves the scrape."""
         self._extra.append(collect)
@@ -86,6 +91,8 @@ class Metrics:
     # ---- exposition ---------------------------------------------------------------------
     def exposition(self) -> tuple[bytes, str]:
         """The text format for a scrape: every worker's figures when in multiprocess mode."""
+        for refresh in self._refresh:
+            refresh()
         if self.registry is not None:
             registry = self.registry
         else:

@@ -93,3 +93,21 @@ def test_readyz_names_the_database_when_postgresql_is_unreachable(postgres_url, 
         with app.app_context():
             from extensions import db
             db.engine.dispose()
+
+
+@pytest.mark.parametrize("settings", [{"METRICS_TOKEN": TOKEN, "BREAKER_FAILURES": 1}])
+def test_breaker_state_is_exported(client, api_key, upstream):
+    from tests.fake_upstream import Script
+
+    upstream.push(Script(status=503))
+    body = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
+    assert client.post("/v1/chat/completions", json=body,
+                       headers={"Authorization": f"Bearer {api_key}"}).status_code == 503
+    text = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).get_data(
+        as_text=True)
+    states = {s.labels["url"]: s.value for f in text_string_to_metric_families(text)
+              for s in f.samples if s.name == "tollgate_breaker_state"}
+    assert states == {f"{upstream.url}/v1": 2.0}
+    failures = [s for f in text_string_to_metric_families(text) for s in f.samples
+                if s.name == "tollgate_upstream_failures_total"]
+    assert [(s.labels["kind"], s.value) for s in failures] == [("status_5xx", 1.0)]

@@ -314,3 +314,32 @@ def test_request_id_is_echoed_forwarded_and_quoted(post, upstream):
     assert upstream.last.headers["X-Request-Id"] == fresh.headers["x-request-id"]
     error = post({"model": "nope", "messages": []}, **{"x-request-id": "err-1"})
     assert error.status_code == 400 and "(request id: err-1)" in error.json["error"]["message"]
+
+
+def sdk_failover(up, backup, refuser):
+    return {"PROVIDERS": [entry(up, refuser, backup, name="first", api_key_envs=list(KEYS)),
+                          entry(up, name="second")]}
+
+
+@pytest.mark.parametrize("settings", [sdk_failover], indirect=True)
+def test_sdks_see_success_through_every_kind_of_fault(gateway, api_key, upstream, backup,
+                                                      refuser):
+    """Refused URL, then 429 and 401 on the backup URL's two keys, then the next provider: the
+    official SDKs (no retries of their own) get their answer and never see a fault."""
+    import anthropic
+    import openai
+
+    backup.push(Script(status=429, headers={"Retry-After": "60"}),
+                Script(status=401, body={"error": {"message": "bad key"}}))
+    sdk = openai.OpenAI(base_url=f"{gateway}/v1", api_key=api_key, max_retries=0)
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="gpt-test", messages=[{"role": "user", "content": "hi"}])
+    assert raw.parse().choices[0].message.content == "echo: hi"
+    assert raw.headers["x-tollgate-provider"] == "second"
+    assert raw.headers["x-tollgate-attempts"] == "4"
+    assert refuser.connections == 1 and len(backup.received) == 2
+    claude = anthropic.Anthropic(base_url=gateway, api_key=api_key, max_retries=0)
+    with claude.messages.stream(model="gpt-test", max_tokens=50,
+                                messages=[{"role": "user", "content": "hi"}]) as stream:
+        assert stream.get_final_text() == "echo: hi"
+    assert refuser.connections == 1 and len(backup.received) == 2  # nothing healthy left there
