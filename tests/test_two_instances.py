@@ -15,10 +15,12 @@ import pytest
 import requests
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
 
-from services.billing import ledger_gap
-from tests.conftest import REDIS_URL, UPSTREAM_KEY, UPSTREAM_KEY_ENV, provider_entry
+from extensions import db
+from models import ApiKey, Hold, UsageRecord, User
+from services.billing import balance, ledger_gap
+from services.keys import revoke_key
+from tests.conftest import REDIS_URL, UPSTREAM_KEY, UPSTREAM_KEY_ENV, make_user, provider_entry
 from tests.fake_faults import Refuser
 from tests.fake_upstream import FakeUpstream, Script
 from tests.live_server import GunicornServer
@@ -67,11 +69,28 @@ def fleet(database, tmp_path_factory):
     dead.stop()
 
 
-def user_key(server, name, plan=None, credits="1000") -> str:
-    key = server.create_key(name, credits)
+@pytest.fixture(scope="module")
+def books(database, fleet):
+    """The gateway's own code on the shared database, to set up users and read the ledger."""
+    from app import create_app
+
+    os.environ.setdefault("GATEWAY_CONFIG", "/nonexistent/gateway.toml")
+    app = create_app({"SQLALCHEMY_DATABASE_URI": database, "PROVIDERS": [],
+                      "CREATE_TABLES": False})
+    yield app
+    app.extensions["billing"].shutdown()
+    with app.app_context():
+        db.engine.dispose()
+
+
+def user_key(app, name, plan=None, credits="1000") -> tuple[int, str]:
+    """A user with credits and a key, on `plan` (the default, free, when None)."""
+    user_id, key = make_user(app, name, credits=Decimal(credits))
     if plan:
-        server.flask("users", "plan", name, plan)
-    return key
+        with app.app_context():
+            db.session.get(User, user_id).plan = plan
+            db.session.commit()
+    return user_id, key
 
 
 def post(url, key, body=BODY, **kw):
@@ -79,9 +98,9 @@ def post(url, key, body=BODY, **kw):
                          headers={"Authorization": f"Bearer {key}", "Connection": "close"}, **kw)
 
 
-def test_rate_limit_is_exact_across_instances(fleet):
+def test_rate_limit_is_exact_across_instances(fleet, books):
     a, b, upstream, _ = fleet
-    key = user_key(a, "limited")  # the free plan: 10 chat requests a minute
+    _, key = user_key(books, "limited")  # the free plan: 10 chat requests a minute
     urls = itertools.cycle([a.url, b.url])
     with ThreadPoolExecutor(max_workers=10) as pool:
         statuses = list(pool.map(lambda url: post(url, key).status_code,
@@ -89,9 +108,9 @@ def test_rate_limit_is_exact_across_instances(fleet):
     assert statuses.count(200) == 10 and statuses.count(429) == 20, statuses
 
 
-def test_ledger_balances_after_a_mixed_burst_on_both(fleet, database):
+def test_ledger_balances_after_a_mixed_burst_on_both(fleet, books):
     a, b, upstream, _ = fleet
-    key = user_key(a, "burst", plan="enterprise", credits="20")
+    user_id, key = user_key(books, "burst", plan="enterprise", credits="20")
     upstream.push(*[Script(status=500) if i % 7 == 0 else Script(delay=0.02)
                     for i in range(80)])
 
@@ -109,35 +128,27 @@ def test_ledger_balances_after_a_mixed_burst_on_both(fleet, database):
         outcomes = list(pool.map(one, range(80)))
     upstream.scripts.clear()  # what requests refused with 402 left unused
     assert 200 in outcomes and 402 in outcomes  # some served, some out of credits
-    engine = create_engine(database)
-    try:
-        deadline = time.monotonic() + 30
-        with Session(engine) as session:
-            user_id = session.scalar(text("SELECT id FROM users WHERE name = 'burst'"))
-            while session.scalar(select(func.count()).select_from(text("holds"))
-                                 .where(text(f"user_id = {user_id}"))):
-                assert time.monotonic() < deadline, "holds still open"
-                time.sleep(0.2)
-                session.rollback()
-            assert ledger_gap(session, user_id) == Decimal(0)
-            balance = session.scalar(text(f"SELECT balance FROM accounts "
-                                          f"WHERE user_id = {user_id}"))
-            assert balance >= 0
-            providers = {r[0] for r in session.execute(text(
-                f"SELECT DISTINCT provider FROM usage_records WHERE user_id = {user_id}"))}
-            assert providers == {"fake"}
-    finally:
-        engine.dispose()
+    deadline = time.monotonic() + 30
+    with books.app_context():
+        while db.session.scalar(select(func.count(Hold.id)).where(Hold.user_id == user_id)):
+            assert time.monotonic() < deadline, "holds still open"
+            time.sleep(0.2)
+            db.session.rollback()
+        assert ledger_gap(db.session, user_id) == Decimal(0)
+        assert balance(db.session, user_id)[0] >= 0
+        providers = set(db.session.scalars(select(UsageRecord.provider).distinct()
+                                           .where(UsageRecord.user_id == user_id)))
+        assert providers == {"fake"}
 
 
-def test_revoked_key_stops_on_both_within_the_ttl(fleet):
+def test_revoked_key_stops_on_both_within_the_ttl(fleet, books):
     a, b, _, _ = fleet
-    key = user_key(a, "revokee", plan="enterprise")
+    user_id, key = user_key(books, "revokee", plan="enterprise")
     for url in (a.url, b.url, a.url, b.url):
         assert post(url, key).status_code == 200  # cached in the workers that served it
-    key_id = next(line.split("\t")[0] for line in b.flask("keys", "list", "--user", "revokee")
-                  .splitlines() if "revokee" in line)
-    b.flask("keys", "revoke", key_id)
+    with books.app_context():
+        key_id = db.session.scalar(select(ApiKey.id).where(ApiKey.user_id == user_id))
+        assert revoke_key(db.session, key_id)
     revoked_at = time.monotonic()
     time.sleep(KEY_TTL + 0.5)
     statuses = [post(url, key).status_code for url in (a.url, b.url) * 4]
@@ -145,9 +156,9 @@ def test_revoked_key_stops_on_both_within_the_ttl(fleet):
     assert time.monotonic() - revoked_at < KEY_TTL + 5
 
 
-def test_a_breaker_opened_by_one_instance_is_seen_by_the_other(fleet):
+def test_a_breaker_opened_by_one_instance_is_seen_by_the_other(fleet, books):
     a, b, _, dead = fleet
-    key = user_key(a, "breaker", plan="enterprise")
+    _, key = user_key(books, "breaker", plan="enterprise")
     body = {**BODY, "model": "gpt-dead"}
     assert [post(a.url, key, body).status_code for _ in range(2)] == [502, 502]
     assert dead.connections == 2  # two failures through instance A: the breaker opens
