@@ -33,9 +33,23 @@ class Router:
         self.max_attempts, self.budget_seconds = max_attempts, budget_seconds
         self.key_rest_seconds = key_rest_seconds
         self.on_failure = on_failure  # on_failure(provider name, fault): metrics
+        self._bound: dict[tuple, object] = {}
 
     def plan(self, routes) -> "Plan":
         return Plan(self, order(routes))
+
+    def bind(self, route, url: str, key, budget_left: float):
+        """`bind()`, cached: URLs, keys and routes are few, and copies cost more than lookups."""
+        connect = route.provider.timeout[0]
+        if budget_left < connect:  # little time left: a connect timeout of its own
+            return bind(route, url, key, budget_left)
+        cache_key = (id(route.provider), route.upstream_model, url, key.env)
+        bound = self._bound.get(cache_key)
+        if bound is None:
+            if len(self._bound) > 10_000:  # glob-routed model names are unbounded
+                self._bound.clear()
+            bound = self._bound[cache_key] = bind(route, url, key, budget_left)
+        return bound
 
 
 class Plan:
@@ -78,7 +92,7 @@ class Plan:
                 return "stop"
             self.attempts += 1
             self._blame, self._key, self._url = None, key, url
-            yield bind(route, url, key, left)
+            yield self.router.bind(route, url, key, left)
             if self._blame != "key":
                 return None
         return None
