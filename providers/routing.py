@@ -107,6 +107,8 @@ class Plan:
     def failed(self, route, err) -> None:
         """Learn from a failed attempt; raises `err` again when no other attempt could help."""
         fault = err.fault
+        if fault not in URL_FAULTS:  # the URL answered: it is up (a half-open trial passed)
+            self.router.breakers.succeeded(self._url)
         if fault not in URL_FAULTS and fault not in KEY_FAULTS:
             raise err
         self.last_error = err

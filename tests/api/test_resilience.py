@@ -343,3 +343,14 @@ def test_sdks_see_success_through_every_kind_of_fault(gateway, api_key, upstream
                                 messages=[{"role": "user", "content": "hi"}]) as stream:
         assert stream.get_final_text() == "echo: hi"
     assert refuser.connections == 1 and len(backup.received) == 2  # nothing healthy left there
+
+
+@pytest.mark.parametrize("settings", [breaker_on_fake], indirect=True)
+def test_a_trial_answered_with_a_client_error_still_closes_the_breaker(post, upstream, backup):
+    backup.push(Script(status=500), Script(status=500))
+    post(), post()
+    time.sleep(0.6)
+    backup.push(Script(status=400, body={"error": {"message": "bad field", "type": "x"}}))
+    assert post().status_code == 400  # the trial: the URL is up, the request was wrong
+    post()
+    assert len(backup.received) == 4 and len(upstream.received) == 2
