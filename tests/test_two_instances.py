@@ -50,7 +50,8 @@ def database():
 def fleet(database, tmp_path_factory):
     """(instance A, instance B, the fake upstream, the dead URL's listener)."""
     upstream, dead = FakeUpstream().start(), Refuser()
-    os.environ[UPSTREAM_KEY_ENV] = UPSTREAM_KEY
+    saved = os.environ.get(UPSTREAM_KEY_ENV)
+    os.environ[UPSTREAM_KEY_ENV] = UPSTREAM_KEY  # the servers' environment is copied from ours
     providers = [provider_entry(upstream),
                  {**provider_entry(upstream, "dead", ("gpt-dead",)),
                   "base_url": f"{dead.url}/v1"}]
@@ -67,6 +68,10 @@ def fleet(database, tmp_path_factory):
         server.stop()
     upstream.stop()
     dead.stop()
+    if saved is None:
+        os.environ.pop(UPSTREAM_KEY_ENV, None)
+    else:
+        os.environ[UPSTREAM_KEY_ENV] = saved
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +79,16 @@ def books(database, fleet):
     """The gateway's own code on the shared database, to set up users and read the ledger."""
     from app import create_app
 
-    os.environ.setdefault("GATEWAY_CONFIG", "/nonexistent/gateway.toml")
-    app = create_app({"SQLALCHEMY_DATABASE_URI": database, "PROVIDERS": [],
-                      "CREATE_TABLES": False})
+    saved = os.environ.get("GATEWAY_CONFIG")
+    os.environ["GATEWAY_CONFIG"] = "/nonexistent/gateway.toml"  # no local config file
+    try:
+        app = create_app({"SQLALCHEMY_DATABASE_URI": database, "PROVIDERS": [],
+                          "CREATE_TABLES": False})
+    finally:
+        if saved is None:
+            del os.environ["GATEWAY_CONFIG"]
+        else:
+            os.environ["GATEWAY_CONFIG"] = saved
     yield app
     app.extensions["billing"].shutdown()
     with app.app_context():
