@@ -127,12 +127,32 @@ class Plan:
             rest = self.router.key_rest_seconds * (10 if fault == "quota" else 1)
             pool.rest(self._key, retry_after_seconds(err.headers.get("Retry-After"), rest))
 
-    def succeeded(self, route) -> dict:
-        """Record the success; returns the headers that name what served the request."""
-        self.router.breakers.succeeded(self._url)
+    def succeeded(self, route, *, streaming: bool = False) -> dict:
+        """Record the success; returns the headers that name what served the request.
+
+        A stream's URL is judged when the stream ends (watch_stream): one that keeps breaking
+        off mid-way must not look healthy because it answered each time."""
+        if not streaming:
+            self.router.breakers.succeeded(self._url)
         self.router.pools[route.provider.upstream.name].succeeded(self._key)
         self.provider = route.provider.upstream.name
         return self.headers()
+
+    def watch_stream(self, route, on_close):
+        """`on_close` for a stream served by `route`, which also counts a stream the upstream
+        broke off against its URL (it answered, then failed: no retry, but not healthy)."""
+        url, name = route.provider.upstream.base_url, route.provider.upstream.name
+
+        def closed(tap, outcome):
+            if outcome == "truncated":  # broke off, ended early, or trickled past the limit
+                self.router.breakers.failed(url)
+                if self.router.on_failure is not None:
+                    self.router.on_failure(name, "stream")
+            elif outcome != "client_gone":  # complete, or an error the upstream reported
+                self.router.breakers.succeeded(url)
+            on_close(tap, outcome)
+
+        return closed
 
     def headers(self) -> dict:
         out = {"x-tollgate-attempts": str(self.attempts)}

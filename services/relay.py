@@ -79,18 +79,20 @@ class Relay:
         key or provider may not have (refused, timed out, 5xx, 429, a refused key) moves on to
         the next; anything else, or a spent retry budget, reaches the client."""
         plan = self.router.plan(routes)
+        settle = how.pop("on_close")
         for route in plan:
             serve = (self._passthrough if passes_through(client_format, body, route)
                      else self._translated)
             try:
-                reply = serve(client_format, body, route, **how)
+                reply = serve(client_format, body, route, **how,
+                              on_close=plan.watch_stream(route, settle))
             except (UpstreamUnavailable, UpstreamError) as err:
                 info.attempts = plan.attempts
                 plan.failed(route, err)  # raises what no other attempt could help with
                 log.warning("provider %s attempt %d failed (%s): %s",
                             route.provider.upstream.name, plan.attempts, err.fault, err.message)
                 continue
-            reply.headers.update(plan.succeeded(route))
+            reply.headers.update(plan.succeeded(route, streaming=how["stream"]))
             info.provider, info.attempts = plan.provider, plan.attempts
             return reply
         info.attempts = plan.attempts

@@ -354,3 +354,23 @@ def test_a_trial_answered_with_a_client_error_still_closes_the_breaker(post, ups
     assert post().status_code == 400  # the trial: the URL is up, the request was wrong
     post()
     assert len(backup.received) == 4 and len(upstream.received) == 2
+
+
+def breaker_on_streams(up, backup, refuser):
+    return {"PROVIDERS": [entry(up, backup, up)], "BREAKER_FAILURES": 2,
+            "BREAKER_OPEN_SECONDS": 30.0, "UPSTREAM_URL_COOLDOWN": 0.0, "METRICS_TOKEN": "t"}
+
+
+@pytest.mark.parametrize("settings", [breaker_on_streams], indirect=True)
+def test_streams_broken_mid_way_count_against_their_url(post, client, upstream, backup):
+    backup.push(*[Script(content="a b c d e f", drop_after=3) for _ in range(2)])
+    for _ in range(2):
+        resp = post({**BODY, "stream": True})
+        assert b'"error"' in resp.get_data()  # no retry once started
+        resp.close()
+    resp = post({**BODY, "stream": True})
+    assert resp.status_code == 200 and resp.headers["x-tollgate-attempts"] == "1"
+    assert b"[DONE]" in resp.get_data() and b'"error"' not in resp.get_data()
+    assert len(backup.received) == 2 and len(upstream.received) == 1  # the primary is open
+    text = client.get("/metrics", headers={"Authorization": "Bearer t"}).get_data(as_text=True)
+    assert 'tollgate_upstream_failures_total{kind="stream",provider="fake"} 2.0' in text
