@@ -58,7 +58,9 @@ def fleet(database, tmp_path_factory):
     env = {"REDIS_URL": REDIS_URL, "GATEWAY_KEY_CACHE_TTL": str(KEY_TTL),
            "GATEWAY_RATELIMIT_STORAGE_OPTIONS": json.dumps(
                {"key_prefix": f"tollgate-test-{uuid.uuid4().hex}"}),
-           "GATEWAY_BREAKER_FAILURES": "2", "GATEWAY_BREAKER_OPEN_SECONDS": "60"}
+           "GATEWAY_BREAKER_FAILURES": "2", "GATEWAY_BREAKER_OPEN_SECONDS": "60",
+           # a shared PostgreSQL: at most 4 x (4 + 4) connections for the four workers
+           "GATEWAY_DATABASE_POOL_SIZE": "4"}
     servers = [GunicornServer(tmp_path_factory.mktemp(name), providers=providers,
                               database_url=database, workers=2, env=env) for name in "ab"]
     for server in servers:
