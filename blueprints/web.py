@@ -39,7 +39,7 @@ class SessionInterface(SecureCookieSessionInterface):
 
 def init_app(app):
     """Sessions, CSRF, the template helpers and the throttles of the people's side."""
-    app.config.setdefault("SESSION_COOKIE_NAME", "tollgate_session")
+    app.config["SESSION_COOKIE_NAME"] = "tollgate_session"
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.config["PERMANENT_SESSION_LIFETIME"] = app.config["SESSION_LIFETIME"]
