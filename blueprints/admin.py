@@ -71,9 +71,9 @@ def _plans():
 
 
 def _users(search: str, page: int):
-    keys = (select(ApiKey.user_id, func.count(ApiKey.id).label("keys"))
+    keys = (select(ApiKey.user_id, func.count(ApiKey.id).label("key_count"))
             .where(ApiKey.revoked_at.is_(None)).group_by(ApiKey.user_id).subquery())
-    query = (select(User, Account.balance, Account.credited, keys.c.keys)
+    query = (select(User, Account.balance, Account.credited, keys.c.key_count)
              .outerjoin(Account, Account.user_id == User.id)
              .outerjoin(keys, keys.c.user_id == User.id).order_by(User.id))
     if search:

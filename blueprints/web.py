@@ -4,6 +4,7 @@ the logged-in user from the session cookie, CSRF checks, security headers, HTML 
 The key-authenticated JSON APIs share none of this: they ignore cookies, so they need no CSRF
 token. Everything here is opt-in per blueprint through `page_blueprint()`."""
 
+import logging
 import secrets
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -13,9 +14,12 @@ from urllib.parse import urlsplit
 from flask import Blueprint, g, jsonify, redirect, render_template, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from werkzeug.exceptions import HTTPException
 
 from blueprints.ratelimit import client_address
-from errors import GatewayError, NotFound, PermissionDenied
+from errors import GatewayError, NotFound, PermissionDenied, StorageUnavailable
 from extensions import csrf, db, limiter
 from services.accounts import session_user
 from services.login import Throttle
@@ -28,6 +32,7 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
 SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
                     "Referrer-Policy": "same-origin", "X-Frame-Options": "DENY"}
 SESSION_TOKEN = "sid"
+log = logging.getLogger(__name__)
 
 
 class SessionInterface(SecureCookieSessionInterface):
@@ -69,6 +74,8 @@ def page_blueprint(name: str, import_name: str, **options) -> Blueprint:
     bp.after_request(secure_headers)
     bp.register_error_handler(GatewayError, page_error)
     bp.register_error_handler(CSRFError, csrf_error)
+    bp.register_error_handler(HTTPException, http_error)
+    bp.register_error_handler(Exception, crash)
     return bp
 
 
@@ -118,6 +125,22 @@ def csrf_error(err: CSRFError):
     return page_error(GatewayError(
         f"The form could not be checked ({err.description}); reload the page and try again.",
         status=400, code="csrf_failed"))
+
+
+def http_error(exc: HTTPException):
+    if isinstance(exc, CSRFError):
+        return csrf_error(exc)
+    return page_error(GatewayError(exc.description or exc.name, status=exc.code or 500))
+
+
+def crash(exc: Exception):
+    """The page's own 500 (or 503 while the database is away), never a stack trace."""
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
+        log.error("database unavailable: %s", type(exc).__name__)
+        return page_error(StorageUnavailable("The database is unavailable; try again shortly.",
+                                             headers={"Retry-After": "2"}))
+    log.error("unhandled %s", type(exc).__name__, exc_info=exc)
+    return page_error(GatewayError("Something went wrong on our side; please try again."))
 
 
 def login_required(view):

@@ -156,7 +156,7 @@
       if (!r.output) answer.body.textContent = r.failure; else parts.push(r.failure);
     }
     if (r.stopped) parts.push("Stopped");
-    if (r.credits !== null) parts.push(fmt(r.credits) + " credits");
+    if (r.credits !== null) parts.push(fmt(r.credits) + (r.credits === 1 ? " credit" : " credits"));
     if (r.usage) parts.push(fmt(r.usage.prompt_tokens) + " in / " + fmt(r.usage.completion_tokens) + " out tokens");
     if (r.stopped && r.credits === null) parts.push("charged for what was generated");
     answer.meta.textContent = parts.join(" · ");

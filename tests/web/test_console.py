@@ -13,7 +13,7 @@ import requests
 from sqlalchemy import select
 
 from extensions import db
-from models import User, UsageRecord
+from models import UsageRecord, User
 from tests.conftest import provider_entry
 from tests.web.helpers import new_key, signup
 
