@@ -89,7 +89,9 @@ def users_list():
     default = current_app.extensions["keys"].plans.default
     for user in db.session.scalars(select(User).order_by(User.id)):
         custom = " (+overrides)" if user.plan_overrides else ""
-        click.echo(f"{user.id}\t{user.name}\t{user.plan or default}{custom}")
+        flags = "".join(f"\t{word}" for word, on in (("admin", user.is_admin),
+                                                     ("disabled", user.disabled)) if on)
+        click.echo(f"{user.id}\t{user.name}\t{user.plan or default}{custom}{flags}")
 
 
 @users.command("plan")
