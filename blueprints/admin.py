@@ -3,7 +3,16 @@ enable) and providers (models, and whether they answered their last requests).""
 
 import secrets
 
-from flask import current_app, g, redirect, render_template, request, url_for
+from flask import (
+    current_app,
+    flash,
+    g,
+    get_flashed_messages,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from sqlalchemy import func, or_, select
 
 from blueprints.web import admin_required, page_blueprint
@@ -23,7 +32,7 @@ def home():
     page = max(request.args.get("page", 1, type=int) or 1, 1)
     return render_template("admin/home.html", users=_users(search, page), search=search,
                            page=page, plans=_plans(), default_plan=_plans().default,
-                           providers=_providers(), message=request.args.get("done"))
+                           providers=_providers(), messages=get_flashed_messages())
 
 
 @bp.post("/users/<int:user_id>/credits")
@@ -63,7 +72,8 @@ def status(user_id):
 
 
 def _done(message):
-    return redirect(url_for("admin.home", done=message, q=request.args.get("q") or None), 303)
+    flash(message)  # kept in the session, not the URL: a link cannot put words on this page
+    return redirect(url_for("admin.home", q=request.args.get("q") or None), 303)
 
 
 def _plans():

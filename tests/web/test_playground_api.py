@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from extensions import db
-from models import User, UsageRecord
+from models import UsageRecord, User
 from services import accounts
 from tests.conftest import provider_entry
 from tests.web.helpers import csrf_token, signup
