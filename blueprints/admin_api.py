@@ -37,10 +37,13 @@ def create_user():
     name = (text.email(email) if "@" in str(email or "") else
             text.clean(email, field="email", max_length=120, required=True))
     plan = body.get("plan")
-    if plan is not None and plan not in current_app.extensions["keys"].plans.plans:
-        raise InvalidRequest(f"No plan {plan!r}.", param="plan")
+    if plan is not None and (not isinstance(plan, str)
+                             or plan not in current_app.extensions["keys"].plans.plans):
+        raise InvalidRequest(f"No plan {str(plan)[:64]!r}.", param="plan")
     credits = accounts.parse_amount(body["credits"], field="credits") if body.get(
-        "credits") else 0
+        "credits") is not None else 0
+    if credits < 0:
+        raise InvalidRequest("'credits' cannot be negative", param="credits")
     user = accounts.create_user(db.session, name, password=body.get("password") or None,
                                 plan=plan, credits=credits, admin=_flag(body, "admin"),
                                 reason="granted at creation")

@@ -119,9 +119,9 @@ def get_user(session, user_id) -> User:
 
 def set_plan(session, user: User, plan: str, plans) -> None:
     """Put user on a configured plan (takes effect for keys within KEY_CACHE_TTL)."""
-    if plan not in plans.plans:
-        raise InvalidRequest(f"No plan {plan!r}; plans: {', '.join(sorted(plans.plans))}.",
-                             param="plan")
+    if not isinstance(plan, str) or plan not in plans.plans:
+        raise InvalidRequest(f"No plan {str(plan)[:64]!r}; plans: "
+                             f"{', '.join(sorted(plans.plans))}.", param="plan")
     user.plan = plan
     session.commit()
 
@@ -169,10 +169,15 @@ def grant_once(session, user_id: int, amount: Decimal, reason: str,
         try:
             session.flush()
             _ensure_account(session, user_id)
-            session.execute(Account.__table__.update()
-                            .where(Account.user_id == user_id)
-                            .values(balance=Account.balance + amount,
-                                    credited=Account.credited + amount))
+            moved = session.execute(Account.__table__.update()
+                                    .where(Account.user_id == user_id,
+                                           Account.balance + amount >= 0)
+                                    .values(balance=Account.balance + amount,
+                                            credited=Account.credited + amount)).rowcount
+            if not moved:  # taking back more than the balance holds
+                session.rollback()
+                raise InvalidRequest("The balance is smaller than the credits to take back.",
+                                     param="amount")
             session.commit()
             return row, False
         except IntegrityError:
