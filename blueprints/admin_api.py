@@ -116,7 +116,7 @@ def create_user_key(user_id):
 
 @bp.delete("/keys/<int:key_id>")
 def delete_key(key_id):
-    row = db.session.get(ApiKey, key_id)
+    row = db.session.get(ApiKey, key_id) if 0 < key_id < 2**31 else None
     if row is None:
         raise NotFound(f"No key with id {key_id}.", code="key_not_found")
     revoke_key(db.session, key_id)

@@ -3,7 +3,7 @@ template (no script needed, so it shows with JavaScript off too)."""
 
 from decimal import Decimal
 
-WIDTH, HEIGHT = 760, 240
+WIDTH, HEIGHT = 920, 250
 LEFT, RIGHT, TOP, BOTTOM = 56, 12, 12, 28
 COLOURS = ("#4f46e5", "#0891b2", "#16a34a", "#d97706", "#db2777", "#7c3aed", "#64748b")
 

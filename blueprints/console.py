@@ -9,9 +9,9 @@ from sqlalchemy import select
 
 from blueprints.chart import stacked_bars
 from blueprints.web import login_required, page_blueprint
-from errors import InvalidRequest, NotFound
+from errors import InvalidRequest
 from extensions import db
-from models import ApiKey, UsageRecord, utcnow
+from models import ApiKey, utcnow
 from services import accounts, text, usage
 from services.billing import balance
 from services.keys import create_key
@@ -129,9 +129,7 @@ def usage_csv():
 @bp.get("/usage/<int:record_id>")
 @login_required
 def record(record_id):
-    row = db.session.get(UsageRecord, record_id)
-    if row is None or row.user_id != g.user.id:
-        raise NotFound("No such usage record.")
+    row = accounts.user_record(db.session, g.user.id, record_id)
     return render_template("console/record.html", row=row, key_names=_key_names())
 
 

@@ -191,7 +191,7 @@ def format_credits(value) -> str:
     """1234.5 -> '1,234.50'; small amounts keep their significant decimals."""
     amount = Decimal(value or 0)
     if amount == 0:
-        return "0"
+        return "0.00"
     places = 2 if abs(amount) >= 1 else 6
     text = f"{amount:,.{places}f}"
     return text.rstrip("0").rstrip(".") if places == 6 else text

@@ -12,7 +12,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from errors import GatewayError, InvalidRequest, NotFound
-from models import Account, ApiKey, Grant, User, WebSession, utcnow
+from models import Account, ApiKey, Grant, UsageRecord, User, WebSession, utcnow
 from services.billing import grant
 from services.keys import revoke_key
 
@@ -111,7 +111,7 @@ def end_session(session, token) -> None:
 
 # ---- what operators change -------------------------------------------------------------------
 def get_user(session, user_id) -> User:
-    user = session.get(User, user_id) if isinstance(user_id, int) else None
+    user = session.get(User, user_id) if _valid_id(user_id) else None
     if user is None:
         raise NotFound(f"No user with id {user_id}.", code="user_not_found")
     return user
@@ -205,9 +205,22 @@ def _ensure_account(session, user_id):
 
 def user_key(session, user_id: int, key_id) -> ApiKey:
     """One of this user's keys; 404 for anyone else's (no hint that it exists)."""
-    row = session.get(ApiKey, key_id) if isinstance(key_id, int) else None
+    row = session.get(ApiKey, key_id) if _valid_id(key_id) else None
     if row is None or row.user_id != user_id:
         raise NotFound("No such key.", code="key_not_found")
+    return row
+
+
+def _valid_id(value, most: int = 2**31 - 1) -> bool:
+    """A row id a query may be asked about: a positive integer within the column's range."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= most
+
+
+def user_record(session, user_id: int, record_id):
+    """One of this user's usage records; 404 for anyone else's."""
+    row = session.get(UsageRecord, record_id) if _valid_id(record_id, 2**63 - 1) else None
+    if row is None or row.user_id != user_id:
+        raise NotFound("No such usage record.", code="record_not_found")
     return row
 
 

@@ -104,6 +104,8 @@ def test_non_admin_key_gets_403_and_no_key_401(app, gateway, admin_key):
 
 def test_bad_requests_get_openai_shaped_errors(gateway, admin_key):
     cases = [("GET", "/users/999", None, 404), ("DELETE", "/keys/999", None, 404),
+             ("GET", "/users/99999999999999999999", None, 404),
+             ("DELETE", "/keys/99999999999999999999", None, 404),
              ("POST", "/users", {"email": "bad\x00@example.com"}, 400),
              ("POST", "/users", {"email": "e@example.com", "plan": "gold"}, 400),
              ("POST", "/users", {"email": "e@example.com", "plan": ["pro"]}, 400),

@@ -37,6 +37,9 @@ def test_another_users_keys_and_usage_are_404(app, gateway):
                  f"/console/usage?key={key_id}", f"/console/usage.csv?key={key_id}"):
         assert bob.get(path).status_code == 404, path
     assert post_form(bob, f"/console/keys/{key_id}/revoke", {}).status_code == 404
+    for path in ("/console/keys/99999999999999999999", "/console/usage/99999999999999999999999",
+                 "/console/keys/0"):
+        assert bob.get(path).status_code == 404, path
     page = bob.get("/console/usage").get_data(as_text=True)
     assert "gpt-test" not in page
     csv_text = bob.get("/console/usage.csv").get_data(as_text=True)
