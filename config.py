@@ -87,16 +87,22 @@ def load_config(app, overrides=None):
 
 def instance_secret(app) -> str:
     """The key that signs session cookies when none is configured: made once, kept in the
-    instance folder (readable by its owner only), so that every worker and restart shares it."""
+    instance folder (readable by its owner only), so that every worker and restart shares it.
+    Published with a hard link, so a process starting at the same moment never reads it half
+    written."""
     os.makedirs(app.instance_path, exist_ok=True)
     path = os.path.join(app.instance_path, "secret_key")
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
+    if not os.path.exists(path):
+        draft = f"{path}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_urlsafe(48))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another process published its key first: everyone uses that one
+        finally:
+            os.unlink(draft)
     with open(path) as fh:
         return fh.read().strip()
 
