@@ -26,7 +26,7 @@ def docs():
             .order_by(ApiKey.id.desc()).limit(1))
         key = hint.replace("…", "...") if hint else key
     models = _models()
-    return render_template("docs.html", root=root, key=key,
+    return render_template("docs.html", root=root, key=key, openai_routes=_openai_routes(),
                            model=models[0][0] if models else "gpt-4.1-mini")
 
 
@@ -40,6 +40,19 @@ def pricing():
     return render_template("pricing.html", models=models, plans=plans, families=families,
                            default_plan=book.default, default_price=prices.default,
                            signup_credits=current_app.config["SIGNUP_CREDITS"])
+
+
+def _openai_routes() -> list[str]:
+    """Every OpenAI-style endpoint this server has under /v1 (whatever blueprints added them)."""
+    found = set()
+    for rule in current_app.url_map.iter_rules():
+        family = rule.endpoint.split(".")[0]
+        if (rule.rule.startswith("/v1/") and not family.startswith(("anthropic", "gemini"))
+                and "credits" not in rule.rule):
+            path = rule.rule.replace("<path:", "{").replace("<", "{").replace(">", "}")
+            for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+                found.add((path, method))
+    return [f"{method} {path}" for path, method in sorted(found)]
 
 
 def _models():

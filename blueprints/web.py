@@ -188,13 +188,14 @@ def subjects(email: str) -> tuple[str, str]:
 
 
 def format_credits(value) -> str:
-    """1234.5 -> '1,234.50'; small amounts keep their significant decimals."""
+    """1234.5 -> '1,234.50'; amounts below 1 keep up to six decimals (0.000125), at least two."""
     amount = Decimal(value or 0)
-    if amount == 0:
-        return "0.00"
-    places = 2 if abs(amount) >= 1 else 6
-    text = f"{amount:,.{places}f}"
-    return text.rstrip("0").rstrip(".") if places == 6 else text
+    if abs(amount) >= 1 or amount == 0:
+        return f"{amount:,.2f}"
+    text = f"{amount:,.6f}"
+    while text.endswith("0") and len(text.split(".")[1]) > 2:
+        text = text[:-1]
+    return text
 
 
 def format_time(value) -> str:
