@@ -11,7 +11,17 @@ from decimal import Decimal
 from functools import wraps
 from urllib.parse import urlsplit
 
-from flask import Blueprint, g, jsonify, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -63,6 +73,7 @@ def init_app(app):
     app.jinja_env.filters.update(credits=format_credits, when=format_time)
     app.jinja_env.globals["nonce"] = lambda: secrets.token_urlsafe(16)  # one-time form keys
     app.after_request(_static_headers)
+    app.register_error_handler(404, not_found)
 
 
 def page_blueprint(name: str, import_name: str, **options) -> Blueprint:
@@ -141,6 +152,21 @@ def crash(exc: Exception):
                                              headers={"Retry-After": "2"}))
     log.error("unhandled %s", type(exc).__name__, exc_info=exc)
     return page_error(GatewayError("Something went wrong on our side; please try again."))
+
+
+API_PREFIXES = ("/v1", "/api/", "/v1beta", "/admin/api", "/static/")
+
+
+def not_found(exc):
+    """A page for a person who mistyped an address; API clients keep their JSON error."""
+    wants_page = (request.method == "GET" and not request.path.startswith(API_PREFIXES)
+                  and request.accept_mimetypes.best_match(("application/json", "text/html"))
+                  == "text/html")
+    if not wants_page:
+        from blueprints.errors import http_error as api_error  # the API families' envelopes
+        return api_error(exc)
+    return secure_headers(current_app.make_response((render_template(
+        "error.html", status=404, message=f"There is no page at {request.path}."), 404)))
 
 
 def login_required(view):

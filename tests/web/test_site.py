@@ -39,3 +39,14 @@ def test_pricing_lists_models_and_plans(client):
     assert "<code>gpt-test</code>" in page
     plans = page.split("<h2>Plans</h2>")[1]
     assert "123" in plans and "gpt-cheap" in plans
+
+
+def test_unknown_pages_are_pages_for_browsers_and_json_for_apis(client):
+    browser = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+    page = client.get("/consle", headers=browser)
+    assert page.status_code == 404 and page.mimetype == "text/html"
+    assert "There is no page at /consle" in page.get_data(as_text=True)
+    assert "Content-Security-Policy" in page.headers
+    for path in ("/consle", "/v1/nope"):
+        reply = client.get(path, headers={} if path == "/consle" else browser)
+        assert reply.status_code == 404 and reply.get_json()["error"]["message"]
