@@ -33,7 +33,7 @@ def live(upstream, tmp_path, monkeypatch):
     """The gateway under gunicorn, 100 credits for every sign-up, providers of every type."""
     monkeypatch.setenv(UPSTREAM_KEY_ENV, UPSTREAM_KEY)
     server = GunicornServer(tmp_path, providers=every_provider_type(upstream),
-                            env={"GATEWAY_SIGNUP_CREDITS": "100"})
+                            env={"GATEWAY_SIGNUP_CREDITS": "100", "TOLLGATE_GRACEFUL_TIMEOUT": "2"})
     server.secrets = [UPSTREAM_KEY]  # tests add the keys they were shown
     server.start()
     yield server
