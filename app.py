@@ -4,7 +4,21 @@ from flask import Flask
 
 import cli
 import requestlog
-from blueprints import anthropic_api, credits, gemini_api, openai_api, ops, ratelimit
+from blueprints import (
+    admin,
+    admin_api,
+    anthropic_api,
+    auth,
+    console,
+    credits,
+    gemini_api,
+    openai_api,
+    ops,
+    playground,
+    ratelimit,
+    site,
+    web,
+)
 from blueprints.errors import register_error_handlers
 from config import load_config
 from extensions import db
@@ -13,6 +27,7 @@ from providers import PROVIDERS, build_registry
 from providers.breaker import make_breakers
 from providers.http import pooled_session
 from providers.routing import Router
+from services.health import ProviderHealth
 from services.keys import KeyStore
 from services.media import ImageFetcher
 from services.metrics import Metrics
@@ -39,13 +54,16 @@ def create_app(overrides=None):
     fetcher = ImageFetcher(max_bytes=app.config["IMAGE_FETCH_MAX_BYTES"],
                            timeout=app.config["IMAGE_FETCH_TIMEOUT"],
                            allow_private=app.config["IMAGE_FETCH_ALLOW_PRIVATE"])
+    app.extensions["provider_health"] = health = ProviderHealth()
     app.extensions["relay"] = Relay(
-        registry, billing, build_router(app.config, registry, metrics),
+        registry, billing, build_router(app.config, registry, metrics, health),
         max_stream_seconds=app.config["UPSTREAM_MAX_STREAM_SECONDS"], fetcher=fetcher)
     app.extensions["readiness"] = ops.readiness_checks(app)
     observe_storage(app, metrics)
+    web.init_app(app)
     app.register_blueprint(ops.bp)
-    app.register_blueprint(credits.bp)
+    for page in (site, auth, console, playground, admin, admin_api, credits):
+        app.register_blueprint(page.bp)
     for family in (openai_api, anthropic_api, gemini_api):
         for prefix in family.BASE_PATHS:
             app.register_blueprint(family.bp, url_prefix=prefix,
@@ -58,9 +76,9 @@ def create_app(overrides=None):
     return app
 
 
-def build_router(config, registry, metrics) -> Router:
+def build_router(config, registry, metrics, health) -> Router:
     """Routing state for this process: breakers per URL (shared via Redis when configured)
-    and a key pool per provider."""
+    and a key pool per provider; every attempt's outcome also goes to the admin's health view."""
     breakers = make_breakers(config, on_change=metrics.breaker_changed)
     urls = [u for p in registry.providers.values() for u in p.upstream.base_urls]
     # at scrape time the scraping worker reports the breakers as it (or Redis) sees them now
@@ -70,4 +88,4 @@ def build_router(config, registry, metrics) -> Router:
                   budget_seconds=config["UPSTREAM_RETRY_BUDGET"],
                   key_rest_seconds=config["KEY_REST_SECONDS"],
                   key_retire_seconds=config["KEY_RETIRE_SECONDS"],
-                  on_failure=metrics.upstream_failed)
+                  on_failure=metrics.upstream_failed, on_outcome=health.record)

@@ -25,7 +25,8 @@ class Router:
     """Per-process routing state: the breakers of every URL and the key pool of every provider."""
 
     def __init__(self, providers, breakers, *, max_attempts=4, budget_seconds=30.0,
-                 key_rest_seconds=30.0, key_retire_seconds=3600.0, on_failure=None):
+                 key_rest_seconds=30.0, key_retire_seconds=3600.0, on_failure=None,
+                 on_outcome=None):
         self.breakers = breakers
         self.pools = {p.upstream.name: KeyPool(p.upstream.name, list(p.upstream.keys),
                                                retire_seconds=key_retire_seconds)
@@ -33,6 +34,8 @@ class Router:
         self.max_attempts, self.budget_seconds = max_attempts, budget_seconds
         self.key_rest_seconds = key_rest_seconds
         self.on_failure = on_failure  # on_failure(provider name, fault): metrics
+        # on_outcome(provider name, answered, detail): the admin's recent-health view
+        self.on_outcome = on_outcome
         self._bound: dict[tuple, object] = {}
 
     def plan(self, routes) -> "Plan":
@@ -107,12 +110,16 @@ class Plan:
     def failed(self, route, err) -> None:
         """Learn from a failed attempt; raises `err` again when no other attempt could help."""
         fault = err.fault
+        name = route.provider.upstream.name
+        if self.router.on_outcome is not None:  # 4xx and refused keys: the provider is up
+            answered = fault not in URL_FAULTS and fault not in ("rate_limited", "quota")
+            self.router.on_outcome(name, answered, "refused the request" if answered
+                                   else err.message)
         if fault not in URL_FAULTS:  # the URL answered: it is up (a half-open trial passed)
             self.router.breakers.succeeded(self._url)
         if fault not in URL_FAULTS and fault not in KEY_FAULTS:
             raise err
         self.last_error = err
-        name = route.provider.upstream.name
         if self.router.on_failure is not None:
             self.router.on_failure(name, fault)
         pool = self.router.pools[name]
@@ -134,6 +141,8 @@ class Plan:
         off mid-way must not look healthy because it answered each time."""
         if not streaming:
             self.router.breakers.succeeded(self._url)
+        if self.router.on_outcome is not None:
+            self.router.on_outcome(route.provider.upstream.name, True)
         self.router.pools[route.provider.upstream.name].succeeded(self._key)
         self.provider = route.provider.upstream.name
         return self.headers()

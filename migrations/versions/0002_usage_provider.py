@@ -1,7 +1,7 @@
 """Usage records name the provider that served them.
 
 Revision ID: 0002
-Revises: 0001
+Revises: console01
 Create Date: 2026-12-01 21:40:00
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0002'
-down_revision = '0001'
+down_revision = 'console01'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,33 @@
+"""Whether each provider answered its last requests, as this worker saw them: kept in memory,
+recorded for every upstream attempt (providers.routing reports each outcome), shown to
+operators on /admin."""
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+KEPT = 20  # outcomes remembered per provider
+
+
+@dataclass(frozen=True)
+class Outcome:
+    at: float  # epoch seconds
+    answered: bool  # False: unreachable, timed out, 5xx or 429
+    detail: str = ""
+
+
+class ProviderHealth:
+    def __init__(self):
+        self._outcomes: dict[str, deque] = {}
+        self._lock = threading.Lock()
+
+    def record(self, provider: str, answered: bool, detail: str = "") -> None:
+        with self._lock:
+            self._outcomes.setdefault(provider, deque(maxlen=KEPT)).append(
+                Outcome(time.time(), answered, detail))
+
+    def recent(self, provider: str) -> list[Outcome]:
+        """Newest first."""
+        with self._lock:
+            return list(reversed(self._outcomes.get(provider, ())))
