@@ -12,6 +12,7 @@ from extensions import db
 from models import ApiKey, User, utcnow
 from services.billing import balance, grant, usage_page
 from services.keys import create_key, revoke_key
+from services.names import KEY_NAME_MAX, REASON_MAX, USER_NAME_MAX, text_problem
 from services.plans import MODELS, PER_HOUR, PER_MINUTE
 
 users = AppGroup("users", help="Manage users.")
@@ -28,7 +29,16 @@ def register(app):
     app.cli.add_command(first_key)
 
 
+def stored(value: str, what: str, max_length: int, allow_empty=False) -> str:
+    """`value` if it can be stored or looked up (see services.names), else a clear error."""
+    problem = text_problem(value, max_length, allow_empty=allow_empty)
+    if problem:
+        raise click.ClickException(f"invalid {what}: {problem}")
+    return value
+
+
 def find_user(name: str) -> User:
+    stored(name, "user name", USER_NAME_MAX)
     user = db.session.scalar(select(User).where(User.name == name))
     if user is None:
         raise click.ClickException(f"no user named {name!r}")
@@ -40,6 +50,7 @@ def find_user(name: str) -> User:
 @click.option("--plan", help="The user's plan (default: DEFAULT_PLAN).")
 def users_create(name, plan):
     """Create a user."""
+    stored(name, "user name", USER_NAME_MAX)
     if db.session.scalar(select(User).where(User.name == name)):
         raise click.ClickException(f"user {name!r} exists already")
     if plan is not None:
@@ -155,6 +166,7 @@ def plans():
 def keys_create(user, name, expires_days):
     """Create a key for USER and print it (it is shown only this once)."""
     owner = find_user(user)
+    stored(name, "key name", KEY_NAME_MAX, allow_empty=True)
     expires = utcnow() + timedelta(days=expires_days) if expires_days else None
     row, plaintext = create_key(db.session, owner, name=name, expires_at=expires)
     click.echo(f"key id {row.id} for {owner.name}; store it now, it is not shown again:",
@@ -231,6 +243,7 @@ def first_key(amount):
 def credits_grant(user, amount, reason):
     """Add AMOUNT credits to USER's balance (a negative amount takes them back)."""
     owner = find_user(user)
+    stored(reason, "reason", REASON_MAX, allow_empty=True)
     try:
         value = Decimal(amount)
     except InvalidOperation:

@@ -14,9 +14,10 @@ from blueprints.common import (
 )
 from blueprints.common import validate as check
 from blueprints.ratelimit import limited, reports
-from blueprints.schemas import StrictInteger, StrictNumber
+from blueprints.schemas import StoredName, StrictInteger, StrictNumber
 from errors import GatewayError, InvalidRequest, ModelNotFound, NotFound
 from services.counting import count_input_tokens
+from services.names import PROVIDER_MAX, check_model
 from translation.gemini import error_body, normalize_keys
 
 bp = Blueprint("gemini_api", __name__)
@@ -67,7 +68,7 @@ class GenerateContentIn(Schema):
     generationConfig = fields.Nested(GenerationConfigIn, allow_none=True)
     tools = fields.List(fields.Dict(), allow_none=True)
     toolConfig = fields.Dict(allow_none=True)
-    provider = fields.String(validate=validate.Length(min=1, max=64))
+    provider = StoredName(PROVIDER_MAX)
 
 
 GENERATE_CONTENT_IN = GenerateContentIn()  # built once: a schema instance costs ~0.4 ms to make
@@ -86,7 +87,7 @@ def call_model(target):
     if not model or method not in METHODS:
         raise NotFound(f"Method '{method}' is not supported on models; use one of "
                        f"{', '.join(METHODS)}.")
-    model = model.removeprefix("models/")
+    model = check_model(model.removeprefix("models/"))  # the path's model reaches the ledger
     body = normalize_keys(json_body())
     if method == "countTokens":
         return count_tokens(model, body)
