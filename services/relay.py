@@ -9,7 +9,7 @@ provider format, and the answer (or each stream event) back the same way.
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import requests
 
@@ -154,20 +154,35 @@ class Relay:
         return module.with_credits(reply.body, cost)
 
     def _stream_ended(self, module, ticket, tap, outcome):
-        """Settle a stream: the upstream's usage if it came, else what was relayed, counted.
+        """Settle a stream: the upstream's usage if it completed; if it did not, the larger of
+        the output the upstream reported so far and the output counted from what was relayed
+        (usage sent mid-stream is interim: Anthropic's message_start says output_tokens 1).
 
-        A stream that relayed no output (an upstream error before the first token) is free.
+        A stream that failed upstream before any output is free. One whose client left first
+        (even before its first byte) is not: the upstream had accepted the request, providers
+        bill its prompt, and the gateway closed it at once, so it costs at least the prompt.
         """
-        partial = outcome != "complete"
-        if tap.usage is not None:
-            self.billing.charge(ticket, tap.usage, partial=partial)
+        complete = outcome == "complete"
+        if tap.usage is not None and complete:
+            self.billing.charge(ticket, tap.usage)
             return
         text = module.output_text_of_events(bytes(tap.relayed))
-        if not text and outcome != "complete":
+        if tap.usage is None and not text and outcome in ("upstream_error", "truncated"):
             self.billing.release(ticket)
             return
-        usage = Usage(input=ticket.prompt_estimate, output=module.estimate_text_tokens(text))
-        self.billing.charge(ticket, usage, estimated=True, partial=partial)
+        counted = module.estimate_text_tokens(text) if text else 0
+        usage, estimated = cut_stream_usage(tap.usage, counted, ticket.prompt_estimate)
+        self.billing.charge(ticket, usage, estimated=estimated, partial=not complete)
+
+
+def cut_stream_usage(reported, counted: int, prompt_estimate: int) -> tuple[Usage, bool]:
+    """(usage, estimated) of a stream without final usage: the upstream's counts so far, with
+    the output raised to what we counted from the relayed text when that is more."""
+    if reported is None:
+        return Usage(input=prompt_estimate, output=counted), True
+    if counted > reported.output:
+        return replace(reported, output=counted), True
+    return reported, False
 
 
 # The token-limit field each OpenAI-type upstream understands (reasoning models on OpenAI itself

@@ -81,6 +81,9 @@ def stream_events(request, payload, script) -> list[bytes]:
                 "responseId": "resp_fake"}
         if with_usage and usage is not None:
             body["usageMetadata"] = usage
+        elif script.interim_usage and usage is not None:  # as Gemini does: the prompt so far
+            body["usageMetadata"] = {"promptTokenCount": usage["promptTokenCount"],
+                                     "totalTokenCount": usage["promptTokenCount"]}
         return body
 
     bodies = [chunk([{"text": w if i == 0 else " " + w}])

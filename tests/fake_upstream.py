@@ -40,6 +40,7 @@ class Script:
     tool_calls: list | None = None  # [(name, arguments dict), ...]: the model calls tools
     content_type: str | None = None
     raw_stream: bytes | None = None  # exact bytes to stream instead of generated chunks
+    interim_usage: bool = False  # Gemini: usageMetadata without candidatesTokenCount on chunks
 
 
 @dataclass

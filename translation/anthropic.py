@@ -20,7 +20,7 @@ from translation.content import (
 )
 from translation.ir import Usage
 from translation.openai import estimate_text_tokens, with_credits  # noqa: F401 (billing API)
-from translation.sse import encode_event, event_data
+from translation.sse import encode_event, event_data, split_events
 from translation.tokens import json_tokens, usage_in_body
 
 WIRE = "anthropic"
@@ -329,7 +329,7 @@ def output_text_of_body(content: bytes) -> str:
 def output_text_of_events(events: bytes) -> str:
     """The generated text and tool-input fragments in relayed Messages events."""
     text = []
-    for event in events.split(b"\n\n"):
+    for event in split_events(events):
         if event_name(event) != "content_block_delta":
             continue
         try:

@@ -22,7 +22,7 @@ from translation.content import (
 )
 from translation.ir import Usage
 from translation.openai import estimate_text_tokens, with_credits  # noqa: F401 (billing API)
-from translation.sse import encode_event, event_data
+from translation.sse import encode_event, event_data, split_events
 from translation.tokens import json_tokens, usage_in_body
 
 WIRE = "gemini"
@@ -414,7 +414,7 @@ def output_text_of_events(events: bytes) -> str:
     if events.startswith(b"["):
         pieces = events[1:].rstrip(b"]").split(b",\r\n")
     else:
-        pieces = [event_data(e) for e in events.split(b"\n\n")]
+        pieces = [event_data(e) for e in split_events(events)]
     text = []
     for piece in pieces:
         try:

@@ -19,7 +19,7 @@ from translation.content import (
     text_of,
 )
 from translation.ir import Usage
-from translation.sse import encode_event, event_data
+from translation.sse import encode_event, event_data, split_events
 from translation.tokens import usage_in_body
 
 WIRE = "openai"
@@ -382,7 +382,7 @@ def output_text_of_body(content: bytes) -> str:
 def output_text_of_events(events: bytes) -> str:
     """The generated text and tool arguments in relayed stream events."""
     text = []
-    for event in events.split(b"\n\n"):
+    for event in split_events(events):
         data = event_data(event)
         if not data.startswith(b"{"):
             continue
