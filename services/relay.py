@@ -98,14 +98,14 @@ class Relay:
         module.set_output_limit(payload, limit, OUTPUT_LIMIT_FIELD.get(upstream.type, "max_tokens"))
         if not stream:
             resp = route.provider.open(payload, stream=False)
-            content = read_body(resp, upstream.name)
+            content = read_body(resp, upstream)
             return Reply(resp.status_code, content,
                          resp.headers.get("content-type", "application/json"),
                          usage=module.usage_of_body(content))
         resp = route.provider.open(payload, stream=True)
-        expect_stream(resp, upstream.name)
+        expect_stream(resp, upstream)
         price = self.billing.pricing.for_model(body["model"])
-        tap = module.passthrough_tap(body, price=price.cost)
+        tap = module.passthrough_tap(body, price=price.cost, secrets=(upstream.api_key,))
         events = relay_events(resp, tap, error_event=module.error_event,
                               max_seconds=self.max_stream_seconds, client_socket=client_socket,
                               on_close=on_close)
@@ -123,7 +123,7 @@ class Relay:
                                       limit_field=OUTPUT_LIMIT_FIELD.get(upstream.type))
         if not stream:
             resp = route.provider.open(payload, stream=False)
-            content = read_body(resp, upstream.name)
+            content = read_body(resp, upstream)
             try:
                 answer = dst.response_to_ir(json.loads(content))
             except (ValueError, AttributeError, TypeError) as exc:
@@ -133,11 +133,11 @@ class Relay:
             out = json.dumps(src.response_from_ir(answer, req), ensure_ascii=False).encode()
             return Reply(200, out, "application/json", usage=answer.usage)
         resp = route.provider.open(payload, stream=True)
-        expect_stream(resp, upstream.name)
+        expect_stream(resp, upstream)
         price = self.billing.pricing.for_model(body["model"])
         encoder = STREAMS[fmt].StreamEncoder(req, **stream_options(fmt, body, price.cost))
         tap = TranslatingTap(STREAMS[route.provider.wire_format].StreamDecoder(), encoder,
-                             tool_names=renamed_tools(req))
+                             tool_names=renamed_tools(req), secrets=(upstream.api_key,))
         events = relay_events(resp, tap, error_event=tap.error_event,
                               max_seconds=self.max_stream_seconds, client_socket=client_socket,
                               on_close=on_close)
@@ -207,21 +207,21 @@ def stream_options(fmt: str, body: dict, price) -> dict:
     return {"price": price} if fmt == "openai" else {}
 
 
-def expect_stream(resp, provider_name: str) -> None:
+def expect_stream(resp, upstream) -> None:
     """A 2xx that is not an event stream is an error body (raised) or a broken upstream."""
     if not resp.headers.get("content-type", "").startswith("text/event-stream"):
-        read_body(resp, provider_name)  # an error body on 200 raises here
-        raise UpstreamUnavailable(f"provider {provider_name} did not stream")
+        read_body(resp, upstream)  # an error body on 200 raises here
+        raise UpstreamUnavailable(f"provider {upstream.name} did not stream")
 
 
-def read_body(resp, provider_name: str) -> bytes:
+def read_body(resp, upstream) -> bytes:
     """The whole upstream body; a JSON error object sent with a 2xx status raises."""
     try:
         content = resp.content
     except requests.Timeout as exc:
-        raise UpstreamTimeout(f"provider {provider_name} stopped sending") from exc
+        raise UpstreamTimeout(f"provider {upstream.name} stopped sending") from exc
     except requests.RequestException as exc:
-        raise UpstreamUnavailable(f"provider {provider_name} broke off its answer") from exc
+        raise UpstreamUnavailable(f"provider {upstream.name} broke off its answer") from exc
     finally:
         resp.close()
     if content[:1] == b"{" and b'"error"' in content[:200]:
@@ -231,5 +231,6 @@ def read_body(resp, provider_name: str) -> bytes:
             err = None
         if err:
             message = err.get("message", "") if isinstance(err, dict) else str(err)
-            raise UpstreamError(redact(f"provider {provider_name} failed: {message}"))
+            raise UpstreamError(redact(f"provider {upstream.name} failed: {message}",
+                                      upstream.api_key))
     return content

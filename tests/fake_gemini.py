@@ -13,6 +13,11 @@ def error_body(status):
                       "status": STATUS_NAMES.get(status, "UNKNOWN")}}
 
 
+def error_event(message) -> bytes:
+    body = {"error": {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}}
+    return b"data: " + json.dumps(body).encode() + b"\r\n\r\n"
+
+
 def last_user_text(payload) -> str:
     for content in reversed((payload or {}).get("contents") or []):
         if content.get("role", "user") == "user":

@@ -9,7 +9,7 @@ import base64
 import json
 import re
 
-from errors import InvalidRequest
+from errors import InvalidRequest, redact_event
 from translation import ir
 from translation.content import (
     dump_arguments,
@@ -443,8 +443,8 @@ def passthrough_payload(body: dict, model: str, stream: bool) -> dict:
     return {**{k: v for k, v in body.items() if k not in GATEWAY_KEYS}, "model": model}
 
 
-def passthrough_tap(body: dict, price=None):
-    return StreamTap()
+def passthrough_tap(body: dict, price=None, secrets=()):
+    return StreamTap(secrets)
 
 
 class StreamTap:
@@ -452,7 +452,8 @@ class StreamTap:
 
     KEEP = 1 << 20  # relayed bytes kept to estimate output tokens if upstream sends no usage
 
-    def __init__(self):
+    def __init__(self, secrets=()):
+        self.secrets = secrets  # the provider's key: error events are redacted of it
         self.usage = None
         self.finished = False
         self.failed = False
@@ -469,9 +470,11 @@ class StreamTap:
             try:
                 chunk = json.loads(data)
             except ValueError:
-                return event
+                return redact_event(event, *self.secrets) if b"error" in data else event
+            if isinstance(chunk, dict) and "error" in chunk:  # it may quote the gateway's key
+                self.failed = True
+                return redact_event(event, *self.secrets)
             if isinstance(chunk, dict):
-                self.failed = self.failed or "error" in chunk
                 self.usage = usage_from(chunk.get("usageMetadata")) or self.usage
                 self.finished = self.finished or any(
                     c.get("finishReason") for c in chunk.get("candidates") or [])
