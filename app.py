@@ -3,7 +3,7 @@
 from flask import Flask
 
 import cli
-from blueprints import anthropic_api, credits, gemini_api, openai_api, ratelimit
+from blueprints import anthropic_api, credits, gemini_api, openai_api, paths, ratelimit
 from blueprints.errors import register_error_handlers
 from config import load_config
 from extensions import db
@@ -45,5 +45,6 @@ def create_app(overrides=None):
         app.register_blueprint(gemini_api.v1_bp, url_prefix=prefix,
                                name="gemini_v1" + prefix.replace("/", "_"))
     register_error_handlers(app)
+    paths.init_app(app)
     cli.register(app)
     return app

@@ -97,7 +97,7 @@ MESSAGES_IN, COUNT_TOKENS_IN = MessagesIn(), CountTokensIn()
 
 @bp.before_request
 def require_key():
-    authenticate()
+    authenticate("anthropic")
 
 
 @bp.post("/messages")

@@ -63,7 +63,7 @@ CHAT_COMPLETION_IN = ChatCompletionIn()  # built once: a schema instance costs ~
 
 @bp.before_request
 def require_key():
-    authenticate()
+    authenticate(client_family())
 
 
 @bp.post("/chat/completions")
