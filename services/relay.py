@@ -67,6 +67,7 @@ class Relay:
             raise
         if not stream:
             reply.body = self._charge_whole(module, ticket, reply)
+        reply.headers["x-request-id"] = ticket.request_id  # names this charge in the logs
         return reply
 
     def _serve(self, client_format, body, routes, **how) -> Reply:

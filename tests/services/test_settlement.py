@@ -71,7 +71,7 @@ def test_refused_charge_does_not_stop_the_batch(app, caplog):
     assert len(records) == 5 and len(holds) == 1 and gap == 0
 
 
-def test_refused_charge_through_the_api(app, gateway, upstream):
+def test_refused_charge_through_the_api(app, gateway, upstream, caplog):
     """A request whose charge can never be written does not stop anyone else's billing."""
     user_id, key = make_user(app, credits=Decimal(100))
     headers = {"Authorization": f"Bearer {key}"}
@@ -81,8 +81,9 @@ def test_refused_charge_through_the_api(app, gateway, upstream):
                              json={"model": model, "stream": stream,
                                    "messages": [{"role": "user", "content": "hi"}]})
 
-    assert ask(POISON).status_code == 200
-    assert ask(POISON, stream=True).status_code == 200
+    refused = [ask(POISON), ask(POISON, stream=True)]
+    assert [r.status_code for r in refused] == [200, 200]
+    request_ids = [r.headers["x-request-id"] for r in refused]
     for stream in (False, True, False):
         assert ask("gpt-test", stream).status_code == 200
     billing = app.extensions["billing"]
@@ -90,6 +91,8 @@ def test_refused_charge_through_the_api(app, gateway, upstream):
     records, holds, gap = books(app, user_id)
     assert [r.model for r in records] == ["gpt-test"] * 3
     assert len(holds) == 2 and gap == 0 and billing.set_aside == 2
+    logged = " ".join(r.getMessage() for r in caplog.records if "set aside" in r.getMessage())
+    assert all(request_id in logged for request_id in request_ids)
     # the sweep releases what was set aside once the hold is old; the books still balance
     billing.hold_ttl = 0
     assert billing.sweep() == 2
