@@ -40,6 +40,7 @@ GIVE = (update(Account).where(Account.user_id == bindparam("account"))
 HOLD = insert(Hold).returning(Hold.id)
 DROP_HOLD = delete(Hold).where(Hold.id == bindparam("hold_id"))
 RECORD = insert(UsageRecord)
+RECORDED = select(UsageRecord.id).where(UsageRecord.request_id == bindparam("rid"))
 
 
 class InsufficientCredits(GatewayError):
@@ -286,11 +287,13 @@ def settle(conn, batch: list[Charge]):
         ticket = item.ticket
         held = ticket.amount
         if not conn.execute(DROP_HOLD, {"hold_id": ticket.hold_id}).rowcount:
+            if ticket.request_id and conn.execute(RECORDED, {"rid": ticket.request_id}).first():
+                continue  # settled already: a retry after a commit whose answer was lost
             held = Decimal(0)  # already released by a sweep: charge from the balance alone
         price = Decimal(0) if item.usage is None else item.cost
-        if price > held:
+        if price > held:  # the excess was taken from the balance: nothing to give back
             price = held + _take(conn, ticket.user_id, price - held)
-        if held != price:
+        elif held > price:
             conn.execute(GIVE, {"account": ticket.user_id, "delta": held - price})
         if item.usage is not None:
             u = item.usage
@@ -299,7 +302,7 @@ def settle(conn, batch: list[Charge]):
                             "cache_read_tokens": u.cache_read, "cache_write_tokens": u.cache_write,
                             "output_tokens": u.output, "price": price,
                             "estimated": item.estimated, "partial": item.partial,
-                            "created_at": utcnow()})
+                            "created_at": utcnow(), "request_id": ticket.request_id or None})
     if records:
         conn.execute(RECORD, records)
 

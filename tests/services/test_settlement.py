@@ -161,3 +161,48 @@ def test_outages_and_refusals_are_told_apart(tmp_path):
         conn.execute(insert(Hold).values(user_id=None, amount=Decimal(1)))
     assert not is_outage(refused.value)
     assert not is_outage(UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"))
+
+
+def test_a_retried_settlement_is_written_once(app):
+    """A settlement retried after its commit went through (the answer lost with the connection)
+    finds its record and changes nothing: one record, one charge."""
+    user_id, _ = make_user(app, credits=Decimal(100))
+    billing = app.extensions["billing"]
+    caller = Caller(key_id=1, user_id=user_id, user_name="alice")
+    ticket = billing.reserve(caller, "gpt-test", 10, 10)
+    usage = Usage(input=1000, output=1000)
+    cost = billing.charge(ticket, usage)
+    assert billing.flush()
+    billing.charge(ticket, usage)  # the same settlement again
+    queue_in_one_batch(billing, [Charge(ticket, usage, cost)] * 2)  # twice in one batch, too
+    assert billing.flush(timeout=10)
+    records, holds, gap = books(app, user_id)
+    assert len(records) == 1 and records[0].request_id == ticket.request_id
+    assert records[0].price == cost and holds == [] and gap == 0
+    with app.app_context():
+        from services.billing import balance
+        assert balance(db.session, user_id)[0] == Decimal(100) - cost
+    assert billing.set_aside == 0
+
+
+def test_a_cost_above_the_hold_is_taken_once(app):
+    """The upstream counted more than the hold allowed for: the excess comes from the balance,
+    once, and never below zero."""
+    from services.billing import balance
+    user_id, _ = make_user(app, credits=Decimal(100))
+    billing = app.extensions["billing"]
+    caller = Caller(key_id=1, user_id=user_id, user_name="alice")
+    ticket = billing.reserve(caller, "gpt-test", 10, 10)  # holds the minimum, 1 credit
+    cost = billing.charge(ticket, Usage(input=5000, output=5000))  # 10 credits
+    assert billing.flush()
+    _, holds, gap = books(app, user_id)
+    with app.app_context():
+        assert balance(db.session, user_id)[0] == Decimal(100) - cost
+    assert holds == [] and gap == 0
+    poor = make_user(app, "poor", credits=Decimal(3))[0]
+    ticket = billing.reserve(Caller(key_id=2, user_id=poor, user_name="poor"), "gpt-test", 10, 10)
+    billing.charge(ticket, Usage(input=5000, output=5000))
+    assert billing.flush()
+    [record], holds, gap = books(app, poor)
+    with app.app_context():
+        assert balance(db.session, poor)[0] == 0 and record.price == Decimal(3) and gap == 0
