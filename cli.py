@@ -180,7 +180,7 @@ def keys_list(user):
     """List keys (never the keys themselves: id, owner, label, hint, state)."""
     query = select(ApiKey, User.name).join(User).order_by(ApiKey.id)
     if user:
-        query = query.where(User.name == user)
+        query = query.where(User.name == stored(user, "user name", USER_NAME_MAX))
     now = utcnow()
     for key, owner in db.session.execute(query):
         state = ("revoked" if key.revoked_at else "expired" if not key.usable_at(now)
