@@ -30,7 +30,8 @@ def request_for(client_format, model, stream):
     if client_format == "anthropic":
         return "/v1/messages", {"model": model, "stream": stream, "max_tokens": 50,
                                 "messages": [{"role": "user", "content": "hi"}]}
-    method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    method = {True: "streamGenerateContent?alt=sse", False: "generateContent",
+              "array": "streamGenerateContent"}[stream]  # without alt=sse: a JSON array
     return f"/v1beta/models/{model}:{method}", {"contents": [{"parts": [{"text": "hi"}]}]}
 
 
@@ -53,7 +54,9 @@ def test_quoted_provider_key_is_redacted(app, gateway, upstream, client_format, 
     assert secret not in text and key not in text
     assert "was rejected for this request" in text  # the error itself still reaches the client
     assert "[redacted]" in text
-    if stream:
+    if stream == "array":
+        assert resp.status_code == 200 and text.startswith("[") and text.endswith("]")
+    elif stream:
         assert resp.status_code == 200 and "one" in text  # content before the error, relayed
     else:
         assert resp.status_code == 400
@@ -72,3 +75,11 @@ def test_content_events_stay_byte_for_byte(app, gateway, upstream):
     # all of it but the usage-only chunk, which this client did not ask for
     assert resp.content == b"".join(e for e in sent if b'"choices": []' not in e)
     assert b"sk-notakey-but-text-123456" in resp.content
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_quoted_key_in_a_gemini_json_array_stream(app, gateway, upstream, provider):
+    """A Gemini client streaming without alt=sse gets a JSON array; its error element is
+    redacted too, whichever provider served it."""
+    test_quoted_provider_key_is_redacted(app, gateway, upstream, "gemini", provider, "array",
+                                         "plain")
