@@ -3,13 +3,28 @@
 from flask import Flask
 
 import cli
-from blueprints import anthropic_api, credits, gemini_api, openai_api, paths, ratelimit
+from blueprints import (
+    admin,
+    admin_api,
+    anthropic_api,
+    auth,
+    console,
+    credits,
+    gemini_api,
+    openai_api,
+    paths,
+    playground,
+    ratelimit,
+    site,
+    web,
+)
 from blueprints.errors import register_error_handlers
 from config import load_config
 from extensions import db
 from logs import install_redaction
 from providers import PROVIDERS, build_registry
 from providers.http import pooled_session
+from services.health import ProviderHealth
 from services.keys import KeyStore
 from services.media import ImageFetcher
 from services.plans import PlanBook
@@ -36,7 +51,12 @@ def create_app(overrides=None):
     app.extensions["relay"] = Relay(
         registry, billing, max_stream_seconds=app.config["UPSTREAM_MAX_STREAM_SECONDS"],
         fetcher=fetcher)
-    app.register_blueprint(credits.bp)
+    app.extensions["provider_health"] = health = ProviderHealth()
+    for provider in registry.providers.values():
+        health.watch(provider)
+    web.init_app(app)
+    for page in (site, auth, console, playground, admin, admin_api, credits):
+        app.register_blueprint(page.bp)
     for family in (openai_api, anthropic_api, gemini_api):
         for prefix in family.BASE_PATHS:
             app.register_blueprint(family.bp, url_prefix=prefix,
