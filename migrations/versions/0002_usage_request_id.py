@@ -1,14 +1,14 @@
 """Usage records carry their request's id, unique: a retried settlement is written once.
 
 Revision ID: 0002
-Revises: 0001
+Revises: console01
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0002'
-down_revision = '0001'
+down_revision = 'console01'
 branch_labels = None
 depends_on = None
 
