@@ -14,6 +14,7 @@ from blueprints import (
     gemini_api,
     openai_api,
     ops,
+    paths,
     playground,
     ratelimit,
     site,
@@ -72,6 +73,7 @@ def create_app(overrides=None):
         app.register_blueprint(gemini_api.v1_bp, url_prefix=prefix,
                                name="gemini_v1" + prefix.replace("/", "_"))
     register_error_handlers(app)
+    paths.init_app(app)
     cli.register(app)
     return app
 

@@ -29,6 +29,7 @@ class RequestInfo:
     credits: Decimal | None = None
     first_byte: float | None = None  # when the first body byte went out (monotonic)
     rate_limited: bool = False  # refused by one of our rate limits
+    generated: bool = False  # the id is ours (not the client's): unique, fit for the ledger
 
     def charged(self, usage, cost) -> None:
         """Record what the request was billed (called once its usage is known)."""
@@ -43,9 +44,10 @@ _current: ContextVar[RequestInfo | None] = ContextVar("tollgate_request", defaul
 
 def begin(client_id: str | None) -> RequestInfo:
     """Start a request: the client's id when well-formed, else a new one."""
-    request_id = client_id if client_id and REQUEST_ID.fullmatch(client_id) else (
-        "req_" + uuid.uuid4().hex)
-    info = RequestInfo(request_id)
+    if client_id and REQUEST_ID.fullmatch(client_id):
+        info = RequestInfo(client_id)
+    else:
+        info = RequestInfo("req_" + uuid.uuid4().hex, generated=True)
     _current.set(info)
     return info
 

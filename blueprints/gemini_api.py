@@ -14,10 +14,11 @@ from blueprints.common import (
 )
 from blueprints.common import validate as check
 from blueprints.ratelimit import limited, reports
-from blueprints.schemas import StrictInteger, StrictNumber
+from blueprints.schemas import StoredName, StrictInteger, StrictNumber
 from errors import GatewayError, InvalidRequest, ModelNotFound, NotFound
 from services.counting import count_input_tokens
-from translation.gemini import error_body, normalize_keys
+from services.names import PROVIDER_MAX, check_model
+from translation.gemini import error_body, lift_system_turns, normalize_keys
 
 bp = Blueprint("gemini_api", __name__)
 BASE_PATHS = ("/v1beta", "/api/v1beta")
@@ -67,7 +68,7 @@ class GenerateContentIn(Schema):
     generationConfig = fields.Nested(GenerationConfigIn, allow_none=True)
     tools = fields.List(fields.Dict(), allow_none=True)
     toolConfig = fields.Dict(allow_none=True)
-    provider = fields.String(validate=validate.Length(min=1, max=64))
+    provider = StoredName(PROVIDER_MAX)
 
 
 GENERATE_CONTENT_IN = GenerateContentIn()  # built once: a schema instance costs ~0.4 ms to make
@@ -76,7 +77,7 @@ GENERATE_CONTENT_IN = GenerateContentIn()  # built once: a schema instance costs
 @bp.before_request
 @v1_bp.before_request
 def require_key():
-    authenticate()
+    authenticate("gemini")
 
 
 @bp.post("/models/<path:target>")
@@ -86,8 +87,8 @@ def call_model(target):
     if not model or method not in METHODS:
         raise NotFound(f"Method '{method}' is not supported on models; use one of "
                        f"{', '.join(METHODS)}.")
-    model = model.removeprefix("models/")
-    body = normalize_keys(json_body())
+    model = check_model(model.removeprefix("models/"))  # the path's model reaches the ledger
+    body = lift_system_turns(normalize_keys(json_body()))
     if method == "countTokens":
         return count_tokens(model, body)
     return generate(model, method, body)
@@ -114,7 +115,7 @@ def count_tokens(model, body):
         if body.get("contents"):
             raise InvalidRequest("Give either 'contents' or 'generateContentRequest', not both.")
         inner = body["generateContentRequest"]
-        body = normalize_keys(inner) if isinstance(inner, dict) else {}
+        body = lift_system_turns(normalize_keys(inner)) if isinstance(inner, dict) else {}
     check(GENERATE_CONTENT_IN, body)
     require_model(model)
     tokens, estimated = count_input_tokens(current_app.extensions["relay"], "gemini",

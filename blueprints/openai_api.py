@@ -15,8 +15,15 @@ from blueprints.common import (
 )
 from blueprints.common import validate as check
 from blueprints.ratelimit import limited, reports
-from blueprints.schemas import StopSequences, StrictBoolean, StrictInteger, StrictNumber
+from blueprints.schemas import (
+    StopSequences,
+    StoredName,
+    StrictBoolean,
+    StrictInteger,
+    StrictNumber,
+)
 from errors import GatewayError, ModelNotFound
+from services.names import MODEL_MAX, PROVIDER_MAX
 from translation.openai import error_body
 
 bp = Blueprint("openai_api", __name__)
@@ -37,7 +44,7 @@ class ChatCompletionIn(Schema):
     class Meta:
         unknown = INCLUDE  # fields we do not model are forwarded: upstream APIs grow monthly
 
-    model = fields.String(required=True, validate=validate.Length(min=1, max=256))
+    model = StoredName(MODEL_MAX, required=True)
     messages = fields.List(fields.Nested(MessageIn), required=True,
                            validate=validate.Length(min=1))
     temperature = StrictNumber(allow_none=True, validate=validate.Range(0, 2))
@@ -48,7 +55,7 @@ class ChatCompletionIn(Schema):
     stop = StopSequences(allow_none=True)
     stream = StrictBoolean(allow_none=True)
     stream_options = fields.Dict(allow_none=True)
-    provider = fields.String(validate=validate.Length(min=1, max=64))
+    provider = StoredName(PROVIDER_MAX)
 
 
 CHAT_COMPLETION_IN = ChatCompletionIn()  # built once: a schema instance costs ~0.4 ms to make
@@ -56,7 +63,7 @@ CHAT_COMPLETION_IN = ChatCompletionIn()  # built once: a schema instance costs ~
 
 @bp.before_request
 def require_key():
-    authenticate()
+    authenticate(client_family())
 
 
 @bp.post("/chat/completions")

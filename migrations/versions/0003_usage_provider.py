@@ -1,15 +1,15 @@
 """Usage records name the provider that served them.
 
-Revision ID: 0002
-Revises: console01
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-12-01 21:40:00
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0002'
-down_revision = 'console01'
+revision = '0003'
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 
