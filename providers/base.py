@@ -12,6 +12,7 @@ class Provider:
 
     wire_format: str
     counts_tokens = False  # True: count_tokens() asks the upstream itself
+    defaults: dict = {}  # upstream settings of this type when neither entry nor preset gives them
 
     def __init__(self, upstream, session, *, timeout):
         self.upstream, self.session, self.timeout = upstream, session, timeout

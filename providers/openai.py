@@ -8,6 +8,9 @@ from providers.http import send
 
 class OpenAIProvider(Provider):
     wire_format = "openai"
+    # OpenAI itself wants max_completion_tokens (its reasoning models reject max_tokens); many
+    # OpenAI-compatible servers know only max_tokens: their presets and the alias say so.
+    defaults = {"output_limit_field": "max_completion_tokens"}
 
     def open(self, payload, *, model, stream, headers=None, endpoint="chat/completions"):
         sent = {"Content-Type": "application/json",

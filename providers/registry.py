@@ -18,8 +18,6 @@ ADAPTERS = (OpenAIProvider, AnthropicProvider, GeminiProvider)
 # Older spellings of a type, and the settings they stand for: an "openai-compatible" server is an
 # OpenAI-type upstream that knows max_tokens only (OpenAI's reasoning models reject max_tokens).
 TYPE_ALIASES = {"openai-compatible": {"type": "openai", "output_limit_field": "max_tokens"}}
-# Settings per type when neither the entry nor its preset gives them.
-TYPE_DEFAULTS = {"openai": {"output_limit_field": "max_completion_tokens"}}
 
 # Known providers: base URL, wire format and the environment variable holding the key.
 PRESETS = {
@@ -42,6 +40,11 @@ PRESETS = {
                "models": ["gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite"]},
 }
 TYPES = tuple(adapter.wire_format for adapter in ADAPTERS)
+
+
+def adapter_for(wire_format: str):
+    """The provider class for a wire format (None when there is none)."""
+    return next((a for a in ADAPTERS if a.wire_format == wire_format), None)
 
 
 @dataclass(frozen=True)
@@ -85,10 +88,11 @@ def parse_upstream(entry: dict, environ) -> Upstream:
     alias = TYPE_ALIASES.get(entry.get("type", preset.get("type")), {})
     kind = alias.get("type", entry.get("type", preset.get("type")))
     # settings, weakest first: the type's defaults, the preset, what an alias stands for, the entry
-    spec = {**TYPE_DEFAULTS.get(kind, {}), **preset, **alias, **entry, "type": kind}
-    if spec.get("type") not in TYPES:
+    adapter = adapter_for(kind)
+    if adapter is None:
         raise ValueError(f"provider {name}: type must be one of "
                          f"{sorted([*TYPES, *TYPE_ALIASES])}")
+    spec = {**adapter.defaults, **preset, **alias, **entry, "type": kind}
     if not spec.get("base_url"):
         raise ValueError(f"provider {name}: base_url is required")
     if "api_key" in entry:
@@ -162,8 +166,7 @@ def build_registry(config, session_factory) -> Registry:
     """The registry for this process: one adapter and one pooled session per upstream."""
     providers = []
     for upstream in configured_upstreams(config["PROVIDERS"]):
-        adapter = next(a for a in ADAPTERS if a.wire_format == upstream.type)
-        providers.append(adapter(upstream, session_factory(),
-                                 timeout=(config["UPSTREAM_CONNECT_TIMEOUT"],
-                                          config["UPSTREAM_READ_TIMEOUT"])))
+        timeout = (config["UPSTREAM_CONNECT_TIMEOUT"], config["UPSTREAM_READ_TIMEOUT"])
+        providers.append(adapter_for(upstream.type)(upstream, session_factory(),
+                                                    timeout=timeout))
     return Registry(providers)
