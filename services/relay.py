@@ -90,21 +90,26 @@ class Relay:
     def count_tokens(self, inbound) -> tuple[int, bool]:
         """(input tokens, whether the number is an estimate) for a chat request.
 
-        The first route whose provider counts natively (Anthropic, Gemini) is asked, the request
-        translated to its format; when none can, or none answers, the number is estimated.
+        The first route whose provider counts natively (Anthropic, Gemini) is asked: with the
+        client's own request when it speaks the client's format, else with the request
+        translated; when none can, or none answers, the number is estimated.
         """
-        routes = self.registry.routes(inbound.model, inbound.provider)
-        req = FORMATS[inbound.format].request_to_ir(inbound)
-        for route in routes:
+        client = FORMATS[inbound.format]
+        req = None
+        for route in self.registry.routes(inbound.model, inbound.provider):
             if not route.provider.counts_tokens:
                 continue
             dst = FORMATS[route.provider.wire_format]
-            if dst.needs_inline_images and self.fetcher is not None:
-                self.fetcher.inline(req)
+            if dst is client:
+                payload = client.count_passthrough(inbound, route.upstream_model)
+            else:
+                req = req or client.request_to_ir(inbound)
+                if dst.needs_inline_images and self.fetcher is not None:
+                    self.fetcher.inline(req)
+                payload = dst.count_payload(req, route.upstream_model)
             try:
-                return route.provider.count_tokens(dst.count_payload(req, route.upstream_model),
-                                                   model=route.upstream_model), False
+                return route.provider.count_tokens(payload, model=route.upstream_model), False
             except UpstreamUnavailable as err:
                 log.warning("provider %s could not count tokens: %s",
                             route.provider.upstream.name, err.message)
-        return estimate_input_tokens(req), True
+        return estimate_input_tokens(req or client.request_to_ir(inbound)), True

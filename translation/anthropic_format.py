@@ -63,6 +63,9 @@ class AnthropicFormat(WireFormat):
     def count_payload(self, req, model):
         return anthropic.count_payload(req, model)
 
+    def count_passthrough(self, inbound, model):
+        return {**{k: v for k, v in inbound.body.items() if k != "provider"}, "model": model}
+
     def answer_to_ir(self, content):
         return anthropic.response_to_ir(json.loads(content))
 

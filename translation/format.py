@@ -70,6 +70,10 @@ class WireFormat(ABC):
         """The body of a native token count; only for formats whose providers count."""
         raise NotImplementedError(f"{self.name} upstreams do not count tokens")
 
+    def count_passthrough(self, inbound: Inbound, model: str) -> dict:
+        """The client's own count request for an upstream of its format, untranslated."""
+        raise NotImplementedError(f"{self.name} upstreams do not count tokens")
+
     # ---- answer codec -------------------------------------------------------------------
     @abstractmethod
     def answer_to_ir(self, content: bytes) -> ir.ChatResponse:

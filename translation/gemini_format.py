@@ -78,6 +78,11 @@ class GeminiFormat(WireFormat):
     def count_payload(self, req, model):
         return gemini.count_payload(req, model)
 
+    def count_passthrough(self, inbound, model):
+        """The whole request as the client gave it, so system instruction and tools count."""
+        inner = {k: v for k, v in inbound.body.items() if k != "provider"}
+        return {"generateContentRequest": {**inner, "model": f"models/{model}"}}
+
     def answer_to_ir(self, content):
         return gemini.response_to_ir(json.loads(content))
 

@@ -73,3 +73,14 @@ def test_whole_answer_keeps_the_upstream_bytes(gateway, api_key, upstream):
     assert body["credits_consumed"] > 0
     upstream_bytes = json.dumps({k: v for k, v in body.items() if k != "credits_consumed"})
     assert resp.content.startswith(upstream_bytes[:-1].encode())
+
+
+def test_gemini_count_tokens_sends_the_whole_request(gateway, api_key, upstream):
+    body = {"contents": [{"role": "user", "parts": [{"text": "a b"}]}],
+            "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "OFF"}]}
+    resp = requests.post(f"{gateway}/v1beta/models/gemini-test:countTokens",
+                         json={"generateContentRequest": body},
+                         headers={"x-goog-api-key": api_key})
+    assert resp.status_code == 200 and resp.json()["totalTokens"] > 0
+    assert upstream.last.json == {"generateContentRequest": {
+        **body, "model": "models/gemini-test"}}
