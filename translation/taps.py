@@ -56,6 +56,13 @@ class PassthroughTap(Tap):
     def relay(self, event: bytes) -> bytes | None:
         return self.watch(event)
 
+    def feed(self, event: bytes) -> bytes | None:
+        # Tap.feed, inlined: this runs for every event of every same-format stream
+        out = self.relay(event)
+        if out and len(self.relayed) < self.KEEP:
+            self.relayed += out
+        return out
+
     def watch(self, event: bytes) -> bytes | None:
         """Record usage/finished/failed from one event; return what to send (usually `event`)."""
         raise NotImplementedError
