@@ -202,7 +202,10 @@ class ArrayTap(PassthroughTap):
         self.sent = 0
         self.closed = False
 
-    def relay(self, event: bytes) -> bytes | None:
+    def feed(self, event: bytes) -> bytes | None:
+        return self._kept(self._element(event))
+
+    def _element(self, event: bytes) -> bytes | None:
         if self.closed or self.watch(event) is None:
             return None
         data = event_data(event).strip()
