@@ -11,8 +11,8 @@ from extensions import db
 from logs import install_redaction
 from providers import build_registry
 from providers.http import pooled_session
+from providers.media import ImageFetcher
 from services.keys import KeyStore
-from services.media import ImageFetcher
 from services.plans import PlanBook
 from services.relay import Relay
 from storage import prepare_database, start_billing

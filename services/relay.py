@@ -37,7 +37,7 @@ class Relay:
         self.registry = registry
         self.billing = billing
         self.max_stream_seconds = max_stream_seconds
-        self.fetcher = fetcher  # services.media.ImageFetcher, for providers needing inline images
+        self.fetcher = fetcher  # providers.media.ImageFetcher, for providers needing inline images
 
     def chat(self, inbound, *, caller, client_socket=None) -> Reply:
         """Serve one validated chat request (a translation.inbound.Inbound).

@@ -81,8 +81,6 @@ def test_every_registered_format_implements_the_contract():
 def test_services_leave_http_to_the_providers(path):
     """Upstream faults are mapped once, in providers/: services never see requests' errors."""
     bad = {m for m in imported_modules(path) if m.split(".")[0] in ("requests", "urllib3")}
-    if path.name == "media.py":  # the image fetcher is an HTTP client of its own
-        return
     assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
 
 

@@ -53,7 +53,7 @@ class StreamEncoder(ABC):
 
 class WireFormat(ABC):
     name: str
-    # Provider side: image URLs must be fetched and sent inline (services.media.ImageFetcher).
+    # Provider side: image URLs must be fetched and sent inline (providers.media.ImageFetcher).
     needs_inline_images = False
 
     # ---- request codec ------------------------------------------------------------------
