@@ -3,15 +3,27 @@
 from flask import Flask
 
 import cli
-from blueprints import anthropic_api, credits, gemini_api, openai_api
+from blueprints import (
+    admin,
+    admin_api,
+    anthropic_api,
+    auth,
+    console,
+    credits,
+    gemini_api,
+    openai_api,
+    playground,
+    site,
+)
 from config import load_config
-from edge import ratelimit
+from edge import pages, ratelimit
 from edge.errors import register_error_handlers
 from extensions import db
 from logs import install_redaction
 from providers import build_registry
 from providers.http import pooled_session
 from providers.media import ImageFetcher
+from services.health import ProviderHealth
 from services.keys import KeyStore
 from services.plans import PlanBook
 from services.relay import Relay
@@ -37,7 +49,12 @@ def create_app(overrides=None):
     app.extensions["relay"] = Relay(
         registry, billing, max_stream_seconds=app.config["UPSTREAM_MAX_STREAM_SECONDS"],
         fetcher=fetcher)
-    app.register_blueprint(credits.bp)
+    app.extensions["provider_health"] = health = ProviderHealth()
+    for provider in registry.providers.values():
+        health.watch(provider)
+    pages.init_app(app)
+    for page in (site, auth, console, playground, admin, admin_api, credits):
+        app.register_blueprint(page.bp)
     for family in (openai_api, anthropic_api, gemini_api):
         for prefix in family.BASE_PATHS:
             app.register_blueprint(family.bp, url_prefix=prefix,
