@@ -14,23 +14,21 @@ from blueprints import (
     gemini_api,
     openai_api,
     ops,
-    paths,
     playground,
-    ratelimit,
     site,
-    web,
 )
-from blueprints.errors import register_error_handlers
 from config import load_config
+from edge import pages, paths, ratelimit
+from edge.errors import register_error_handlers
 from extensions import db
 from logs import install_logging
-from providers import PROVIDERS, build_registry
+from providers import build_registry
 from providers.breaker import make_breakers
 from providers.http import pooled_session
+from providers.media import ImageFetcher
 from providers.routing import Router
 from services.health import ProviderHealth
 from services.keys import KeyStore
-from services.media import ImageFetcher
 from services.metrics import Metrics
 from services.plans import PlanBook
 from services.relay import Relay
@@ -49,7 +47,7 @@ def create_app(overrides=None):
     plans = PlanBook(app.config["PLANS"], app.config["DEFAULT_PLAN"])
     app.extensions["keys"] = KeyStore(app.config["KEY_CACHE_TTL"], app.config["KEY_CACHE_SIZE"],
                                       plans)
-    registry = build_registry(app.config, PROVIDERS,
+    registry = build_registry(app.config,
                               lambda: pooled_session(app.config["UPSTREAM_POOL_SIZE"]))
     app.extensions["billing"] = billing = start_billing(app)
     fetcher = ImageFetcher(max_bytes=app.config["IMAGE_FETCH_MAX_BYTES"],
@@ -61,7 +59,7 @@ def create_app(overrides=None):
         max_stream_seconds=app.config["UPSTREAM_MAX_STREAM_SECONDS"], fetcher=fetcher)
     app.extensions["readiness"] = ops.readiness_checks(app)
     observe_storage(app, metrics)
-    web.init_app(app)
+    pages.init_app(app)
     app.register_blueprint(ops.bp)
     for page in (site, auth, console, playground, admin, admin_api, credits):
         app.register_blueprint(page.bp)

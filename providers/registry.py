@@ -7,9 +7,18 @@ import time
 from dataclasses import dataclass, field
 
 from errors import InvalidRequest, ModelNotFound
+from providers.anthropic import AnthropicProvider
+from providers.gemini import GeminiProvider
 from providers.keypool import ApiKey
+from providers.openai import OpenAIProvider
 
 log = logging.getLogger(__name__)
+
+# One adapter class per upstream wire format; a provider's `type` is its wire format's name.
+ADAPTERS = (OpenAIProvider, AnthropicProvider, GeminiProvider)
+# Older spellings of a type, and the settings they stand for: an "openai-compatible" server is an
+# OpenAI-type upstream that knows max_tokens only (OpenAI's reasoning models reject max_tokens).
+TYPE_ALIASES = {"openai-compatible": {"type": "openai", "output_limit_field": "max_tokens"}}
 
 # Known providers: base URL, wire format and the environment variable holding the key.
 PRESETS = {
@@ -17,10 +26,12 @@ PRESETS = {
                "api_key_env": "OPENAI_API_KEY",
                "models": ["gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o", "gpt-4o-mini",
                           "o3", "o3-mini", "o4-mini"]},
-    "deepseek": {"type": "openai-compatible", "base_url": "https://api.deepseek.com/v1",
+    "deepseek": {"type": "openai", "output_limit_field": "max_tokens",
+                 "base_url": "https://api.deepseek.com/v1",
                  "api_key_env": "DEEPSEEK_API_KEY",
                  "models": ["deepseek-chat", "deepseek-reasoner"]},
-    "openrouter": {"type": "openai-compatible", "base_url": "https://openrouter.ai/api/v1",
+    "openrouter": {"type": "openai", "output_limit_field": "max_tokens",
+                   "base_url": "https://openrouter.ai/api/v1",
                    "api_key_env": "OPENROUTER_API_KEY", "models": ["*/*"]},
     "anthropic": {"type": "anthropic", "base_url": "https://api.anthropic.com/v1",
                   "api_key_env": "ANTHROPIC_API_KEY",
@@ -29,13 +40,18 @@ PRESETS = {
                "api_key_env": "GEMINI_API_KEY", "api_key_env_fallback": "GOOGLE_API_KEY",
                "models": ["gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite"]},
 }
-WIRE_FORMATS = {"openai": "openai", "openai-compatible": "openai", "anthropic": "anthropic",
-                "gemini": "gemini"}
+TYPES = tuple(adapter.wire_format for adapter in ADAPTERS)
+
+
+def adapter_for(wire_format: str):
+    """The provider class for a wire format (None when there is none)."""
+    return next((a for a in ADAPTERS if a.wire_format == wire_format), None)
 
 
 @dataclass(frozen=True)
 class Upstream:
-    """One configured provider. `models` maps client-facing names to upstream names.
+    """One configured provider. `type` is its wire format; `models` maps client-facing names to
+    upstream names. The rest are the upstream's settings, read by its format's request builder.
 
     `base_url` and `api_key` are what one attempt uses: the first of `base_urls` and `keys` as
     configured, or the URL and key routing chose for this attempt (providers/routing.py).
@@ -47,6 +63,7 @@ class Upstream:
     api_key: str = field(repr=False, default="")
     models: dict = field(default_factory=dict)
     patterns: tuple = ()  # glob patterns routed as-is (e.g. "*/*" on OpenRouter)
+    output_limit_field: str | None = None  # OpenAI type: max_completion_tokens or max_tokens
     base_urls: tuple = ()  # primary first, then backups; the same paths are used on each
     keys: tuple = field(repr=False, default=())  # providers.keypool.ApiKey, in config order
     weight: float | None = None  # share of traffic among providers of the same priority
@@ -54,7 +71,7 @@ class Upstream:
 
     @property
     def wire_format(self) -> str:
-        return WIRE_FORMATS[self.type]
+        return self.type
 
     def upstream_model(self, model: str) -> str | None:
         """The upstream's name for a client-facing model, or None when this provider lacks it."""
@@ -63,6 +80,7 @@ class Upstream:
         if any(fnmatch.fnmatchcase(model, p) for p in self.patterns):
             return model
         return None
+
 
 @dataclass(frozen=True)
 class Route:
@@ -78,9 +96,14 @@ def parse_upstream(entry: dict, environ) -> Upstream:
     if len(name) > 64 or not name.isprintable():  # it is stored on every usage record
         raise ValueError(f"provider {name!r}: names are at most 64 printable characters")
     preset = PRESETS.get(entry.get("preset", name), {})
-    spec = {**preset, **entry}
-    if spec.get("type") not in WIRE_FORMATS:
-        raise ValueError(f"provider {name}: type must be one of {sorted(WIRE_FORMATS)}")
+    alias = TYPE_ALIASES.get(entry.get("type", preset.get("type")), {})
+    kind = alias.get("type", entry.get("type", preset.get("type")))
+    # settings, weakest first: the type's defaults, the preset, what an alias stands for, the entry
+    adapter = adapter_for(kind)
+    if adapter is None:
+        raise ValueError(f"provider {name}: type must be one of "
+                         f"{sorted([*TYPES, *TYPE_ALIASES])}")
+    spec = {**adapter.defaults, **preset, **alias, **entry, "type": kind}
     if "api_key" in entry:
         raise ValueError(f"provider {name}: put the key in an environment variable (api_key_env)")
     models, patterns = {}, []
@@ -92,7 +115,8 @@ def parse_upstream(entry: dict, environ) -> Upstream:
     urls = _base_urls(name, spec)
     return Upstream(name=name, type=spec["type"], base_url=urls[0],
                     api_key=keys[0].value if keys else "", models=models,
-                    patterns=tuple(patterns), base_urls=urls, keys=keys,
+                    patterns=tuple(patterns), output_limit_field=spec.get("output_limit_field"),
+                    base_urls=urls, keys=keys,
                     weight=_number(name, spec, "weight", float, low=0.0),
                     priority=_number(name, spec, "priority", int) or 0)
 
@@ -189,12 +213,11 @@ class Registry:
         return sorted(seen.items())
 
 
-def build_registry(config, provider_classes, session_factory) -> Registry:
+def build_registry(config, session_factory) -> Registry:
     """The registry for this process: one adapter and one pooled session per upstream."""
     providers = []
     for upstream in configured_upstreams(config["PROVIDERS"]):
-        adapter = provider_classes[upstream.type]
-        providers.append(adapter(upstream, session_factory(),
-                                 timeout=(config["UPSTREAM_CONNECT_TIMEOUT"],
-                                          config["UPSTREAM_READ_TIMEOUT"])))
+        timeout = (config["UPSTREAM_CONNECT_TIMEOUT"], config["UPSTREAM_READ_TIMEOUT"])
+        providers.append(adapter_for(upstream.type)(upstream, session_factory(),
+                                                    timeout=timeout))
     return Registry(providers)
