@@ -4,6 +4,7 @@ under /v1beta and /api/v1beta."""
 from flask import Blueprint, current_app, g, jsonify, request
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
+from blueprints import embeddings_api
 from blueprints.common import (
     allowed_models,
     authenticate,
@@ -16,8 +17,10 @@ from blueprints.common import validate as check
 from blueprints.ratelimit import limited, reports
 from blueprints.schemas import StrictInteger, StrictNumber
 from errors import GatewayError, InvalidRequest, ModelNotFound, NotFound
+from providers.registry import EMBEDDING
 from services.counting import count_input_tokens
 from translation.gemini import error_body, normalize_keys
+from translation.gemini_embeddings import METHODS as EMBED_METHODS
 
 bp = Blueprint("gemini_api", __name__)
 BASE_PATHS = ("/v1beta", "/api/v1beta")
@@ -83,11 +86,13 @@ def require_key():
 @v1_bp.post("/models/<path:target>")
 def call_model(target):
     model, _, method = target.rpartition(":")
-    if not model or method not in METHODS:
+    if not model or method not in METHODS + EMBED_METHODS:
         raise NotFound(f"Method '{method}' is not supported on models; use one of "
-                       f"{', '.join(METHODS)}.")
+                       f"{', '.join(METHODS + EMBED_METHODS)}.")
     model = model.removeprefix("models/")
     body = normalize_keys(json_body())
+    if method in EMBED_METHODS:
+        return embeddings_api.gemini_embed(model, method, body)
     if method == "countTokens":
         return count_tokens(model, body)
     return generate(model, method, body)
@@ -158,6 +163,7 @@ def _models():
 
 
 def _model(name, owner):
+    embeds = current_app.extensions["relay"].registry.kind_of(name) == EMBEDDING
     return {"name": f"models/{name}", "baseModelId": name, "version": "001",
             "displayName": name, "description": f"Served by provider {owner} through Tollgate.",
-            "supportedGenerationMethods": list(METHODS)}
+            "supportedGenerationMethods": list(EMBED_METHODS if embeds else METHODS)}

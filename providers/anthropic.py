@@ -10,6 +10,8 @@ API_VERSION = "2023-06-01"
 
 class AnthropicProvider:
     wire_format = "anthropic"
+    supports_embeddings = False  # the Anthropic API has no embeddings endpoint
+    max_embedding_inputs = 0
 
     def __init__(self, upstream, session, *, timeout):
         self.upstream, self.session, self.timeout = upstream, session, timeout

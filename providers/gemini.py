@@ -3,11 +3,13 @@
 import json
 from urllib.parse import quote
 
-from providers.http import read_count, send
+from providers.http import read_count, read_json, send
 
 
 class GeminiProvider:
     wire_format = "gemini"
+    supports_embeddings = True
+    max_embedding_inputs = 100  # requests per :batchEmbedContents call (the API refuses more)
 
     def __init__(self, upstream, session, *, timeout):
         self.upstream, self.session, self.timeout = upstream, session, timeout
@@ -32,3 +34,8 @@ class GeminiProvider:
         """Total tokens of a countTokens body, counted by the upstream."""
         resp = self.open(payload, stream=False, method="countTokens")
         return read_count(resp, "totalTokens", self.upstream)
+
+    def embed(self, payload: dict, *, method: str = "batchEmbedContents") -> tuple[bytes, object]:
+        """POST :batchEmbedContents (or :embedContent); the answer's bytes and its JSON."""
+        resp = self.open(payload, stream=False, method=method)
+        return read_json(resp, self.upstream)

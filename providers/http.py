@@ -112,3 +112,26 @@ def read_count(resp, field: str, upstream) -> int:
                                   "token count") from exc
     finally:
         resp.close()
+
+
+def read_json(resp, upstream) -> tuple[bytes, object]:
+    """The whole body of a 2xx answer and its JSON; closes the response. A body that breaks
+    off, is not JSON, or is an error object sent with a 2xx status raises a GatewayError."""
+    try:
+        content = resp.content
+    except requests.Timeout as exc:
+        raise UpstreamTimeout(f"provider {upstream.name} stopped sending") from exc
+    except requests.RequestException as exc:
+        raise UpstreamUnavailable(f"provider {upstream.name} broke off its answer") from exc
+    finally:
+        resp.close()
+    try:
+        data = json.loads(content)
+    except ValueError as exc:
+        raise UpstreamUnavailable(f"provider {upstream.name} sent an unreadable answer") from exc
+    if isinstance(data, dict) and data.get("error"):
+        err = data["error"]
+        message = err.get("message", "") if isinstance(err, dict) else str(err)
+        raise UpstreamError(redact(f"provider {upstream.name} failed: {message}",
+                                   upstream.api_key))
+    return content, data

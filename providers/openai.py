@@ -2,11 +2,13 @@
 
 import json
 
-from providers.http import send
+from providers.http import read_json, send
 
 
 class OpenAIProvider:
     wire_format = "openai"
+    supports_embeddings = True
+    max_embedding_inputs = 2048  # inputs per /embeddings call
 
     def __init__(self, upstream, session, *, timeout):
         self.upstream, self.session, self.timeout = upstream, session, timeout
@@ -20,3 +22,8 @@ class OpenAIProvider:
         body = json.dumps(payload, separators=(",", ":")).encode()
         return send(self.session, f"{self.upstream.base_url}/{endpoint}", body=body,
                     headers=headers, timeout=self.timeout, upstream=self.upstream)
+
+    def embed(self, payload: dict) -> tuple[bytes, object]:
+        """POST /embeddings (model already set); the answer's bytes and its JSON."""
+        resp = self.open(payload, stream=False, endpoint="embeddings")
+        return read_json(resp, self.upstream)

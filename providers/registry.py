@@ -9,13 +9,16 @@ from dataclasses import dataclass, field
 from errors import InvalidRequest, ModelNotFound
 
 log = logging.getLogger(__name__)
+CHAT, EMBEDDING = "chat", "embedding"  # what a model does: which endpoints may call it
 
 # Known providers: base URL, wire format and the environment variable holding the key.
 PRESETS = {
     "openai": {"type": "openai", "base_url": "https://api.openai.com/v1",
                "api_key_env": "OPENAI_API_KEY",
                "models": ["gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o", "gpt-4o-mini",
-                          "o3", "o3-mini", "o4-mini"]},
+                          "o3", "o3-mini", "o4-mini"],
+               "embedding_models": ["text-embedding-3-small", "text-embedding-3-large",
+                                    "text-embedding-ada-002"]},
     "deepseek": {"type": "openai-compatible", "base_url": "https://api.deepseek.com/v1",
                  "api_key_env": "DEEPSEEK_API_KEY",
                  "models": ["deepseek-chat", "deepseek-reasoner"]},
@@ -26,7 +29,8 @@ PRESETS = {
                   "models": ["claude-opus-4-1", "claude-sonnet-4-5", "claude-haiku-4-5"]},
     "gemini": {"type": "gemini", "base_url": "https://generativelanguage.googleapis.com/v1beta",
                "api_key_env": "GEMINI_API_KEY", "api_key_env_fallback": "GOOGLE_API_KEY",
-               "models": ["gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite"]},
+               "models": ["gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite"],
+               "embedding_models": ["gemini-embedding-001", "gemini-embedding-2"]},
 }
 WIRE_FORMATS = {"openai": "openai", "openai-compatible": "openai", "anthropic": "anthropic",
                 "gemini": "gemini"}
@@ -42,6 +46,7 @@ class Upstream:
     api_key: str = field(repr=False, default="")
     models: dict = field(default_factory=dict)
     patterns: tuple = ()  # glob patterns routed as-is (e.g. "*/*" on OpenRouter)
+    embedding: frozenset = frozenset()  # names and patterns (of the above) that embed, not chat
 
     @property
     def wire_format(self) -> str:
@@ -54,6 +59,13 @@ class Upstream:
         if any(fnmatch.fnmatchcase(model, p) for p in self.patterns):
             return model
         return None
+
+    def kind_of(self, model: str) -> str:
+        """CHAT or EMBEDDING for a model this provider serves (embedding patterns match first)."""
+        if model in self.models:
+            return EMBEDDING if model in self.embedding else CHAT
+        embeds = any(fnmatch.fnmatchcase(model, p) for p in self.patterns if p in self.embedding)
+        return EMBEDDING if embeds else CHAT
 
 
 @dataclass(frozen=True)
@@ -76,16 +88,31 @@ def parse_upstream(entry: dict, environ) -> Upstream:
     if "api_key" in entry:
         raise ValueError(f"provider {name}: put the key in an environment variable (api_key_env)")
     models, patterns = {}, []
-    for item in spec.get("models", []):
+    embedding = _embedding_models(name, spec)
+    for item in [*spec.get("models", []), *embedding]:
         (patterns.append(item) if "*" in item else models.setdefault(item, item))
+    embedding = set(embedding)
     for alias, target in (spec.get("aliases") or {}).items():
         models[alias] = target
+        if target in embedding:  # an alias of an embedding model is one too
+            embedding.add(alias)
     key_env, fallback = spec.get("api_key_env"), spec.get("api_key_env_fallback")
     api_key = (environ.get(key_env, "") if key_env else "") or (
         environ.get(fallback, "") if fallback else "")
     return Upstream(name=name, type=spec["type"], base_url=spec["base_url"].rstrip("/"),
                     api_key=api_key,
-                    models=models, patterns=tuple(patterns))
+                    models=models, patterns=tuple(patterns), embedding=frozenset(embedding))
+
+
+def _embedding_models(name: str, spec: dict) -> list[str]:
+    """The provider's embedding models; only OpenAI- and Gemini-type APIs have embeddings."""
+    items = spec.get("embedding_models") or []
+    if not isinstance(items, list) or not all(isinstance(m, str) and m for m in items):
+        raise ValueError(f"provider {name}: embedding_models must be a list of model names")
+    if items and spec["type"] == "anthropic":
+        raise ValueError(f"provider {name}: Anthropic-type providers have no embeddings API; "
+                         "remove embedding_models")
+    return items
 
 
 def configured_upstreams(entries, environ=os.environ) -> list[Upstream]:
@@ -117,19 +144,30 @@ class Registry:
         self.providers = {p.upstream.name: p for p in providers}
         self.created = int(time.time())
 
-    def routes(self, model: str, provider: str | None = None) -> list[Route]:
-        """Candidates for a model, best first; raises when nothing serves it."""
+    def routes(self, model: str, provider: str | None = None, kind: str = CHAT) -> list[Route]:
+        """Candidates for a model of `kind` (chat or embedding), best first; raises when nothing
+        serves it (404), or only as the other kind (400)."""
         if provider is not None:
             if provider not in self.providers:
                 raise InvalidRequest(f"unknown provider '{provider}'", param="provider")
             candidates = [self.providers[provider]]
         else:
             candidates = list(self.providers.values())
-        routes = [Route(p, m) for p in candidates if (m := p.upstream.upstream_model(model))]
-        if not routes:
+        serving = [(p, m) for p in candidates if (m := p.upstream.upstream_model(model))]
+        if not serving:
             where = f" on provider '{provider}'" if provider else ""
             raise ModelNotFound(f"The model '{model}' does not exist{where}", param="model")
+        routes = [Route(p, m) for p, m in serving if p.upstream.kind_of(model) == kind]
+        if not routes:
+            raise wrong_kind(model, kind, [p.upstream.type for p, _ in serving])
         return routes
+
+    def kind_of(self, model: str) -> str:
+        """CHAT or EMBEDDING, as the first provider serving the model has it (CHAT if none)."""
+        for p in self.providers.values():
+            if p.upstream.upstream_model(model):
+                return p.upstream.kind_of(model)
+        return CHAT
 
     def models(self) -> list[tuple[str, str]]:
         """(model, provider name) for every listed model, first provider wins."""
@@ -138,6 +176,20 @@ class Registry:
             for model in p.upstream.models:
                 seen.setdefault(model, p.upstream.name)
         return sorted(seen.items())
+
+
+def wrong_kind(model: str, kind: str, types: list[str]) -> InvalidRequest:
+    """The 400 for a chat request to an embedding model, or the reverse."""
+    if kind == CHAT:
+        message = (f"The model '{model}' is an embedding model; it cannot chat. Call "
+                   "POST /v1/embeddings (or :embedContent / :batchEmbedContents) with it.")
+    elif all(t == "anthropic" for t in types):
+        message = (f"The model '{model}' is served by an Anthropic-type provider, and the "
+                   "Anthropic API has no embeddings; use an embedding model (see GET /v1/models).")
+    else:
+        message = (f"The model '{model}' is a chat model, not an embedding model; use an "
+                   "embedding model (see GET /v1/models).")
+    return InvalidRequest(message, param="model", code="unsupported_model")
 
 
 def build_registry(config, provider_classes, session_factory) -> Registry:

@@ -4,7 +4,8 @@ It serves real HTTP (JSON and SSE with chunked encoding), records every request 
 and can be slow, silent, broken or failing on demand. Replies are queued with `fake.push(...)`;
 with none queued it answers by echoing the last user message. The wire format follows the
 path: `.../messages` is Anthropic (tests/fake_anthropic.py), `.../models/M:method` is Gemini
-(tests/fake_gemini.py), anything else OpenAI Chat Completions (below). GET paths registered in
+(tests/fake_gemini.py), embeddings calls go to tests/fake_embeddings.py, anything else is
+OpenAI Chat Completions (below). GET paths registered in
 `fake.files` serve those bytes (images to fetch), or redirect when the type is "redirect".
 """
 
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
+
+from tests import fake_embeddings
 
 
 @dataclass
@@ -40,6 +43,7 @@ class Script:
     tool_calls: list | None = None  # [(name, arguments dict), ...]: the model calls tools
     content_type: str | None = None
     raw_stream: bytes | None = None  # exact bytes to stream instead of generated chunks
+    reverse_order: bool = False  # embeddings: list the vectors last input first
 
 
 @dataclass
@@ -113,6 +117,10 @@ class FakeUpstream:
             return Response(json.dumps(script.body if script.body is not None
                                        else fmt.error_body(script.status)),
                             status=script.status, headers=script.headers,
+                            content_type=script.content_type or "application/json")
+        if fake_embeddings.handles(request.path):
+            status, body = fake_embeddings.answer(request.path, payload or {}, script)
+            return Response(json.dumps(body), status=status, headers=script.headers,
                             content_type=script.content_type or "application/json")
         if request.path.endswith(("/count_tokens", ":countTokens")):
             return Response(json.dumps(fmt.count(payload)), content_type="application/json")
