@@ -225,9 +225,9 @@ def settle(conn, batch: list[Charge]):
         if not conn.execute(DROP_HOLD, {"hold_id": ticket.hold_id}).rowcount:
             held = Decimal(0)  # already released by a sweep: charge from the balance alone
         price = Decimal(0) if item.usage is None else item.cost
-        if price > held:
+        if price > held:  # the excess is taken here; there is nothing left to give back
             price = held + _take(conn, ticket.user_id, price - held)
-        if held != price:
+        elif held > price:
             conn.execute(GIVE, {"account": ticket.user_id, "delta": held - price})
         if item.usage is not None:
             u = item.usage
