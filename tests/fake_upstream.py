@@ -63,6 +63,7 @@ class FakeUpstream:
         self.received: list[Received] = []
         self.sent_streams: list[bytes] = []
         self.files: dict[str, tuple[str, bytes]] = {}  # GET path -> (content type, bytes)
+        self.in_flight = self.most_in_flight = 0  # requests being answered at once (at most)
         self.lock = threading.Lock()
         self.server = make_server("127.0.0.1", 0, self.wsgi, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
@@ -95,9 +96,15 @@ class FakeUpstream:
         with self.lock:
             self.received.append(record)
             script = self.scripts.popleft() if self.scripts else Script()
-        if script.delay:
-            time.sleep(script.delay)
-        response = self._respond(request, payload, script, record, environ)
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            if script.delay:
+                time.sleep(script.delay)
+            response = self._respond(request, payload, script, record, environ)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
         return response(environ, start_response)
 
     def _respond(self, request, payload, script, record, environ):
