@@ -145,8 +145,7 @@ class Embeddings:
 
         def call(group):
             payload, options = dst.request_from_ir(req, [req.inputs[i] for i in group],
-                                                   route.upstream_model,
-                                                   route.provider.upstream.type)
+                                                   route.upstream_model)
             _, data = route.provider.embed(payload, **options)
             return self._read(dst, data, len(group), options, route)
 

@@ -54,8 +54,7 @@ def group_key(item: EmbedInput):
     return None  # every batch item carries its own settings
 
 
-def request_from_ir(req: EmbedRequest, items: list, upstream_model: str,
-                    upstream_type: str) -> tuple[dict, dict]:
+def request_from_ir(req: EmbedRequest, items: list, upstream_model: str) -> tuple[dict, dict]:
     """A :batchEmbedContents body for some of a request's inputs."""
     requests = []
     for item in items:

@@ -12,9 +12,10 @@ from translation.embeddings import EmbedAnswer, EmbedInput, EmbedRequest, pack_b
 
 name = "openai"
 MODELLED = ("model", "input", "dimensions", "encoding_format", "task_type", "provider")
-# OpenAI-type upstreams asked for base64 when we translate: a quarter of the bytes of floats.
-# OpenAI-compatible servers do not all know base64, so they are asked for floats.
-UPSTREAM_ENCODING = {"openai": "base64", "openai-compatible": "float"}
+# What upstreams are asked for when we translate: base64 is a quarter of the bytes of floats, and
+# every server the official SDKs work with takes it (they ask for it by default). A server that
+# ignores it and sends floats is understood all the same.
+UPSTREAM_ENCODING = "base64"
 
 
 def request_to_ir(body: dict) -> EmbedRequest:
@@ -49,8 +50,7 @@ def group_key(item: EmbedInput):
     return item.dimensions
 
 
-def request_from_ir(req: EmbedRequest, items: list, upstream_model: str,
-                    upstream_type: str) -> tuple[dict, dict]:
+def request_from_ir(req: EmbedRequest, items: list, upstream_model: str) -> tuple[dict, dict]:
     """An /embeddings body for some of a request's inputs (all with the same dimensions)."""
     inputs = []
     for item in items:
@@ -59,7 +59,7 @@ def request_from_ir(req: EmbedRequest, items: list, upstream_model: str,
                                  "providers embed text only.", param=item.param)
         inputs.append(item.tokens if item.tokens is not None else item.text)
     payload = {"model": upstream_model, "input": inputs,
-               "encoding_format": UPSTREAM_ENCODING.get(upstream_type, "float")}
+               "encoding_format": UPSTREAM_ENCODING}
     if items[0].dimensions is not None:
         payload["dimensions"] = items[0].dimensions
     return payload, {}

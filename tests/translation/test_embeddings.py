@@ -58,8 +58,8 @@ def test_openai_request_shapes():
     req = openai_embeddings.request_to_ir({"model": "m", "input": ["a", "b"],
                                            "encoding_format": "base64"})
     assert [(i.text, i.param) for i in req.inputs] == [("a", "input[0]"), ("b", "input[1]")]
-    payload, _ = openai_embeddings.request_from_ir(req, req.inputs, "up", "openai-compatible")
-    assert payload == {"model": "up", "input": ["a", "b"], "encoding_format": "float"}
+    payload, _ = openai_embeddings.request_from_ir(req, req.inputs, "up")
+    assert payload == {"model": "up", "input": ["a", "b"], "encoding_format": "base64"}
 
 
 def test_openai_answers_are_checked_and_put_in_index_order():
@@ -87,14 +87,14 @@ def test_openai_passthrough_keeps_bytes_only_in_the_asked_encoding():
 def test_gemini_requests_from_openai_inputs():
     req = openai_embeddings.request_to_ir({"model": "m", "input": ["a"], "dimensions": 4,
                                            "task_type": "CLUSTERING"})
-    payload, options = gemini_embeddings.request_from_ir(req, req.inputs, "g-1", "gemini")
+    payload, options = gemini_embeddings.request_from_ir(req, req.inputs, "g-1")
     assert options == {"method": "batchEmbedContents"}
     assert payload == {"model": "g-1", "requests": [{
         "model": "models/g-1", "content": {"parts": [{"text": "a"}]},
         "taskType": "CLUSTERING", "outputDimensionality": 4}]}
     tokens = openai_embeddings.request_to_ir({"model": "m", "input": [[1], [2]]})
     with pytest.raises(InvalidRequest) as caught:
-        gemini_embeddings.request_from_ir(tokens, tokens.inputs, "g-1", "gemini")
+        gemini_embeddings.request_from_ir(tokens, tokens.inputs, "g-1")
     assert caught.value.param == "input[0]"
 
 

@@ -6,6 +6,7 @@ import struct
 
 import openai
 import pytest
+import requests
 
 from tests.api.embeddings.conftest import GEMINI_MODEL, OPENAI_MODEL
 from tests.conftest import UPSTREAM_KEY
@@ -93,3 +94,46 @@ def test_many_inputs_to_gemini_are_split_and_kept_in_order(sdk, upstream):
     assert [d.index for d in reply.data] == list(range(250))
     calls = [r for r in upstream.received if r.path.endswith(":batchEmbedContents")]
     assert [len(c.json["requests"]) for c in calls] == [100, 100, 50]
+
+
+def test_base64_is_honoured_when_the_upstream_sends_floats(gateway, api_key, upstream):
+    """An OpenAI-compatible server that ignores encoding_format: the client still gets base64
+    (openai-node decodes whatever it gets as base64, so floats would be garbage to it)."""
+    upstream.push(Script(body={"object": "list", "model": "m", "data": [
+        {"object": "embedding", "index": 0, "embedding": [0.5, 0.25]}],
+        "usage": {"prompt_tokens": 2, "total_tokens": 2}}))
+    resp = requests.post(f"{gateway}/v1/embeddings", timeout=10,
+                         headers={"Authorization": f"Bearer {api_key}"},
+                         json={"model": OPENAI_MODEL, "input": "x", "encoding_format": "base64"})
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["data"] == [{"object": "embedding", "index": 0, "embedding": "AAAAPwAAgD4="}]
+    assert body["usage"] == {"prompt_tokens": 2, "total_tokens": 2}
+
+
+def test_floats_are_given_when_the_upstream_sends_base64(gateway, api_key, upstream):
+    upstream.push(Script(body={"object": "list", "model": "m", "data": [
+        {"object": "embedding", "index": 0, "embedding": "AAAAPwAAgD4="}]}))
+    resp = requests.post(f"{gateway}/v1/embeddings", timeout=10,
+                         headers={"Authorization": f"Bearer {api_key}"},
+                         json={"model": OPENAI_MODEL, "input": "x"})
+    assert resp.json()["data"][0]["embedding"] == [0.5, 0.25]
+    assert resp.json()["usage"] == {"prompt_tokens": 1, "total_tokens": 1}  # counted by us
+    assert resp.headers["x-tollgate-token-count"] == "estimated"
+
+
+def test_a_broken_answer_is_502(sdk, upstream):
+    upstream.push(Script(body={"object": "list", "data": [{"index": 0, "embedding": "!!"}]}))
+    with pytest.raises(openai.APIStatusError) as caught:
+        sdk.embeddings.create(model=OPENAI_MODEL, input="x")
+    assert caught.value.status_code == 502
+    assert caught.value.body["type"] == "service_unavailable_error"
+
+
+def test_upstream_errors_pass_on_in_openai_shape(sdk, upstream):
+    upstream.push(Script(status=400, body={"error": {
+        "message": "This model does not support specifying dimensions.",
+        "type": "invalid_request_error", "param": "dimensions", "code": None}}))
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk.embeddings.create(model=OPENAI_MODEL, input="x", dimensions=3)
+    assert "does not support specifying dimensions" in caught.value.message
