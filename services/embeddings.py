@@ -42,7 +42,7 @@ class _Served:
     answer: EmbedAnswer
     counted: int  # input tokens as the upstream counted them
     unread: int  # our count of the inputs whose call the upstream did not count
-    raw: tuple | None = None  # (content, data) of a passthrough call
+    raw: bytes | None = None  # the upstream's own answer, when it goes to the client as is
 
 
 class PartlyServed(Exception):
@@ -81,10 +81,9 @@ class Embeddings:
             raise
         tokens, estimated = served.counted + served.unread, served.unread > 0
         cost = self.billing.charge(ticket, Usage(input=tokens), estimated=estimated)
-        out = None
         if served.raw is not None:
-            out = fmt.passthrough_body(*served.raw, req, cost)
-        if out is None:
+            out = fmt.relay_body(served.raw, cost)
+        else:
             out = fmt.answer_from_ir(served.answer, req, tokens, cost)
         headers = {"x-tollgate-token-count": "estimated"} if estimated else {}
         return EmbedReply(200, out, headers=headers)
@@ -132,10 +131,12 @@ class Embeddings:
                             if fmt.name == "gemini"
                             else fmt.passthrough_payload(body, route.upstream_model))
         content, data = route.provider.embed(payload, **options)
-        answer = self._read(fmt, data, len(req.inputs), options, route)
+        relay = fmt.relayable(content, data, req)  # else re-encoded, from decoded vectors
+        answer = self._read(fmt, data, len(req.inputs), options, route, decode=not relay)
+        raw = content if relay else None
         if answer.prompt_tokens is None:
-            return _Served(answer, 0, sum(estimates), raw=(content, data))
-        return _Served(answer, answer.prompt_tokens, 0, raw=(content, data))
+            return _Served(answer, 0, sum(estimates), raw=raw)
+        return _Served(answer, answer.prompt_tokens, 0, raw=raw)
 
     def _translated(self, fmt, req, route, estimates) -> _Served:
         """Client format -> IR -> provider format, in as many calls as the provider needs."""
@@ -190,9 +191,9 @@ class Embeddings:
         raise PartlyServed(failed[0], tokens, estimated)
 
     @staticmethod
-    def _read(fmt, data, count: int, options: dict, route) -> EmbedAnswer:
+    def _read(fmt, data, count: int, options: dict, route, decode=True) -> EmbedAnswer:
         try:
-            return fmt.answer_to_ir(data, count, options)
+            return fmt.answer_to_ir(data, count, options, decode=decode)
         except (ValueError, TypeError, AttributeError, KeyError) as exc:
             raise UpstreamUnavailable(f"provider {route.provider.upstream.name} sent an "
                                       f"unreadable embeddings answer: {exc}") from exc

@@ -70,8 +70,9 @@ def request_from_ir(req: EmbedRequest, items: list, upstream_model: str) -> tupl
     return {"model": upstream_model, "requests": requests}, {"method": "batchEmbedContents"}
 
 
-def answer_to_ir(data, count: int, options: dict) -> EmbedAnswer:
-    """Vectors from an :embedContent or :batchEmbedContents answer; ValueError if malformed."""
+def answer_to_ir(data, count: int, options: dict, *, decode: bool = True) -> EmbedAnswer:
+    """Vectors from an :embedContent or :batchEmbedContents answer; ValueError if malformed.
+    Gemini sends floats only, so there is nothing to decode either way."""
     if not isinstance(data, dict):
         raise ValueError("an embeddings answer must be an object")
     if options.get("method") == "embedContent":
@@ -92,8 +93,12 @@ def answer_to_ir(data, count: int, options: dict) -> EmbedAnswer:
     return EmbedAnswer(vectors, tokens if isinstance(tokens, int) and tokens >= 0 else None)
 
 
-def passthrough_body(content: bytes, data: dict, req: EmbedRequest, credits) -> bytes | None:
-    """The upstream's bytes as they came: Gemini's vectors have one encoding only."""
+def relayable(content: bytes, data, req: EmbedRequest) -> bool:
+    """Gemini's vectors have one encoding only: the upstream's bytes can always go as they are."""
+    return True
+
+
+def relay_body(content: bytes, credits) -> bytes:
     return content
 
 

@@ -65,8 +65,10 @@ def request_from_ir(req: EmbedRequest, items: list, upstream_model: str) -> tupl
     return payload, {}
 
 
-def answer_to_ir(data, count: int, options: dict) -> EmbedAnswer:
-    """Vectors in input order from an /embeddings answer; ValueError when it is not one."""
+def answer_to_ir(data, count: int, options: dict, *, decode: bool = True) -> EmbedAnswer:
+    """Vectors in input order from an /embeddings answer; ValueError when it is not one.
+    Without `decode` the vectors stay as sent (base64 or floats): for answers relayed as they
+    are, which need their shape checked but no numbers read."""
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise ValueError("an embeddings answer needs a data list")
     rows = data["data"]
@@ -77,27 +79,36 @@ def answer_to_ir(data, count: int, options: dict) -> EmbedAnswer:
         index = row.get("index", position) if isinstance(row, dict) else None
         if not isinstance(index, int) or not 0 <= index < count or vectors[index] is not None:
             raise ValueError("embedding indexes must number the inputs once each")
-        vectors[index] = vector_of(row.get("embedding"))
+        value = row.get("embedding")
+        if not decode and isinstance(value, str | list):
+            vectors[index] = value
+        else:
+            vectors[index] = vector_of(value)
     usage = data.get("usage")
     tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
     return EmbedAnswer(vectors, tokens if isinstance(tokens, int) and tokens >= 0 else None)
 
 
-def passthrough_body(content: bytes, data: dict, req: EmbedRequest, credits) -> bytes | None:
-    """The upstream's own bytes (with credits_consumed), when its vectors are already in the
-    encoding the client asked for; None when they must be re-encoded."""
+def relayable(content: bytes, data, req: EmbedRequest) -> bool:
+    """Whether the upstream's own bytes can go to the client: its vectors are in the encoding
+    the client asked for, and it gave the usage OpenAI's schema requires."""
     wanted = str if req.encoding == "base64" else list
-    if not all(isinstance(row.get("embedding"), wanted) for row in data["data"]):
-        return None
+    rows = data.get("data") if isinstance(data, dict) else None
+    return (isinstance(rows, list) and isinstance(data.get("usage"), dict)
+            and content.rstrip().endswith(b"}")
+            and all(isinstance(row, dict) and isinstance(row.get("embedding"), wanted)
+                    for row in rows))
+
+
+def relay_body(content: bytes, credits) -> bytes:
+    """The upstream's bytes with credits_consumed added (after its last field)."""
     body = content.rstrip()
-    if not body.endswith(b"}") or not isinstance(data.get("usage"), dict):
-        return None  # add usage, which the upstream left out: OpenAI's schema requires it
     return body[:-1] + b',"credits_consumed":' + json.dumps(float(credits)).encode() + b"}"
 
 
 def answer_from_ir(answer: EmbedAnswer, req: EmbedRequest, tokens: int, credits) -> bytes:
     """The client's answer: one embedding per input, in order, encoded as it asked."""
-    encode = pack_base64 if req.encoding == "base64" else list
+    encode = pack_base64 if req.encoding == "base64" else list  # vectors are decoded floats
     data = [{"object": "embedding", "index": i, "embedding": encode(vector)}
             for i, vector in enumerate(answer.vectors)]
     body = {"object": "list", "data": data, "model": req.model,

@@ -78,10 +78,14 @@ def test_openai_passthrough_keeps_bytes_only_in_the_asked_encoding():
                                            "encoding_format": "base64"})
     content = b'{"data":[{"index":0,"embedding":"AACAPw=="}],"usage":{"prompt_tokens":1}}\n'
     data = {"data": [{"index": 0, "embedding": "AACAPw=="}], "usage": {"prompt_tokens": 1}}
-    out = openai_embeddings.passthrough_body(content, data, req, 0.25)
+    assert openai_embeddings.relayable(content, data, req)
+    out = openai_embeddings.relay_body(content, 0.25)
     assert out == content.rstrip()[:-1] + b',"credits_consumed":0.25}'
     floats = {"data": [{"index": 0, "embedding": [1.0]}], "usage": {"prompt_tokens": 1}}
-    assert openai_embeddings.passthrough_body(b"{}", floats, req, 0.25) is None
+    assert not openai_embeddings.relayable(b"{}", floats, req)
+    assert not openai_embeddings.relayable(content, {"data": data["data"]}, req)  # no usage
+    # relayed answers are checked, not decoded
+    assert openai_embeddings.answer_to_ir(data, 1, {}, decode=False).vectors == ["AACAPw=="]
 
 
 def test_gemini_requests_from_openai_inputs():
