@@ -121,3 +121,17 @@ def test_model_list_names_the_embed_methods(sdk):
     assert methods[f"models/{GEMINI_MODEL}"] == ["embedContent", "batchEmbedContents"]
     assert methods[f"models/{OPENAI_MODEL}"] == ["embedContent", "batchEmbedContents"]
     assert "generateContent" in methods["models/gemini-test"]
+
+
+def test_a_large_gemini_batch_is_split_with_each_items_settings(gateway, api_key, upstream):
+    body = {"requests": [{"content": {"parts": [{"text": f"t{i}"}]},
+                          "outputDimensionality": 3 + i % 2, "taskType": "CLUSTERING"}
+                         for i in range(150)]}
+    reply = requests.post(f"{gateway}/v1beta/models/{GEMINI_MODEL}:batchEmbedContents",
+                          json=body, headers={"x-goog-api-key": api_key}, timeout=10)
+    assert [e["values"] for e in reply.json()["embeddings"]] == [
+        vector(f"t{i}", 3 + i % 2) for i in range(150)]
+    calls = [r.json["requests"] for r in upstream.received]
+    assert [len(c) for c in calls] == [100, 50]
+    assert calls[1][0] == {"model": f"models/{GEMINI_MODEL}", "content": {"parts": [
+        {"text": "t100"}]}, "outputDimensionality": 3, "taskType": "CLUSTERING"}
