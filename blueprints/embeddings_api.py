@@ -16,6 +16,7 @@ from translation.gemini_embeddings import normalize_request
 bp = Blueprint("embeddings_api", __name__)
 BASE_PATHS = ("/v1", "/api/v1", "/api/v1/ai")  # the OpenAI family's paths
 FAMILY = "embeddings"
+TASK_TYPE = r"^[A-Za-z_]{1,64}$"  # RETRIEVAL_QUERY, ...: sent upstream in capitals
 KINDS = "Must be a string, a list of strings, or a list of token arrays (lists of integers)."
 
 
@@ -68,7 +69,7 @@ class EmbeddingsIn(Schema):
     encoding_format = fields.String(allow_none=True,
                                     validate=validate.OneOf(("float", "base64")))
     user = fields.String(allow_none=True)
-    task_type = fields.String(validate=validate.Regexp(r"^[A-Z_]{1,64}$"))
+    task_type = fields.String(validate=validate.Regexp(TASK_TYPE))
     provider = fields.String(validate=validate.Length(min=1, max=64))
 
 
@@ -99,7 +100,7 @@ class EmbedContentIn(Schema):
 
     model = fields.String(validate=validate.Length(min=1, max=300))
     content = fields.Nested(ContentIn, required=True)
-    taskType = fields.String(validate=validate.Regexp(r"^[A-Z_]{1,64}$"))
+    taskType = fields.String(validate=validate.Regexp(TASK_TYPE))
     title = fields.String()
     outputDimensionality = StrictInteger(validate=validate.Range(min=1))
     provider = fields.String(validate=validate.Length(min=1, max=64))
@@ -130,6 +131,8 @@ def create_embeddings():
     check(EMBEDDINGS_IN, body)
     require_model(body["model"])
     body = {k: v for k, v in body.items() if v is not None}  # null: as if not given
+    if "task_type" in body:
+        body["task_type"] = body["task_type"].upper()
     return to_response(current_app.extensions["embeddings"].embed("openai", body,
                                                                    caller=g.caller))
 
@@ -141,6 +144,7 @@ def gemini_embed(model: str, method: str, body: dict):
         body = normalize_request(body)
         check(EMBED_CONTENT_IN, body)
         _same_model(model, body.get("model"), "model")
+        _capital_task_type(body)
     else:
         if isinstance(body.get("requests"), list):
             body["requests"] = [normalize_request(r) if isinstance(r, dict) else r
@@ -148,6 +152,7 @@ def gemini_embed(model: str, method: str, body: dict):
         check(BATCH_IN, body)
         for i, request in enumerate(body["requests"]):
             _same_model(model, request.get("model"), f"requests[{i}].model")
+            _capital_task_type(request)
     require_model(model)
     embeddings = current_app.extensions["embeddings"]
     return to_response(embeddings.embed("gemini", {**body, "model": model}, caller=g.caller,
@@ -159,3 +164,9 @@ def _same_model(model: str, named: str | None, param: str) -> None:
     if named is not None and named.removeprefix("models/") != model:
         raise InvalidRequest(f"'{param}' is '{named}', but the URL names 'models/{model}'; "
                              "a batch embeds with one model.", param=param)
+
+
+def _capital_task_type(request: dict) -> None:
+    """Task types are enum names, in capitals on the wire; clients may write them in lower case."""
+    if "taskType" in request:
+        request["taskType"] = request["taskType"].upper()

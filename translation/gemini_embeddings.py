@@ -60,7 +60,9 @@ def request_from_ir(req: EmbedRequest, items: list, upstream_model: str) -> tupl
     for item in items:
         if item.tokens is not None:
             raise InvalidRequest(f"'{item.param}' is a token array; only OpenAI-type providers "
-                                 "embed token arrays. Send text.", param=item.param)
+                                 "embed token arrays. Send text (with LangChain's "
+                                 "OpenAIEmbeddings: check_embedding_ctx_length=False).",
+                                 param=item.param)
         entry = {"model": f"models/{upstream_model}",
                  "content": {"parts": item.parts or [{"text": item.text}]}}
         for key, attr in ITEM_FIELDS.items():

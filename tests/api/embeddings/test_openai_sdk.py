@@ -82,7 +82,7 @@ def test_to_gemini(sdk, upstream, encoding):
 
 def test_to_gemini_with_a_task_type(sdk, upstream):
     sdk.embeddings.create(model=GEMINI_MODEL, input="q", extra_body={"task_type":
-                                                                     "RETRIEVAL_QUERY"})
+                                                                     "retrieval_query"})
     assert upstream.last.json["requests"][0]["taskType"] == "RETRIEVAL_QUERY"
 
 

@@ -113,7 +113,7 @@ def gemini(client, key, body, method="batchEmbedContents", model=GEMINI_MODEL):
      "requests"),
     ("embedContent", {"content": {"parts": [{"text": ""}]}}, "content.parts"),
     ("embedContent", {"content": "text"}, "content"),
-    ("embedContent", {"content": {"parts": [{"text": "x"}]}, "taskType": "lower case"},
+    ("embedContent", {"content": {"parts": [{"text": "x"}]}, "taskType": "TWO WORDS"},
      "taskType"),
 ])
 def test_bad_gemini_input_is_400(client, api_key, upstream, method, body, where):
