@@ -17,7 +17,6 @@ from blueprints.common import validate as check
 from blueprints.ratelimit import limited, reports
 from blueprints.schemas import StrictInteger, StrictNumber
 from errors import GatewayError, InvalidRequest, ModelNotFound, NotFound
-from providers.registry import EMBEDDING
 from services.counting import count_input_tokens
 from translation.gemini import error_body, normalize_keys
 from translation.gemini_embeddings import METHODS as EMBED_METHODS
@@ -163,7 +162,7 @@ def _models():
 
 
 def _model(name, owner):
-    embeds = current_app.extensions["relay"].registry.kind_of(name) == EMBEDDING
+    embeds = name in current_app.extensions["relay"].registry.embedding_models()
     return {"name": f"models/{name}", "baseModelId": name, "version": "001",
             "displayName": name, "description": f"Served by provider {owner} through Tollgate.",
             "supportedGenerationMethods": list(EMBED_METHODS if embeds else METHODS)}

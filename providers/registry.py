@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from errors import InvalidRequest, ModelNotFound
 
 log = logging.getLogger(__name__)
-CHAT, EMBEDDING = "chat", "embedding"  # what a model does: which endpoints may call it
+CHAT, EMBEDDINGS = "chat", "embeddings"  # purposes: which endpoints may call a model
 
 # Known providers: base URL, wire format and the environment variable holding the key.
 PRESETS = {
@@ -46,7 +46,7 @@ class Upstream:
     api_key: str = field(repr=False, default="")
     models: dict = field(default_factory=dict)
     patterns: tuple = ()  # glob patterns routed as-is (e.g. "*/*" on OpenRouter)
-    embedding: frozenset = frozenset()  # names and patterns (of the above) that embed, not chat
+    embedding_models: frozenset = frozenset()  # names and patterns (of the above) that embed
 
     @property
     def wire_format(self) -> str:
@@ -60,12 +60,16 @@ class Upstream:
             return model
         return None
 
-    def kind_of(self, model: str) -> str:
-        """CHAT or EMBEDDING for a model this provider serves (embedding patterns match first)."""
+    def serves(self, model: str, purpose: str) -> bool:
+        """Whether this provider's `model` answers chat requests or embeddings requests."""
+        return self.embeds(model) == (purpose == EMBEDDINGS)
+
+    def embeds(self, model: str) -> bool:
+        """Whether a model this provider serves is an embedding model (its patterns first)."""
         if model in self.models:
-            return EMBEDDING if model in self.embedding else CHAT
-        embeds = any(fnmatch.fnmatchcase(model, p) for p in self.patterns if p in self.embedding)
-        return EMBEDDING if embeds else CHAT
+            return model in self.embedding_models
+        return any(fnmatch.fnmatchcase(model, p) for p in self.patterns
+                   if p in self.embedding_models)
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,7 @@ def parse_upstream(entry: dict, environ) -> Upstream:
     if "api_key" in entry:
         raise ValueError(f"provider {name}: put the key in an environment variable (api_key_env)")
     models, patterns = {}, []
-    embedding = _embedding_models(name, spec)
+    embedding = _embedding_models(name, entry, spec)
     for item in [*spec.get("models", []), *embedding]:
         (patterns.append(item) if "*" in item else models.setdefault(item, item))
     embedding = set(embedding)
@@ -101,12 +105,15 @@ def parse_upstream(entry: dict, environ) -> Upstream:
         environ.get(fallback, "") if fallback else "")
     return Upstream(name=name, type=spec["type"], base_url=spec["base_url"].rstrip("/"),
                     api_key=api_key,
-                    models=models, patterns=tuple(patterns), embedding=frozenset(embedding))
+                    models=models, patterns=tuple(patterns),
+                    embedding_models=frozenset(embedding))
 
 
-def _embedding_models(name: str, spec: dict) -> list[str]:
-    """The provider's embedding models; only OpenAI- and Gemini-type APIs have embeddings."""
-    items = spec.get("embedding_models") or []
+def _embedding_models(name: str, entry: dict, spec: dict) -> list[str]:
+    """The provider's embedding models; only OpenAI- and Gemini-type APIs have embeddings.
+    An entry that lists its own models replaces the preset's embedding models too."""
+    items = (entry.get("embedding_models") if "models" in entry
+             else spec.get("embedding_models")) or []
     if not isinstance(items, list) or not all(isinstance(m, str) and m for m in items):
         raise ValueError(f"provider {name}: embedding_models must be a list of model names")
     if items and spec["type"] == "anthropic":
@@ -143,10 +150,13 @@ class Registry:
     def __init__(self, providers: list):
         self.providers = {p.upstream.name: p for p in providers}
         self.created = int(time.time())
+        self._embedding_models = frozenset(m for p in providers for m in p.upstream.models
+                                           if p.upstream.embeds(m))
 
-    def routes(self, model: str, provider: str | None = None, kind: str = CHAT) -> list[Route]:
-        """Candidates for a model of `kind` (chat or embedding), best first; raises when nothing
-        serves it (404), or only as the other kind (400)."""
+    def routes(self, model: str, provider: str | None = None, purpose: str = CHAT
+               ) -> list[Route]:
+        """Candidates for a model (for chat or embeddings requests), best first; raises when
+        nothing serves it (404), or nothing for this purpose (400)."""
         if provider is not None:
             if provider not in self.providers:
                 raise InvalidRequest(f"unknown provider '{provider}'", param="provider")
@@ -157,17 +167,14 @@ class Registry:
         if not serving:
             where = f" on provider '{provider}'" if provider else ""
             raise ModelNotFound(f"The model '{model}' does not exist{where}", param="model")
-        routes = [Route(p, m) for p, m in serving if p.upstream.kind_of(model) == kind]
+        routes = [Route(p, m) for p, m in serving if p.upstream.serves(model, purpose)]
         if not routes:
-            raise wrong_kind(model, kind, [p.upstream.type for p, _ in serving])
+            raise wrong_purpose(model, purpose, [p.upstream.type for p, _ in serving])
         return routes
 
-    def kind_of(self, model: str) -> str:
-        """CHAT or EMBEDDING, as the first provider serving the model has it (CHAT if none)."""
-        for p in self.providers.values():
-            if p.upstream.upstream_model(model):
-                return p.upstream.kind_of(model)
-        return CHAT
+    def embedding_models(self) -> frozenset[str]:
+        """Client-facing names of every listed embedding model (worked out once)."""
+        return self._embedding_models
 
     def models(self) -> list[tuple[str, str]]:
         """(model, provider name) for every listed model, first provider wins."""
@@ -178,9 +185,9 @@ class Registry:
         return sorted(seen.items())
 
 
-def wrong_kind(model: str, kind: str, types: list[str]) -> InvalidRequest:
+def wrong_purpose(model: str, purpose: str, types: list[str]) -> InvalidRequest:
     """The 400 for a chat request to an embedding model, or the reverse."""
-    if kind == CHAT:
+    if purpose == CHAT:
         message = (f"The model '{model}' is an embedding model; it cannot chat. Call "
                    "POST /v1/embeddings (or :embedContent / :batchEmbedContents) with it.")
     elif all(t == "anthropic" for t in types):

@@ -17,7 +17,7 @@ from gevent import monkey
 from gevent.pool import Pool
 
 from errors import GatewayError, InvalidRequest, UpstreamUnavailable
-from providers.registry import EMBEDDING
+from providers.registry import EMBEDDINGS
 from services.billing import InsufficientCredits
 from translation import gemini_embeddings, openai_embeddings
 from translation.embeddings import MAX_INPUTS, EmbedAnswer, batches, estimate_tokens
@@ -64,7 +64,7 @@ class Embeddings:
         """Serve one embeddings request in `client_format` (the body is already validated)."""
         fmt = FORMATS[client_format]
         forced = body.pop("provider", None)
-        routes = self.registry.routes(body["model"], forced, kind=EMBEDDING)
+        routes = self.registry.routes(body["model"], forced, purpose=EMBEDDINGS)
         req = (fmt.request_to_ir(body) if client_format == "openai"
                else fmt.request_to_ir(body, body["model"], method))
         estimates = [estimate_tokens(item) for item in req.inputs]

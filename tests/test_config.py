@@ -48,20 +48,22 @@ def test_entry_overrides_preset_and_aliases():
     up = parse_upstream({"name": "openai", "models": ["gpt-4o"], "aliases": {"best": "gpt-4o"}},
                         {"OPENAI_API_KEY": "sk-x"})
     assert up.base_url == "https://api.openai.com/v1" and up.api_key == "sk-x"
-    chat = {name: target for name, target in up.models.items() if name not in up.embedding}
-    assert chat == {"gpt-4o": "gpt-4o", "best": "gpt-4o"}  # the preset's embedding models stay
+    assert up.models == {"gpt-4o": "gpt-4o", "best": "gpt-4o"}
 
 
 def test_embedding_models_from_presets_and_entries():
     up = parse_upstream({"name": "openai"}, {"OPENAI_API_KEY": "sk-x"})
-    assert up.kind_of("text-embedding-3-small") == "embedding" and up.kind_of("o3") == "chat"
+    assert up.embeds("text-embedding-3-small") and not up.embeds("o3")
+    assert up.serves("o3", "chat") and not up.serves("o3", "embeddings")
     up = parse_upstream({"name": "gemini", "embedding_models": []}, {})
-    assert up.embedding == frozenset() and "gemini-embedding-001" not in up.models
+    assert up.embedding_models == frozenset() and "gemini-embedding-001" not in up.models
+    up = parse_upstream({"name": "gemini", "models": ["gemini-2.5-pro"]}, {})
+    assert up.embedding_models == frozenset()  # own models replace the preset's, embeddings too
     up = parse_upstream({"name": "local", "type": "openai-compatible", "base_url": "http://h",
                          "models": ["llama", "*/*"], "embedding_models": ["nomic", "embed/*"],
                          "aliases": {"docs": "nomic", "talk": "llama"}}, {})
-    assert [up.kind_of(m) for m in ("nomic", "docs", "llama", "talk", "embed/x", "chat/x")] == [
-        "embedding", "embedding", "chat", "chat", "embedding", "chat"]
+    assert [up.embeds(m) for m in ("nomic", "docs", "llama", "talk", "embed/x", "chat/x")] == [
+        True, True, False, False, True, False]
     assert up.upstream_model("docs") == "nomic"
 
 
