@@ -65,8 +65,7 @@ class Embeddings:
         fmt = FORMATS[client_format]
         forced = body.pop("provider", None)
         routes = self.registry.routes(body["model"], forced, purpose=EMBEDDINGS)
-        req = (fmt.request_to_ir(body) if client_format == "openai"
-               else fmt.request_to_ir(body, body["model"], method))
+        req = fmt.request_to_ir(body, method)
         estimates = [estimate_tokens(item) for item in req.inputs]
         self._check_size(req, sum(estimates))
         ticket = self._reserve(caller, req.model, sum(estimates))
@@ -127,9 +126,7 @@ class Embeddings:
                                            param="model")
 
     def _passthrough(self, fmt, body, req, route, estimates) -> _Served:
-        payload, options = (fmt.passthrough_payload(body, route.upstream_model, req.method)
-                            if fmt.name == "gemini"
-                            else fmt.passthrough_payload(body, route.upstream_model))
+        payload, options = fmt.passthrough_payload(body, route.upstream_model, req.method)
         content, data = route.provider.embed(payload, **options)
         relay = fmt.relayable(content, data, req)  # else re-encoded, from decoded vectors
         answer = self._read(fmt, data, len(req.inputs), options, route, decode=not relay)

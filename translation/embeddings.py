@@ -11,6 +11,7 @@ import base64
 import math
 import sys
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from translation.tokens import json_tokens
 
@@ -44,6 +45,26 @@ class EmbedRequest:
 class EmbedAnswer:
     vectors: list  # list[list[float]], in the inputs' order
     prompt_tokens: int | None = None  # as the upstream counted them; None: it reported none
+
+
+class EmbeddingFormat(Protocol):
+    """What each embeddings format module offers, for its clients and for its upstreams.
+    `options` are keyword arguments for the provider's `embed` (Gemini: the method)."""
+
+    name: str
+
+    def request_to_ir(self, body: dict, method: str) -> EmbedRequest: ...
+    def passthrough_payload(self, body: dict, upstream_model: str,
+                            method: str) -> tuple[dict, dict]: ...
+    def group_key(self, item: EmbedInput): ...
+    def request_from_ir(self, req: EmbedRequest, items: list,
+                        upstream_model: str) -> tuple[dict, dict]: ...
+    def answer_to_ir(self, data, count: int, options: dict, *,
+                     decode: bool = True) -> EmbedAnswer: ...
+    def relayable(self, content: bytes, data, req: EmbedRequest) -> bool: ...
+    def relay_body(self, content: bytes, credits) -> bytes: ...
+    def answer_from_ir(self, answer: EmbedAnswer, req: EmbedRequest, tokens: int,
+                       credits) -> bytes: ...
 
 
 def estimate_tokens(item: EmbedInput) -> int:

@@ -16,8 +16,9 @@ METHODS = ("embedContent", "batchEmbedContents")
 ITEM_FIELDS = {"taskType": "task_type", "title": "title", "outputDimensionality": "dimensions"}
 
 
-def request_to_ir(body: dict, model: str, method: str) -> EmbedRequest:
-    """The validated client body of `method` as an EmbedRequest."""
+def request_to_ir(body: dict, method: str) -> EmbedRequest:
+    """The validated client body of `method` (the model from the URL in its `model`)."""
+    model = body["model"]
     if method == "embedContent":
         items = [_item(normalize_request(body), "content")]
         return EmbedRequest(model=model, inputs=items, method=method, size_param="content")

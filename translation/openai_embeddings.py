@@ -18,9 +18,9 @@ MODELLED = ("model", "input", "dimensions", "encoding_format", "task_type", "pro
 UPSTREAM_ENCODING = "base64"
 
 
-def request_to_ir(body: dict) -> EmbedRequest:
+def request_to_ir(body: dict, method: str = "") -> EmbedRequest:
     """The validated client body as an EmbedRequest (`task_type` is our extension for
-    Gemini upstreams, which sort queries from documents by it)."""
+    Gemini upstreams, which sort queries from documents by it). OpenAI has one method."""
     value = body["input"]
     if isinstance(value, str):
         items = [EmbedInput(text=value)]
@@ -38,7 +38,7 @@ def request_to_ir(body: dict) -> EmbedRequest:
                         encoding=body.get("encoding_format") or "float", extras=extras)
 
 
-def passthrough_payload(body: dict, upstream_model: str) -> tuple[dict, dict]:
+def passthrough_payload(body: dict, upstream_model: str, method: str = "") -> tuple[dict, dict]:
     """The client's body for an OpenAI-type upstream, as it came: model name aside."""
     payload = {k: v for k, v in body.items() if k not in ("provider", "task_type")}
     payload["model"] = upstream_model

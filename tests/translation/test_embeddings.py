@@ -2,6 +2,7 @@
 
 import array
 import base64
+import inspect
 import struct
 
 import pytest
@@ -10,6 +11,7 @@ from errors import InvalidRequest
 from translation import gemini_embeddings, openai_embeddings
 from translation.embeddings import (
     EmbedAnswer,
+    EmbeddingFormat,
     EmbedInput,
     batches,
     estimate_tokens,
@@ -17,6 +19,19 @@ from translation.embeddings import (
     unpack_base64,
     vector_of,
 )
+
+
+@pytest.mark.parametrize("module", [openai_embeddings, gemini_embeddings],
+                         ids=lambda m: m.name)
+def test_each_format_keeps_the_contract(module):
+    """Every member the protocol names, with the parameters it names."""
+    members = {name: member for name, member in vars(EmbeddingFormat).items()
+               if not name.startswith("_") and callable(member)}
+    assert len(members) == 8
+    for name, member in members.items():
+        wanted = list(inspect.signature(member).parameters)[1:]  # without self
+        assert list(inspect.signature(getattr(module, name)).parameters) == wanted, name
+    assert isinstance(module.name, str)
 
 
 def test_base64_is_float32_little_endian_as_openai_sends_it():
@@ -105,15 +120,15 @@ def test_gemini_requests_from_openai_inputs():
 def test_gemini_client_requests_and_answers():
     body = {"requests": [{"content": {"parts": [{"text": "a"}, {"text": "b"}]},
                           "task_type": "RETRIEVAL_DOCUMENT", "title": "T"}]}
-    req = gemini_embeddings.request_to_ir(body, "g", "batchEmbedContents")
+    req = gemini_embeddings.request_to_ir({**body, "model": "g"}, "batchEmbedContents")
     [item] = req.inputs
     assert (item.text, item.task_type, item.title, item.param) == (
         "a\nb", "RETRIEVAL_DOCUMENT", "T", "requests[0].content")
     answer = EmbedAnswer([[0.5, 0.25]], None)
     assert gemini_embeddings.answer_from_ir(answer, req, 7, 0) == (
         b'{"embeddings":[{"values":[0.5,0.25]}]}')
-    single = gemini_embeddings.request_to_ir({"content": {"parts": [{"text": "a"}]}}, "g",
-                                             "embedContent")
+    single = gemini_embeddings.request_to_ir({"content": {"parts": [{"text": "a"}]},
+                                              "model": "g"}, "embedContent")
     answer = EmbedAnswer([[1.0]], 7)
     assert gemini_embeddings.answer_from_ir(answer, single, 7, 0) == (
         b'{"embedding":{"values":[1.0]},"usageMetadata":{"promptTokenCount":7,'
