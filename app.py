@@ -3,7 +3,7 @@
 from flask import Flask
 
 import cli
-from blueprints import anthropic_api, credits, embeddings_api, gemini_api, openai_api, ratelimit
+from blueprints import anthropic_api, credits, gemini_api, openai_api, ratelimit
 from blueprints.errors import register_error_handlers
 from config import load_config
 from extensions import db
@@ -41,7 +41,7 @@ def create_app(overrides=None):
         registry, billing, max_input_tokens=app.config["EMBEDDING_MAX_INPUT_TOKENS"],
         concurrency=app.config["EMBEDDING_UPSTREAM_CONCURRENCY"])
     app.register_blueprint(credits.bp)
-    for family in (openai_api, anthropic_api, gemini_api, embeddings_api):
+    for family in (openai_api, anthropic_api, gemini_api):
         for prefix in family.BASE_PATHS:
             app.register_blueprint(family.bp, url_prefix=prefix,
                                    name=family.bp.name + prefix.replace("/", "_"))
