@@ -3,7 +3,20 @@
 from flask import Flask
 
 import cli
-from blueprints import anthropic_api, credits, gemini_api, openai_api, ratelimit
+from blueprints import (
+    admin,
+    admin_api,
+    anthropic_api,
+    auth,
+    console,
+    credits,
+    gemini_api,
+    openai_api,
+    playground,
+    ratelimit,
+    site,
+    web,
+)
 from blueprints.errors import register_error_handlers
 from config import load_config
 from extensions import db
@@ -11,6 +24,7 @@ from logs import install_redaction
 from providers import PROVIDERS, build_registry
 from providers.http import pooled_session
 from services.embeddings import Embeddings
+from services.health import ProviderHealth
 from services.keys import KeyStore
 from services.media import ImageFetcher
 from services.plans import PlanBook
@@ -40,7 +54,12 @@ def create_app(overrides=None):
     app.extensions["embeddings"] = Embeddings(
         registry, billing, max_input_tokens=app.config["EMBEDDING_MAX_INPUT_TOKENS"],
         concurrency=app.config["EMBEDDING_UPSTREAM_CONCURRENCY"])
-    app.register_blueprint(credits.bp)
+    app.extensions["provider_health"] = health = ProviderHealth()
+    for provider in registry.providers.values():
+        health.watch(provider)
+    web.init_app(app)
+    for page in (site, auth, console, playground, admin, admin_api, credits):
+        app.register_blueprint(page.bp)
     for family in (openai_api, anthropic_api, gemini_api):
         for prefix in family.BASE_PATHS:
             app.register_blueprint(family.bp, url_prefix=prefix,

@@ -31,7 +31,7 @@ def get_credits():
         if include_usage:
             rows, next_id = usage_page(session, g.caller.user_id, size, before)
             data["usage"] = {"pageSize": size, "nextId": "" if next_id is None else str(next_id),
-                             "list": [_record(r) for r in rows]}
+                             "list": [record_json(r) for r in rows]}
     return jsonify(data=data)
 
 
@@ -40,7 +40,8 @@ def gateway_error(err):
     return render_error(err)
 
 
-def _record(row) -> dict:
+def record_json(row) -> dict:
+    """A usage record as the credits API (and the console) show it."""
     return {"id": row.id, "model": row.model,
             "tokens": row.input_tokens + row.cache_read_tokens + row.cache_write_tokens
             + row.output_tokens,

@@ -37,14 +37,17 @@ def render_error(err):
     return openai_api.render_error(err)
 
 
+def http_error(exc):
+    """An HTTP error (unknown route, wrong method, ...) in the path's API envelope."""
+    return render_error(_translate(exc))
+
+
 def register_error_handlers(app):
     @app.errorhandler(GatewayError)
     def gateway_error(err):
         return render_error(err)
 
-    @app.errorhandler(HTTPException)
-    def http_error(exc):
-        return render_error(_translate(exc))
+    app.register_error_handler(HTTPException, http_error)
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)

@@ -4,5 +4,6 @@ from models.base import utcnow
 from models.credits import Account, Grant, Hold, UsageRecord
 from models.keys import ApiKey
 from models.users import User
+from models.web import WebSession
 
-__all__ = ["Account", "ApiKey", "Grant", "Hold", "UsageRecord", "User", "utcnow"]
+__all__ = ["Account", "ApiKey", "Grant", "Hold", "UsageRecord", "User", "WebSession", "utcnow"]
