@@ -2,7 +2,6 @@
 
 from extensions import db
 from models import ApiKey
-from tests.conftest import UPSTREAM_KEY, UPSTREAM_KEY_ENV, provider_entry
 
 
 def run(app, *args):
@@ -58,20 +57,3 @@ def test_providers_listing(app):
     out = run(app, "providers").output
     assert "fake\topenai\thttp://127.0.0.1" in out and "key set" in out
     assert "gpt-test" in out and "CANARY" not in out
-
-
-def test_providers_listing_marks_embedding_models(upstream, database_url, tmp_path,
-                                                  monkeypatch):
-    from app import create_app
-
-    monkeypatch.setenv("GATEWAY_CONFIG", str(tmp_path / "absent.toml"))
-    monkeypatch.setenv(UPSTREAM_KEY_ENV, UPSTREAM_KEY)
-    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": database_url,
-                      "PROVIDERS": [provider_entry(upstream,
-                                                   embedding_models=["embed-1", "emb/*"])]})
-    out = run(app, "providers").output
-    assert "    embed-1 (embedding)" in out and "    gpt-test\n" in out
-    assert "emb/* (any matching name, embedding)" in out
-    app.extensions["billing"].shutdown()
-    with app.app_context():
-        db.engine.dispose()
