@@ -12,6 +12,7 @@ from blueprints import (
     credits,
     gemini_api,
     openai_api,
+    paths,
     playground,
     ratelimit,
     site,
@@ -68,5 +69,6 @@ def create_app(overrides=None):
         app.register_blueprint(gemini_api.v1_bp, url_prefix=prefix,
                                name="gemini_v1" + prefix.replace("/", "_"))
     register_error_handlers(app)
+    paths.init_app(app)
     cli.register(app)
     return app

@@ -14,6 +14,7 @@ from models import ApiKey, User, utcnow
 from services import accounts, text
 from services.billing import balance, grant, usage_page
 from services.keys import create_key, revoke_key
+from services.names import USER_NAME_MAX, text_problem
 from services.plans import MODELS, PER_HOUR, PER_MINUTE
 
 users = AppGroup("users", help="Manage users.")
@@ -30,7 +31,16 @@ def register(app):
     app.cli.add_command(first_key)
 
 
+def stored(value: str, what: str, max_length: int, allow_empty=False) -> str:
+    """`value` if it can be stored or looked up (see services.names), else a clear error."""
+    problem = text_problem(value, max_length, allow_empty=allow_empty)
+    if problem:
+        raise click.ClickException(f"invalid {what}: {problem}")
+    return value
+
+
 def find_user(name: str) -> User:
+    stored(name, "user name", USER_NAME_MAX)
     user = db.session.scalar(select(User).where(User.name == name))
     if user is None:
         raise click.ClickException(f"no user named {name!r}")
@@ -217,7 +227,7 @@ def keys_list(user):
     """List keys (never the keys themselves: id, owner, label, hint, state)."""
     query = select(ApiKey, User.name).join(User).order_by(ApiKey.id)
     if user:
-        query = query.where(User.name == user)
+        query = query.where(User.name == stored(user, "user name", USER_NAME_MAX))
     now = utcnow()
     for key, owner in db.session.execute(query):
         state = ("revoked" if key.revoked_at else "expired" if not key.usable_at(now)

@@ -38,6 +38,9 @@ DEFAULTS = {
     "PRICING": {},
     "HOLD_TTL": 3600.0,
     "SETTLE_QUEUE_SIZE": 10_000,
+    # A testing aid, off ("") in service: the database driver refuses every statement that
+    # carries this exact string, as PostgreSQL refuses a NUL, to exercise refused charges.
+    "STORAGE_REFUSE_VALUE": "",
     # Plans: see gateway.example.toml. Users without a plan of their own are on DEFAULT_PLAN.
     "PLANS": DEFAULT_PLANS,
     "DEFAULT_PLAN": "free",

@@ -15,9 +15,10 @@ from blueprints.common import (
 )
 from blueprints.common import validate as check
 from blueprints.ratelimit import limited, reports
-from blueprints.schemas import StrictBoolean, StrictInteger, StrictNumber
+from blueprints.schemas import StoredName, StrictBoolean, StrictInteger, StrictNumber
 from errors import GatewayError, ModelNotFound
 from services.counting import count_input_tokens
+from services.names import MODEL_MAX, PROVIDER_MAX
 from translation.anthropic import BETA_KEY, error_body
 
 bp = Blueprint("anthropic_api", __name__)
@@ -71,13 +72,13 @@ class CountTokensIn(Schema):
     class Meta:
         unknown = INCLUDE  # fields we do not model are forwarded
 
-    model = fields.String(required=True, validate=validate.Length(min=1, max=256))
+    model = StoredName(MODEL_MAX, required=True)
     messages = fields.List(fields.Nested(MessageIn), required=True,
                            validate=validate.Length(min=1))
     system = SystemPrompt()
     tools = fields.List(fields.Nested(ToolIn))
     tool_choice = fields.Dict()
-    provider = fields.String(validate=validate.Length(min=1, max=64))
+    provider = StoredName(PROVIDER_MAX)
 
 
 class MessagesIn(CountTokensIn):
@@ -96,7 +97,7 @@ MESSAGES_IN, COUNT_TOKENS_IN = MessagesIn(), CountTokensIn()
 
 @bp.before_request
 def require_key():
-    authenticate()
+    authenticate("anthropic")
 
 
 @bp.post("/messages")

@@ -28,7 +28,12 @@ def client_family() -> str:
     return "openai"
 
 
-def authenticate():
+# Where each family's official SDK sends the key: a 401 names the header the caller's SDK uses.
+KEY_HEADERS = {"openai": "Authorization: Bearer KEY", "anthropic": "x-api-key: KEY",
+               "gemini": "x-goog-api-key: KEY"}
+
+
+def authenticate(family: str = "openai"):
     """Resolve the caller (cached), or raise 401; 429 for an address that keeps failing."""
     failures, address = current_app.extensions["auth_failures"], client_address()
     key = presented_key()
@@ -38,7 +43,7 @@ def authenticate():
         if key:  # a wrong key is a guess; a missing one is a misconfigured client
             failures.record(address)
         raise AuthenticationFailed("Incorrect or missing API key. Pass a valid key as "
-                                   "'Authorization: Bearer KEY'.")
+                                   f"'{KEY_HEADERS.get(family, KEY_HEADERS['openai'])}'.")
     g.caller = caller
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from blueprints import anthropic_api, gemini_api, openai_api
+from blueprints.common import client_family
 from errors import (
     GatewayError,
     InvalidRequest,
@@ -22,17 +23,23 @@ from errors import (
 
 log = logging.getLogger(__name__)
 ANTHROPIC_PATHS = ("/v1/messages", "/api/v1/messages")
-GEMINI_PATHS = ("/v1beta/", "/api/v1beta/")
+GEMINI_PATHS = ("/v1beta/", "/api/v1beta/", "/upload/v1beta/")
 GEMINI_CALL = re.compile(r"(/api)?/v1(beta)?/models/[^/]+:\w+")
 
 
 def render_error(err):
-    """The error in the envelope of the API the request's path belongs to (OpenAI otherwise)."""
+    """The error in the envelope of the API the request's path belongs to; on a path of no
+    family's (an unknown route), of the family the client's headers show (OpenAI otherwise)."""
     path = request.path
     if (path.startswith(GEMINI_PATHS) or path in ("/v1beta", "/api/v1beta")
             or GEMINI_CALL.fullmatch(path)):
         return gemini_api.render_error(err)
     if any(path == p or path.startswith(p + "/") for p in ANTHROPIC_PATHS):
+        return anthropic_api.render_error(err)
+    family = client_family()
+    if family == "gemini":
+        return gemini_api.render_error(err)
+    if family == "anthropic":
         return anthropic_api.render_error(err)
     return openai_api.render_error(err)
 

@@ -14,11 +14,12 @@ from blueprints.common import (
 )
 from blueprints.common import validate as check
 from blueprints.ratelimit import limited, reports
-from blueprints.schemas import StrictInteger, StrictNumber
+from blueprints.schemas import StoredName, StrictInteger, StrictNumber
 from errors import GatewayError, InvalidRequest, ModelNotFound, NotFound
 from services.counting import count_input_tokens
+from services.names import PROVIDER_MAX, check_model
 from translation.embeddings import MAX_INPUTS
-from translation.gemini import error_body, normalize_keys
+from translation.gemini import error_body, lift_system_turns, normalize_keys
 from translation.gemini_embeddings import METHODS as EMBED_METHODS
 from translation.gemini_embeddings import normalize_request
 
@@ -70,7 +71,7 @@ class GenerateContentIn(Schema):
     generationConfig = fields.Nested(GenerationConfigIn, allow_none=True)
     tools = fields.List(fields.Dict(), allow_none=True)
     toolConfig = fields.Dict(allow_none=True)
-    provider = fields.String(validate=validate.Length(min=1, max=64))
+    provider = StoredName(PROVIDER_MAX)
 
 
 class EmbedParts(fields.Field):
@@ -103,7 +104,7 @@ class EmbedContentIn(Schema):
     taskType = fields.String(validate=validate.Regexp(r"^[A-Za-z_]{1,64}$"))
     title = fields.String()
     outputDimensionality = StrictInteger(validate=validate.Range(min=1))
-    provider = fields.String(validate=validate.Length(min=1, max=64))
+    provider = StoredName(PROVIDER_MAX)
 
 
 class BatchEmbedContentsIn(Schema):
@@ -112,7 +113,7 @@ class BatchEmbedContentsIn(Schema):
 
     requests = fields.List(fields.Nested(EmbedContentIn), required=True,
                            validate=validate.Length(min=1, max=MAX_INPUTS))
-    provider = fields.String(validate=validate.Length(min=1, max=64))
+    provider = StoredName(PROVIDER_MAX)
 
 
 # built once: a schema instance costs ~0.4 ms to make
@@ -123,7 +124,7 @@ GENERATE_CONTENT_IN, EMBED_CONTENT_IN, BATCH_IN = (GenerateContentIn(), EmbedCon
 @bp.before_request
 @v1_bp.before_request
 def require_key():
-    authenticate()
+    authenticate("gemini")
 
 
 @bp.post("/models/<path:target>")
@@ -133,10 +134,11 @@ def call_model(target):
     if not model or method not in METHODS + EMBED_METHODS:
         raise NotFound(f"Method '{method}' is not supported on models; use one of "
                        f"{', '.join(METHODS + EMBED_METHODS)}.")
-    model = model.removeprefix("models/")
+    model = check_model(model.removeprefix("models/"))  # the path's model reaches the ledger
     body = normalize_keys(json_body())
     if method in EMBED_METHODS:
         return embed(model, method, body)
+    body = lift_system_turns(body)
     if method == "countTokens":
         return count_tokens(model, body)
     return generate(model, method, body)
@@ -163,7 +165,7 @@ def count_tokens(model, body):
         if body.get("contents"):
             raise InvalidRequest("Give either 'contents' or 'generateContentRequest', not both.")
         inner = body["generateContentRequest"]
-        body = normalize_keys(inner) if isinstance(inner, dict) else {}
+        body = lift_system_turns(normalize_keys(inner)) if isinstance(inner, dict) else {}
     check(GENERATE_CONTENT_IN, body)
     require_model(model)
     tokens, estimated = count_input_tokens(current_app.extensions["relay"], "gemini",

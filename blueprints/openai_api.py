@@ -16,8 +16,15 @@ from blueprints.common import (
 )
 from blueprints.common import validate as check
 from blueprints.ratelimit import limited, reports
-from blueprints.schemas import StopSequences, StrictBoolean, StrictInteger, StrictNumber
+from blueprints.schemas import (
+    StopSequences,
+    StoredName,
+    StrictBoolean,
+    StrictInteger,
+    StrictNumber,
+)
 from errors import GatewayError, ModelNotFound
+from services.names import MODEL_MAX, PROVIDER_MAX
 from translation.embeddings import MAX_INPUTS
 from translation.openai import error_body
 
@@ -39,7 +46,7 @@ class ChatCompletionIn(Schema):
     class Meta:
         unknown = INCLUDE  # fields we do not model are forwarded: upstream APIs grow monthly
 
-    model = fields.String(required=True, validate=validate.Length(min=1, max=256))
+    model = StoredName(MODEL_MAX, required=True)
     messages = fields.List(fields.Nested(MessageIn), required=True,
                            validate=validate.Length(min=1))
     temperature = StrictNumber(allow_none=True, validate=validate.Range(0, 2))
@@ -50,7 +57,7 @@ class ChatCompletionIn(Schema):
     stop = StopSequences(allow_none=True)
     stream = StrictBoolean(allow_none=True)
     stream_options = fields.Dict(allow_none=True)
-    provider = fields.String(validate=validate.Length(min=1, max=64))
+    provider = StoredName(PROVIDER_MAX)
 
 
 TASK_TYPE = r"^[A-Za-z_]{1,64}$"  # Gemini's RETRIEVAL_QUERY, ...: sent upstream in capitals
@@ -100,14 +107,14 @@ class EmbeddingsIn(Schema):
     class Meta:
         unknown = INCLUDE  # fields we do not model go to OpenAI-type upstreams as they are
 
-    model = fields.String(required=True, validate=validate.Length(min=1, max=256))
+    model = StoredName(MODEL_MAX, required=True)
     input = EmbeddingInput(required=True)
     dimensions = StrictInteger(allow_none=True, validate=validate.Range(min=1))
     encoding_format = fields.String(allow_none=True,
                                     validate=validate.OneOf(("float", "base64")))
     user = fields.String(allow_none=True)
     task_type = fields.String(validate=validate.Regexp(TASK_TYPE))
-    provider = fields.String(validate=validate.Length(min=1, max=64))
+    provider = StoredName(PROVIDER_MAX)
 
 
 # built once: a schema instance costs ~0.4 ms to make
@@ -116,7 +123,7 @@ CHAT_COMPLETION_IN, EMBEDDINGS_IN = ChatCompletionIn(), EmbeddingsIn()
 
 @bp.before_request
 def require_key():
-    authenticate()
+    authenticate(client_family())
 
 
 @bp.post("/chat/completions")

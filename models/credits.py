@@ -91,6 +91,9 @@ class UsageRecord(db.Model):
     estimated: Mapped[bool] = mapped_column(Boolean, default=False)  # we counted, not upstream
     partial: Mapped[bool] = mapped_column(Boolean, default=False)  # the stream was cut short
     created_at: Mapped[object] = mapped_column(DateTime, default=utcnow)
+    # the request's id (its x-request-id): at most one record per request, however often its
+    # settlement is retried
+    request_id: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
 
 
 class Grant(db.Model):

@@ -11,6 +11,7 @@ from cachetools import TTLCache
 from sqlalchemy import select
 
 from models import ApiKey, User, utcnow
+from services.names import KEY_NAME_MAX, check_text
 from services.plans import UNLIMITED, Plan, PlanBook
 
 KEY_PREFIX = "tg-"
@@ -43,6 +44,7 @@ def create_key(session, user: User, name: str = "", expires_at=None,
                models=None) -> tuple[ApiKey, str]:
     """Make a key for user; returns the row and the plaintext, which is never stored.
     `models` (names or globs) restricts the key to those of its plan's models."""
+    check_text(name, param="name", max_length=KEY_NAME_MAX, allow_empty=True)
     plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
     row = ApiKey(user_id=user.id, name=name, digest=digest(plaintext),
                  hint=f"{plaintext[:7]}…{plaintext[-4:]}", expires_at=expires_at,

@@ -9,7 +9,7 @@ provider format, and the answer (or each stream event) back the same way.
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import requests
 
@@ -67,6 +67,7 @@ class Relay:
             raise
         if not stream:
             reply.body = self._charge_whole(module, ticket, reply)
+        reply.headers["x-request-id"] = ticket.request_id  # names this charge in the logs
         return reply
 
     def _serve(self, client_format, body, routes, **how) -> Reply:
@@ -98,14 +99,14 @@ class Relay:
         module.set_output_limit(payload, limit, OUTPUT_LIMIT_FIELD.get(upstream.type, "max_tokens"))
         if not stream:
             resp = route.provider.open(payload, stream=False)
-            content = read_body(resp, upstream.name)
+            content = read_body(resp, upstream)
             return Reply(resp.status_code, content,
                          resp.headers.get("content-type", "application/json"),
                          usage=module.usage_of_body(content))
         resp = route.provider.open(payload, stream=True)
-        expect_stream(resp, upstream.name)
+        expect_stream(resp, upstream)
         price = self.billing.pricing.for_model(body["model"])
-        tap = module.passthrough_tap(body, price=price.cost)
+        tap = module.passthrough_tap(body, price=price.cost, secrets=(upstream.api_key,))
         events = relay_events(resp, tap, error_event=module.error_event,
                               max_seconds=self.max_stream_seconds, client_socket=client_socket,
                               on_close=on_close)
@@ -123,7 +124,7 @@ class Relay:
                                       limit_field=OUTPUT_LIMIT_FIELD.get(upstream.type))
         if not stream:
             resp = route.provider.open(payload, stream=False)
-            content = read_body(resp, upstream.name)
+            content = read_body(resp, upstream)
             try:
                 answer = dst.response_to_ir(json.loads(content))
             except (ValueError, AttributeError, TypeError) as exc:
@@ -133,11 +134,11 @@ class Relay:
             out = json.dumps(src.response_from_ir(answer, req), ensure_ascii=False).encode()
             return Reply(200, out, "application/json", usage=answer.usage)
         resp = route.provider.open(payload, stream=True)
-        expect_stream(resp, upstream.name)
+        expect_stream(resp, upstream)
         price = self.billing.pricing.for_model(body["model"])
         encoder = STREAMS[fmt].StreamEncoder(req, **stream_options(fmt, body, price.cost))
         tap = TranslatingTap(STREAMS[route.provider.wire_format].StreamDecoder(), encoder,
-                             tool_names=renamed_tools(req))
+                             tool_names=renamed_tools(req), secrets=(upstream.api_key,))
         events = relay_events(resp, tap, error_event=tap.error_event,
                               max_seconds=self.max_stream_seconds, client_socket=client_socket,
                               on_close=on_close)
@@ -154,20 +155,35 @@ class Relay:
         return module.with_credits(reply.body, cost)
 
     def _stream_ended(self, module, ticket, tap, outcome):
-        """Settle a stream: the upstream's usage if it came, else what was relayed, counted.
+        """Settle a stream: the upstream's usage if it completed; if it did not, the larger of
+        the output the upstream reported so far and the output counted from what was relayed
+        (usage sent mid-stream is interim: Anthropic's message_start says output_tokens 1).
 
-        A stream that relayed no output (an upstream error before the first token) is free.
+        A stream that failed upstream before any output is free. One whose client left first
+        (even before its first byte) is not: the upstream had accepted the request, providers
+        bill its prompt, and the gateway closed it at once, so it costs at least the prompt.
         """
-        partial = outcome != "complete"
-        if tap.usage is not None:
-            self.billing.charge(ticket, tap.usage, partial=partial)
+        complete = outcome == "complete"
+        if tap.usage is not None and complete:
+            self.billing.charge(ticket, tap.usage)
             return
         text = module.output_text_of_events(bytes(tap.relayed))
-        if not text and outcome != "complete":
+        if tap.usage is None and not text and outcome in ("upstream_error", "truncated"):
             self.billing.release(ticket)
             return
-        usage = Usage(input=ticket.prompt_estimate, output=module.estimate_text_tokens(text))
-        self.billing.charge(ticket, usage, estimated=True, partial=partial)
+        counted = module.estimate_text_tokens(text) if text else 0
+        usage, estimated = cut_stream_usage(tap.usage, counted, ticket.prompt_estimate)
+        self.billing.charge(ticket, usage, estimated=estimated, partial=not complete)
+
+
+def cut_stream_usage(reported, counted: int, prompt_estimate: int) -> tuple[Usage, bool]:
+    """(usage, estimated) of a stream without final usage: the upstream's counts so far, with
+    the output raised to what we counted from the relayed text when that is more."""
+    if reported is None:
+        return Usage(input=prompt_estimate, output=counted), True
+    if counted > reported.output:
+        return replace(reported, output=counted), True
+    return reported, False
 
 
 # The token-limit field each OpenAI-type upstream understands (reasoning models on OpenAI itself
@@ -192,21 +208,21 @@ def stream_options(fmt: str, body: dict, price) -> dict:
     return {"price": price} if fmt == "openai" else {}
 
 
-def expect_stream(resp, provider_name: str) -> None:
+def expect_stream(resp, upstream) -> None:
     """A 2xx that is not an event stream is an error body (raised) or a broken upstream."""
     if not resp.headers.get("content-type", "").startswith("text/event-stream"):
-        read_body(resp, provider_name)  # an error body on 200 raises here
-        raise UpstreamUnavailable(f"provider {provider_name} did not stream")
+        read_body(resp, upstream)  # an error body on 200 raises here
+        raise UpstreamUnavailable(f"provider {upstream.name} did not stream")
 
 
-def read_body(resp, provider_name: str) -> bytes:
+def read_body(resp, upstream) -> bytes:
     """The whole upstream body; a JSON error object sent with a 2xx status raises."""
     try:
         content = resp.content
     except requests.Timeout as exc:
-        raise UpstreamTimeout(f"provider {provider_name} stopped sending") from exc
+        raise UpstreamTimeout(f"provider {upstream.name} stopped sending") from exc
     except requests.RequestException as exc:
-        raise UpstreamUnavailable(f"provider {provider_name} broke off its answer") from exc
+        raise UpstreamUnavailable(f"provider {upstream.name} broke off its answer") from exc
     finally:
         resp.close()
     if content[:1] == b"{" and b'"error"' in content[:200]:
@@ -216,5 +232,6 @@ def read_body(resp, provider_name: str) -> bytes:
             err = None
         if err:
             message = err.get("message", "") if isinstance(err, dict) else str(err)
-            raise UpstreamError(redact(f"provider {provider_name} failed: {message}"))
+            raise UpstreamError(redact(f"provider {upstream.name} failed: {message}",
+                                      upstream.api_key))
     return content

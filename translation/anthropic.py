@@ -6,7 +6,7 @@ Stream decoding and encoding live in translation/anthropic_stream.py.
 import json
 import uuid
 
-from errors import InvalidRequest
+from errors import InvalidRequest, redact_event
 from translation import ir
 from translation.content import (
     dump_arguments,
@@ -20,7 +20,7 @@ from translation.content import (
 )
 from translation.ir import Usage
 from translation.openai import estimate_text_tokens, with_credits  # noqa: F401 (billing API)
-from translation.sse import encode_event, event_data
+from translation.sse import encode_event, event_data, split_events
 from translation.tokens import json_tokens, usage_in_body
 
 WIRE = "anthropic"
@@ -329,7 +329,7 @@ def output_text_of_body(content: bytes) -> str:
 def output_text_of_events(events: bytes) -> str:
     """The generated text and tool-input fragments in relayed Messages events."""
     text = []
-    for event in events.split(b"\n\n"):
+    for event in split_events(events):
         if event_name(event) != "content_block_delta":
             continue
         try:
@@ -345,8 +345,8 @@ def passthrough_payload(body: dict, model: str, stream: bool) -> dict:
     return {**body, "model": model}
 
 
-def passthrough_tap(body: dict, price=None):
-    return StreamTap()
+def passthrough_tap(body: dict, price=None, secrets=()):
+    return StreamTap(secrets)
 
 
 class StreamTap:
@@ -354,7 +354,8 @@ class StreamTap:
 
     KEEP = 1 << 20  # relayed bytes kept to estimate output tokens if upstream sends no usage
 
-    def __init__(self):
+    def __init__(self, secrets=()):
+        self.secrets = secrets  # the provider's key: error events are redacted of it
         self.fields = {}
         self.usage = None
         self.finished = False
@@ -368,13 +369,13 @@ class StreamTap:
         if len(self.relayed) < self.KEEP:
             self.relayed += event
         name = event_name(event)
-        if name in ("message_start", "message_delta", "error"):
+        if name == "error":  # an error event may quote what the gateway sent, its key too
+            self.failed = True
+            return redact_event(event, *self.secrets)
+        if name in ("message_start", "message_delta"):
             try:
                 data = json.loads(event_data(event))
             except ValueError:
-                return event
-            if name == "error":
-                self.failed = True
                 return event
             usage = (data.get("message") or {}).get("usage") if name == "message_start" \
                 else data.get("usage")

@@ -9,7 +9,7 @@ import base64
 import json
 import re
 
-from errors import InvalidRequest
+from errors import InvalidRequest, redact_event
 from translation import ir
 from translation.content import (
     dump_arguments,
@@ -22,7 +22,7 @@ from translation.content import (
 )
 from translation.ir import Usage
 from translation.openai import estimate_text_tokens, with_credits  # noqa: F401 (billing API)
-from translation.sse import encode_event, event_data
+from translation.sse import encode_event, event_data, split_events
 from translation.tokens import json_tokens, usage_in_body
 
 WIRE = "gemini"
@@ -59,6 +59,28 @@ def normalize_keys(body: dict) -> dict:
     if isinstance(out.get("generationConfig"), dict):
         out["generationConfig"] = {camel(k): v for k, v in out["generationConfig"].items()}
     return out
+
+
+SYSTEM_ROLES = ("system", "developer")
+
+
+def lift_system_turns(body: dict) -> dict:
+    """`contents` entries with role system or developer (a form some services' docs show)
+    moved into systemInstruction, after any given there: Gemini itself accepts only user,
+    model and function turns. Entries of any other shape are left for validation to name."""
+    contents = body.get("contents")
+    if not isinstance(contents, list):
+        return body
+    lifted = [c for c in contents if isinstance(c, dict) and c.get("role") in SYSTEM_ROLES
+              and isinstance(c.get("parts"), list)]
+    given = body.get("systemInstruction")
+    if not lifted or not (given is None or isinstance(given, dict)
+                          and isinstance(given.get("parts", []), list)):
+        return body
+    system = dict(given or {})
+    system["parts"] = [*system.get("parts", []), *(p for c in lifted for p in c["parts"])]
+    return {**body, "contents": [c for c in contents if not any(c is x for x in lifted)],
+            "systemInstruction": system}
 
 
 def _get(obj, key, default=None):
@@ -414,7 +436,7 @@ def output_text_of_events(events: bytes) -> str:
     if events.startswith(b"["):
         pieces = events[1:].rstrip(b"]").split(b",\r\n")
     else:
-        pieces = [event_data(e) for e in events.split(b"\n\n")]
+        pieces = [event_data(e) for e in split_events(events)]
     text = []
     for piece in pieces:
         try:
@@ -443,8 +465,8 @@ def passthrough_payload(body: dict, model: str, stream: bool) -> dict:
     return {**{k: v for k, v in body.items() if k not in GATEWAY_KEYS}, "model": model}
 
 
-def passthrough_tap(body: dict, price=None):
-    return StreamTap()
+def passthrough_tap(body: dict, price=None, secrets=()):
+    return StreamTap(secrets)
 
 
 class StreamTap:
@@ -452,7 +474,8 @@ class StreamTap:
 
     KEEP = 1 << 20  # relayed bytes kept to estimate output tokens if upstream sends no usage
 
-    def __init__(self):
+    def __init__(self, secrets=()):
+        self.secrets = secrets  # the provider's key: error events are redacted of it
         self.usage = None
         self.finished = False
         self.failed = False
@@ -469,9 +492,11 @@ class StreamTap:
             try:
                 chunk = json.loads(data)
             except ValueError:
-                return event
+                return redact_event(event, *self.secrets) if b"error" in data else event
+            if isinstance(chunk, dict) and "error" in chunk:  # it may quote the gateway's key
+                self.failed = True
+                return redact_event(event, *self.secrets)
             if isinstance(chunk, dict):
-                self.failed = self.failed or "error" in chunk
                 self.usage = usage_from(chunk.get("usageMetadata")) or self.usage
                 self.finished = self.finished or any(
                     c.get("finishReason") for c in chunk.get("candidates") or [])

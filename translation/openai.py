@@ -6,7 +6,7 @@ Stream decoding and encoding live in translation/openai_stream.py.
 import json
 import time
 
-from errors import InvalidRequest
+from errors import InvalidRequest, redact_event
 from translation import ir
 from translation.content import (
     data_url,
@@ -19,7 +19,7 @@ from translation.content import (
     text_of,
 )
 from translation.ir import Usage
-from translation.sse import encode_event, event_data
+from translation.sse import encode_event, event_data, split_events
 from translation.tokens import usage_in_body
 
 WIRE = "openai"
@@ -382,7 +382,7 @@ def output_text_of_body(content: bytes) -> str:
 def output_text_of_events(events: bytes) -> str:
     """The generated text and tool arguments in relayed stream events."""
     text = []
-    for event in events.split(b"\n\n"):
+    for event in split_events(events):
         data = event_data(event)
         if not data.startswith(b"{"):
             continue
@@ -411,9 +411,9 @@ def passthrough_payload(body: dict, model: str, stream: bool) -> dict:
     return payload
 
 
-def passthrough_tap(body: dict, price=None):
+def passthrough_tap(body: dict, price=None, secrets=()):
     wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    return StreamTap(forward_usage_chunk=wants_usage, price=price)
+    return StreamTap(forward_usage_chunk=wants_usage, price=price, secrets=secrets)
 
 
 class StreamTap:
@@ -425,8 +425,9 @@ class StreamTap:
 
     KEEP = 1 << 20  # relayed bytes kept to estimate output tokens if upstream sends no usage
 
-    def __init__(self, forward_usage_chunk: bool, price=None):
+    def __init__(self, forward_usage_chunk: bool, price=None, secrets=()):
         self.forward_usage_chunk = forward_usage_chunk
+        self.secrets = secrets  # the provider's key: error events are redacted of it
         self.price = price  # Usage -> credits, added to the usage chunk the client gets
         self.usage = None
         self.finished = False
@@ -450,11 +451,12 @@ class StreamTap:
         try:
             chunk = json.loads(data)
         except ValueError:
-            return event
+            return redact_event(event, *self.secrets) if b"error" in data else event
         if not isinstance(chunk, dict):
             return event
-        if "error" in chunk:
+        if "error" in chunk:  # an error event may quote what the gateway sent, its key too
             self.failed = True
+            return redact_event(event, *self.secrets)
         usage = usage_from(chunk.get("usage"))
         if usage is None or chunk.get("choices"):
             if usage is not None:

@@ -1,5 +1,6 @@
 """The stream tap that translates: upstream events -> IR events -> the client's events."""
 
+from errors import redact
 from translation import ir
 
 
@@ -12,8 +13,9 @@ class TranslatingTap:
 
     KEEP = 1 << 20
 
-    def __init__(self, decoder, encoder, *, tool_names=None):
+    def __init__(self, decoder, encoder, *, tool_names=None, secrets=()):
         self.decoder, self.encoder = decoder, encoder
+        self.secrets = secrets  # the provider's key: never in an error message we pass on
         self.tool_names = tool_names or {}  # provider's tool name -> the client's
         self.usage = None
         self.finished = False
@@ -39,6 +41,7 @@ class TranslatingTap:
                 self.finished = True
             elif isinstance(event, ir.Failure):
                 self.failed = True
+                event.error.message = redact(event.error.message, *self.secrets)
             elif isinstance(event, ir.ToolCallStart) and event.name in self.tool_names:
                 event.name = self.tool_names[event.name]
             out += self.encoder.encode(event)
