@@ -12,22 +12,20 @@ from blueprints import (
     credits,
     gemini_api,
     openai_api,
-    paths,
     playground,
-    ratelimit,
     site,
-    web,
 )
-from blueprints.errors import register_error_handlers
 from config import load_config
+from edge import pages, paths, ratelimit
+from edge.errors import register_error_handlers
 from extensions import db
 from logs import install_redaction
-from providers import PROVIDERS, build_registry
+from providers import build_registry
 from providers.http import pooled_session
+from providers.media import ImageFetcher
 from services.embeddings import Embeddings
 from services.health import ProviderHealth
 from services.keys import KeyStore
-from services.media import ImageFetcher
 from services.plans import PlanBook
 from services.relay import Relay
 from storage import prepare_database, start_billing
@@ -43,7 +41,7 @@ def create_app(overrides=None):
     plans = PlanBook(app.config["PLANS"], app.config["DEFAULT_PLAN"])
     app.extensions["keys"] = KeyStore(app.config["KEY_CACHE_TTL"], app.config["KEY_CACHE_SIZE"],
                                       plans)
-    registry = build_registry(app.config, PROVIDERS,
+    registry = build_registry(app.config,
                               lambda: pooled_session(app.config["UPSTREAM_POOL_SIZE"]))
     app.extensions["billing"] = billing = start_billing(app)
     fetcher = ImageFetcher(max_bytes=app.config["IMAGE_FETCH_MAX_BYTES"],
@@ -58,7 +56,7 @@ def create_app(overrides=None):
     app.extensions["provider_health"] = health = ProviderHealth()
     for provider in registry.providers.values():
         health.watch(provider)
-    web.init_app(app)
+    pages.init_app(app)
     for page in (site, auth, console, playground, admin, admin_api, credits):
         app.register_blueprint(page.bp)
     for family in (openai_api, anthropic_api, gemini_api):

@@ -22,5 +22,5 @@ limiter = Limiter(key_func=caller_key, strategy="moving-window", headers_enabled
                   swallow_errors=False)
 # CSRF tokens for the browser pages (forms and the console's fetch calls). The key-authenticated
 # JSON APIs need none: WTF_CSRF_CHECK_DEFAULT is off and the cookie-authenticated blueprints
-# call csrf.protect() themselves (blueprints/web.py).
+# call csrf.protect() themselves (edge/pages.py).
 csrf = CSRFProtect()

@@ -15,7 +15,7 @@ from flask import (
 )
 from sqlalchemy import func, or_, select
 
-from blueprints.web import admin_required, page_blueprint
+from edge.pages import admin_required, page_blueprint
 from errors import InvalidRequest
 from extensions import db
 from models import Account, ApiKey, User

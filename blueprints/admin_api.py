@@ -1,15 +1,15 @@
 """The admin API, for operators who automate: users, credit top-ups (idempotent), keys, plans.
-Authenticated with an admin's API key; JSON in and out; errors in the OpenAI envelope."""
+Authenticated with an admin's API key; JSON in and out; errors in the OpenAI envelope (the
+app-wide handler in edge/errors.py)."""
 
 from datetime import UTC, timedelta
 
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import select
 
-from blueprints.common import authenticate, json_body
-from blueprints.openai_api import render_error
-from blueprints.web import require_admin_caller
-from errors import GatewayError, InvalidRequest, NotFound
+from edge.pages import require_admin_caller
+from edge.views import authenticate, json_body
+from errors import InvalidRequest, NotFound
 from extensions import db
 from models import ApiKey, Grant, User, utcnow
 from services import accounts, text
@@ -23,11 +23,6 @@ bp = Blueprint("admin_api", __name__, url_prefix="/admin/api")
 def require_admin_key():
     authenticate()
     require_admin_caller()
-
-
-@bp.errorhandler(GatewayError)
-def gateway_error(err):
-    return render_error(err)
 
 
 @bp.post("/users")

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 from flask import current_app, g, redirect, render_template, request, session
 
-from blueprints.web import SESSION_TOKEN, page_blueprint, safe_next, subjects
+from edge.pages import SESSION_TOKEN, page_blueprint, safe_next, subjects
 from errors import InvalidRequest, RateLimited
 from extensions import db
 from services import accounts, text

@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 from flask import Response, current_app, g, jsonify, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from blueprints.chart import stacked_bars
-from blueprints.web import login_required, page_blueprint
+from edge.chart import stacked_bars
+from edge.pages import login_required, page_blueprint
 from errors import InvalidRequest
 from extensions import db
 from models import ApiKey, utcnow

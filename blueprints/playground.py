@@ -6,12 +6,13 @@ logged-in user: the caller is the user's session (key id 0), not a key the user 
 from flask import current_app, g, render_template, request
 from marshmallow import Schema, fields, validate
 
-from blueprints.common import json_body, require_model, to_response
-from blueprints.common import validate as check
-from blueprints.ratelimit import limited
-from blueprints.web import login_required, page_blueprint
+from edge.pages import login_required, page_blueprint
+from edge.ratelimit import limited
+from edge.views import json_body, require_model, to_response
+from edge.views import validate as check
 from services.keys import Caller
 from services.usage import PLAYGROUND_KEY
+from translation.inbound import Inbound
 
 bp = page_blueprint("playground", __name__, url_prefix="/playground")
 MAX_TURNS = 100
@@ -69,7 +70,7 @@ def chat():
     for name in ("temperature", "max_tokens"):
         if body.get(name) is not None:
             request_body[name] = body[name]
+    inbound = Inbound("openai", request_body, body["model"], stream=True)
     reply = current_app.extensions["relay"].chat(
-        "openai", request_body, caller=g.caller,
-        client_socket=request.environ.get("gunicorn.socket"))
+        inbound, caller=g.caller, client_socket=request.environ.get("gunicorn.socket"))
     return to_response(reply)

@@ -3,7 +3,7 @@
 from flask import current_app, g, render_template, request
 from sqlalchemy import select
 
-from blueprints.web import page_blueprint
+from edge.pages import page_blueprint
 from extensions import db
 from models import ApiKey
 

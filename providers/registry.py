@@ -7,9 +7,18 @@ import time
 from dataclasses import dataclass, field
 
 from errors import InvalidRequest, ModelNotFound
+from providers.anthropic import AnthropicProvider
+from providers.gemini import GeminiProvider
+from providers.openai import OpenAIProvider
 
 log = logging.getLogger(__name__)
 CHAT, EMBEDDINGS = "chat", "embeddings"  # purposes: which endpoints may call a model
+
+# One adapter class per upstream wire format; a provider's `type` is its wire format's name.
+ADAPTERS = (OpenAIProvider, AnthropicProvider, GeminiProvider)
+# Older spellings of a type, and the settings they stand for: an "openai-compatible" server is an
+# OpenAI-type upstream that knows max_tokens only (OpenAI's reasoning models reject max_tokens).
+TYPE_ALIASES = {"openai-compatible": {"type": "openai", "output_limit_field": "max_tokens"}}
 
 # Known providers: base URL, wire format and the environment variable holding the key.
 PRESETS = {
@@ -19,10 +28,12 @@ PRESETS = {
                           "o3", "o3-mini", "o4-mini"],
                "embedding_models": ["text-embedding-3-small", "text-embedding-3-large",
                                     "text-embedding-ada-002"]},
-    "deepseek": {"type": "openai-compatible", "base_url": "https://api.deepseek.com/v1",
+    "deepseek": {"type": "openai", "output_limit_field": "max_tokens",
+                 "base_url": "https://api.deepseek.com/v1",
                  "api_key_env": "DEEPSEEK_API_KEY",
                  "models": ["deepseek-chat", "deepseek-reasoner"]},
-    "openrouter": {"type": "openai-compatible", "base_url": "https://openrouter.ai/api/v1",
+    "openrouter": {"type": "openai", "output_limit_field": "max_tokens",
+                   "base_url": "https://openrouter.ai/api/v1",
                    "api_key_env": "OPENROUTER_API_KEY", "models": ["*/*"]},
     "anthropic": {"type": "anthropic", "base_url": "https://api.anthropic.com/v1",
                   "api_key_env": "ANTHROPIC_API_KEY",
@@ -32,13 +43,18 @@ PRESETS = {
                "models": ["gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite"],
                "embedding_models": ["gemini-embedding-001", "gemini-embedding-2"]},
 }
-WIRE_FORMATS = {"openai": "openai", "openai-compatible": "openai", "anthropic": "anthropic",
-                "gemini": "gemini"}
+TYPES = tuple(adapter.wire_format for adapter in ADAPTERS)
+
+
+def adapter_for(wire_format: str):
+    """The provider class for a wire format (None when there is none)."""
+    return next((a for a in ADAPTERS if a.wire_format == wire_format), None)
 
 
 @dataclass(frozen=True)
 class Upstream:
-    """One configured provider. `models` maps client-facing names to upstream names."""
+    """One configured provider. `type` is its wire format; `models` maps client-facing names to
+    upstream names. The rest are the upstream's settings, read by its format's request builder."""
 
     name: str
     type: str
@@ -47,10 +63,11 @@ class Upstream:
     models: dict = field(default_factory=dict)
     patterns: tuple = ()  # glob patterns routed as-is (e.g. "*/*" on OpenRouter)
     embedding_models: frozenset = frozenset()  # names and patterns (of the above) that embed
+    output_limit_field: str | None = None  # OpenAI type: max_completion_tokens or max_tokens
 
     @property
     def wire_format(self) -> str:
-        return WIRE_FORMATS[self.type]
+        return self.type
 
     def upstream_model(self, model: str) -> str | None:
         """The upstream's name for a client-facing model, or None when this provider lacks it."""
@@ -84,15 +101,20 @@ def parse_upstream(entry: dict, environ) -> Upstream:
     if not name or not isinstance(name, str):
         raise ValueError("every provider needs a name")
     preset = PRESETS.get(entry.get("preset", name), {})
-    spec = {**preset, **entry}
-    if spec.get("type") not in WIRE_FORMATS:
-        raise ValueError(f"provider {name}: type must be one of {sorted(WIRE_FORMATS)}")
+    alias = TYPE_ALIASES.get(entry.get("type", preset.get("type")), {})
+    kind = alias.get("type", entry.get("type", preset.get("type")))
+    # settings, weakest first: the type's defaults, the preset, what an alias stands for, the entry
+    adapter = adapter_for(kind)
+    if adapter is None:
+        raise ValueError(f"provider {name}: type must be one of "
+                         f"{sorted([*TYPES, *TYPE_ALIASES])}")
+    spec = {**adapter.defaults, **preset, **alias, **entry, "type": kind}
     if not spec.get("base_url"):
         raise ValueError(f"provider {name}: base_url is required")
     if "api_key" in entry:
         raise ValueError(f"provider {name}: put the key in an environment variable (api_key_env)")
     models, patterns = {}, []
-    embedding = _embedding_models(name, entry, spec)
+    embedding = _embedding_models(name, entry, spec, adapter)
     for item in [*spec.get("models", []), *embedding]:
         (patterns.append(item) if "*" in item else models.setdefault(item, item))
     embedding = set(embedding)
@@ -104,21 +126,21 @@ def parse_upstream(entry: dict, environ) -> Upstream:
     api_key = (environ.get(key_env, "") if key_env else "") or (
         environ.get(fallback, "") if fallback else "")
     return Upstream(name=name, type=spec["type"], base_url=spec["base_url"].rstrip("/"),
-                    api_key=api_key,
-                    models=models, patterns=tuple(patterns),
-                    embedding_models=frozenset(embedding))
+                    api_key=api_key, models=models, patterns=tuple(patterns),
+                    embedding_models=frozenset(embedding),
+                    output_limit_field=spec.get("output_limit_field"))
 
 
-def _embedding_models(name: str, entry: dict, spec: dict) -> list[str]:
+def _embedding_models(name: str, entry: dict, spec: dict, adapter) -> list[str]:
     """The provider's embedding models; only OpenAI- and Gemini-type APIs have embeddings.
     An entry that lists its own models replaces the preset's embedding models too."""
     items = (entry.get("embedding_models") if "models" in entry
              else spec.get("embedding_models")) or []
     if not isinstance(items, list) or not all(isinstance(m, str) and m for m in items):
         raise ValueError(f"provider {name}: embedding_models must be a list of model names")
-    if items and spec["type"] == "anthropic":
-        raise ValueError(f"provider {name}: Anthropic-type providers have no embeddings API; "
-                         "remove embedding_models")
+    if items and not adapter.supports_embeddings:
+        raise ValueError(f"provider {name}: {spec['type']}-type providers have no embeddings "
+                         "API; remove embedding_models")
     return items
 
 
@@ -199,12 +221,11 @@ def wrong_purpose(model: str, purpose: str, types: list[str]) -> InvalidRequest:
     return InvalidRequest(message, param="model", code="unsupported_model")
 
 
-def build_registry(config, provider_classes, session_factory) -> Registry:
+def build_registry(config, session_factory) -> Registry:
     """The registry for this process: one adapter and one pooled session per upstream."""
     providers = []
     for upstream in configured_upstreams(config["PROVIDERS"]):
-        adapter = provider_classes[upstream.type]
-        providers.append(adapter(upstream, session_factory(),
-                                 timeout=(config["UPSTREAM_CONNECT_TIMEOUT"],
-                                          config["UPSTREAM_READ_TIMEOUT"])))
+        timeout = (config["UPSTREAM_CONNECT_TIMEOUT"], config["UPSTREAM_READ_TIMEOUT"])
+        providers.append(adapter_for(upstream.type)(upstream, session_factory(),
+                                                    timeout=timeout))
     return Registry(providers)

@@ -21,7 +21,7 @@ from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import sessionmaker
 
-from errors import GatewayError
+from errors import InsufficientCredits
 from models import Account, Grant, Hold, UsageRecord, utcnow
 from models.credits import Credits
 from services.names import REASON_MAX, check_text
@@ -41,10 +41,6 @@ HOLD = insert(Hold).returning(Hold.id)
 DROP_HOLD = delete(Hold).where(Hold.id == bindparam("hold_id"))
 RECORD = insert(UsageRecord)
 RECORDED = select(UsageRecord.id).where(UsageRecord.request_id == bindparam("rid"))
-
-
-class InsufficientCredits(GatewayError):
-    status, kind, code = 402, "insufficient_credits", "insufficient_credits"
 
 
 @dataclass
@@ -88,9 +84,13 @@ class Billing:
 
     # ---- on the request path -------------------------------------------------------------
     def reserve(self, caller, model: str, prompt_tokens: int, max_output: int,
-                request_id: str = "") -> Ticket:
-        """Hold the most this request can cost; raises InsufficientCredits (402) when it can't."""
-        price = self.pricing.for_model(model)
+                price=None, request_id: str = "") -> Ticket:
+        """Hold the most this request can cost; raises InsufficientCredits (402) when it can't.
+
+        `price` is the model's (services.pricing.Price) when the caller looked it up already;
+        the ticket carries it to the settlement.
+        """
+        price = price or self.pricing.for_model(model)
         amount = price.cost(Usage(input=prompt_tokens, output=max_output))
         # Core statements on a plain connection: this is on every request's path, and the ORM
         # session's bookkeeping would cost more than the two statements themselves.
@@ -291,7 +291,7 @@ def settle(conn, batch: list[Charge]):
                 continue  # settled already: a retry after a commit whose answer was lost
             held = Decimal(0)  # already released by a sweep: charge from the balance alone
         price = Decimal(0) if item.usage is None else item.cost
-        if price > held:  # the excess was taken from the balance: nothing to give back
+        if price > held:  # the hold is all spent; the excess comes from the balance
             price = held + _take(conn, ticket.user_id, price - held)
         elif held > price:
             conn.execute(GIVE, {"account": ticket.user_id, "delta": held - price})

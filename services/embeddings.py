@@ -19,12 +19,11 @@ from gevent.pool import Pool
 from errors import GatewayError, InvalidRequest, UpstreamUnavailable
 from providers.registry import EMBEDDINGS
 from services.billing import InsufficientCredits
-from translation import gemini_embeddings, openai_embeddings
 from translation.embeddings import MAX_INPUTS, EmbedAnswer, batches, estimate_tokens
 from translation.ir import Usage
+from translation.registry import FORMATS
 
 log = logging.getLogger(__name__)
-FORMATS = {"openai": openai_embeddings, "gemini": gemini_embeddings}
 
 
 @dataclass
@@ -62,7 +61,7 @@ class Embeddings:
 
     def embed(self, client_format: str, body: dict, *, caller, method: str = "") -> EmbedReply:
         """Serve one embeddings request in `client_format` (the body is already validated)."""
-        fmt = FORMATS[client_format]
+        fmt = FORMATS[client_format].embeddings
         forced = body.pop("provider", None)
         routes = self.registry.routes(body["model"], forced, purpose=EMBEDDINGS)
         req = fmt.request_to_ir(body, method)
@@ -127,7 +126,7 @@ class Embeddings:
 
     def _passthrough(self, fmt, body, req, route, estimates) -> _Served:
         payload, options = fmt.passthrough_payload(body, route.upstream_model, req.method)
-        content, data = route.provider.embed(payload, **options)
+        content, data = route.provider.embed(payload, model=route.upstream_model, **options)
         relay = fmt.relayable(content, data, req)  # else re-encoded, from decoded vectors
         answer = self._read(fmt, data, len(req.inputs), options, route, decode=not relay)
         raw = content if relay else None
@@ -137,14 +136,14 @@ class Embeddings:
 
     def _translated(self, fmt, req, route, estimates) -> _Served:
         """Client format -> IR -> provider format, in as many calls as the provider needs."""
-        dst = FORMATS[route.provider.wire_format]
+        dst = FORMATS[route.provider.wire_format].embeddings
         groups = batches(len(req.inputs), route.provider.max_embedding_inputs,
                          key=lambda i: dst.group_key(req.inputs[i]))
 
         def call(group):
             payload, options = dst.request_from_ir(req, [req.inputs[i] for i in group],
                                                    route.upstream_model)
-            _, data = route.provider.embed(payload, **options)
+            _, data = route.provider.embed(payload, model=route.upstream_model, **options)
             return self._read(dst, data, len(group), options, route)
 
         first = call(groups[0])  # failures here may move on to the next route

@@ -6,8 +6,8 @@ from decimal import Decimal
 import openai
 import pytest
 
+from tests.api.cross_family.test_credits import books
 from tests.api.embeddings.conftest import GEMINI_MODEL, OPENAI_MODEL, embedding_providers
-from tests.api.openai.test_credits import books
 from tests.conftest import make_user
 from tests.fake_upstream import Script
 

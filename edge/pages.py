@@ -28,7 +28,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from blueprints.ratelimit import client_address
+from edge.ratelimit import client_address
 from errors import GatewayError, NotFound, PermissionDenied, StorageUnavailable
 from extensions import csrf, db, limiter
 from services.accounts import session_user
@@ -163,7 +163,7 @@ def not_found(exc):
                   and request.accept_mimetypes.best_match(("application/json", "text/html"))
                   == "text/html")
     if not wants_page:
-        from blueprints.errors import http_error as api_error  # the API families' envelopes
+        from edge.errors import http_error as api_error  # the API families' envelopes
         return api_error(exc)
     return secure_headers(current_app.make_response((render_template(
         "error.html", status=404, message=f"There is no page at {request.path}."), 404)))

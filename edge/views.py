@@ -1,12 +1,14 @@
-"""Request plumbing shared by the API blueprints: keys, JSON bodies, validation, replies."""
+"""What every API view does: resolve the caller's key, read and validate the JSON body, reply."""
 
 import json
 
 from flask import Response, current_app, g, jsonify, request
 
-from blueprints.ratelimit import client_address
+from edge.errors import caller_family
+from edge.ratelimit import client_address
 from errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from extensions import db
+from translation.registry import FORMATS
 
 
 def presented_key() -> str | None:
@@ -18,22 +20,7 @@ def presented_key() -> str | None:
             or request.args.get("key") or None)
 
 
-def client_family() -> str:
-    """Which SDK family a request on a shared path (GET /v1/models) comes from, by its headers."""
-    if "anthropic-version" in request.headers:
-        return "anthropic"
-    if "x-goog-api-key" in request.headers or (
-            "key" in request.args and "Authorization" not in request.headers):
-        return "gemini"
-    return "openai"
-
-
-# Where each family's official SDK sends the key: a 401 names the header the caller's SDK uses.
-KEY_HEADERS = {"openai": "Authorization: Bearer KEY", "anthropic": "x-api-key: KEY",
-               "gemini": "x-goog-api-key: KEY"}
-
-
-def authenticate(family: str = "openai"):
+def authenticate():
     """Resolve the caller (cached), or raise 401; 429 for an address that keeps failing."""
     failures, address = current_app.extensions["auth_failures"], client_address()
     key = presented_key()
@@ -43,7 +30,7 @@ def authenticate(family: str = "openai"):
         if key:  # a wrong key is a guess; a missing one is a misconfigured client
             failures.record(address)
         raise AuthenticationFailed("Incorrect or missing API key. Pass a valid key as "
-                                   f"'{KEY_HEADERS.get(family, KEY_HEADERS['openai'])}'.")
+                                   f"'{FORMATS[caller_family()].key_header}'.")
     g.caller = caller
 
 
@@ -115,9 +102,21 @@ def allowed_models() -> list[tuple[str, str]]:
             if plan.allows(m)]
 
 
-def error_response(err, body_of) -> Response:
-    """A JSON error response for a GatewayError, in the envelope `body_of` makes."""
-    response = jsonify(body_of(err))
-    response.status_code = err.status
-    response.headers.update(err.headers)
-    return response
+def model_list(family: str) -> Response:
+    """The models this caller may use, in the list shape of the `family` format."""
+    registry = current_app.extensions["relay"].registry
+    embeds = registry.embedding_models()
+    return jsonify(FORMATS[family].model_list([
+        FORMATS[family].model_entry(m, owner, registry.created, embeds=m in embeds)
+        for m, owner in allowed_models()]))
+
+
+def one_model(family: str, segment: str) -> Response:
+    """One model this caller may use, in the `family` format's shape; else its 404."""
+    fmt, registry = FORMATS[family], current_app.extensions["relay"].registry
+    name = fmt.model_id(segment)
+    for model, owner in allowed_models():
+        if model == name:
+            return jsonify(fmt.model_entry(model, owner, registry.created,
+                                           embeds=model in registry.embedding_models()))
+    raise fmt.model_missing(name)
