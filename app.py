@@ -23,6 +23,7 @@ from logs import install_redaction
 from providers import build_registry
 from providers.http import pooled_session
 from providers.media import ImageFetcher
+from services.embeddings import Embeddings
 from services.health import ProviderHealth
 from services.keys import KeyStore
 from services.plans import PlanBook
@@ -49,6 +50,9 @@ def create_app(overrides=None):
     app.extensions["relay"] = Relay(
         registry, billing, max_stream_seconds=app.config["UPSTREAM_MAX_STREAM_SECONDS"],
         fetcher=fetcher)
+    app.extensions["embeddings"] = Embeddings(
+        registry, billing, max_input_tokens=app.config["EMBEDDING_MAX_INPUT_TOKENS"],
+        concurrency=app.config["EMBEDDING_UPSTREAM_CONCURRENCY"])
     app.extensions["provider_health"] = health = ProviderHealth()
     for provider in registry.providers.values():
         health.watch(provider)
