@@ -27,6 +27,7 @@ from providers.breaker import make_breakers
 from providers.http import pooled_session
 from providers.media import ImageFetcher
 from providers.routing import Router
+from services.embeddings import Embeddings
 from services.health import ProviderHealth
 from services.keys import KeyStore
 from services.metrics import Metrics
@@ -53,6 +54,9 @@ def create_app(overrides=None):
     fetcher = ImageFetcher(max_bytes=app.config["IMAGE_FETCH_MAX_BYTES"],
                            timeout=app.config["IMAGE_FETCH_TIMEOUT"],
                            allow_private=app.config["IMAGE_FETCH_ALLOW_PRIVATE"])
+    app.extensions["embeddings"] = Embeddings(
+        registry, billing, max_input_tokens=app.config["EMBEDDING_MAX_INPUT_TOKENS"],
+        concurrency=app.config["EMBEDDING_UPSTREAM_CONCURRENCY"])
     app.extensions["provider_health"] = health = ProviderHealth()
     app.extensions["relay"] = Relay(
         registry, billing, build_router(app.config, registry, metrics, health),

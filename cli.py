@@ -258,9 +258,11 @@ def providers():
         routing = f"priority {up.priority}" + (f", weight {up.weight:g}" if up.weight else "")
         click.echo(f"{name}\t{up.type}\t{' '.join(up.base_urls)}\t{keys}\t{routing}")
         for model, target in sorted(up.models.items()):
-            click.echo(f"    {model}" + (f" -> {target}" if target != model else ""))
+            click.echo(f"    {model}" + (f" -> {target}" if target != model else "")
+                       + (" (embedding)" if model in up.embedding_models else ""))
         for pattern in up.patterns:
-            click.echo(f"    {pattern} (any matching name)")
+            click.echo(f"    {pattern} (any matching name"
+                       + (", embedding)" if pattern in up.embedding_models else ")"))
 
 
 @click.command("first-key")

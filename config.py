@@ -39,6 +39,10 @@ DEFAULTS = {
     "IMAGE_FETCH_MAX_BYTES": 10 * 1024 * 1024,  # image URLs fetched for Gemini: size cap
     "IMAGE_FETCH_TIMEOUT": 10.0,  # seconds, in total
     "IMAGE_FETCH_ALLOW_PRIVATE": False,  # True lets image URLs reach private/loopback addresses
+    # Embeddings: the most (estimated) input tokens one request may embed, and how many upstream
+    # calls of one request (Gemini takes 100 inputs a call) run at once.
+    "EMBEDDING_MAX_INPUT_TOKENS": 500_000,
+    "EMBEDDING_UPSTREAM_CONCURRENCY": 4,
     # Providers: a list of tables, see gateway.example.toml. Empty: take presets whose key is set.
     "PROVIDERS": [],
     # Run pending schema migrations at start-up (one process at a time; `flask db upgrade`
