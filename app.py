@@ -3,6 +3,7 @@
 from flask import Flask
 
 import cli
+import requestlog
 from blueprints import (
     admin,
     admin_api,
@@ -12,6 +13,7 @@ from blueprints import (
     credits,
     gemini_api,
     openai_api,
+    ops,
     playground,
     site,
 )
@@ -19,22 +21,27 @@ from config import load_config
 from edge import pages, paths, ratelimit
 from edge.errors import register_error_handlers
 from extensions import db
-from logs import install_redaction
+from logs import install_logging
 from providers import build_registry
+from providers.breaker import make_breakers
 from providers.http import pooled_session
 from providers.media import ImageFetcher
+from providers.routing import Router
 from services.embeddings import Embeddings
 from services.health import ProviderHealth
 from services.keys import KeyStore
+from services.metrics import Metrics
 from services.plans import PlanBook
 from services.relay import Relay
-from storage import prepare_database, start_billing
+from storage import observe_storage, prepare_database, start_billing
 
 
 def create_app(overrides=None):
     app = Flask(__name__, instance_relative_config=True)
     load_config(app, overrides)
-    install_redaction()
+    install_logging(app.config["LOG_FORMAT"], app.config["LOG_LEVEL"])
+    app.extensions["metrics"] = metrics = Metrics()
+    requestlog.init_app(app)
     db.init_app(app)
     prepare_database(app)
     ratelimit.init_app(app)
@@ -47,16 +54,17 @@ def create_app(overrides=None):
     fetcher = ImageFetcher(max_bytes=app.config["IMAGE_FETCH_MAX_BYTES"],
                            timeout=app.config["IMAGE_FETCH_TIMEOUT"],
                            allow_private=app.config["IMAGE_FETCH_ALLOW_PRIVATE"])
-    app.extensions["relay"] = Relay(
-        registry, billing, max_stream_seconds=app.config["UPSTREAM_MAX_STREAM_SECONDS"],
-        fetcher=fetcher)
     app.extensions["embeddings"] = Embeddings(
         registry, billing, max_input_tokens=app.config["EMBEDDING_MAX_INPUT_TOKENS"],
         concurrency=app.config["EMBEDDING_UPSTREAM_CONCURRENCY"])
     app.extensions["provider_health"] = health = ProviderHealth()
-    for provider in registry.providers.values():
-        health.watch(provider)
+    app.extensions["relay"] = Relay(
+        registry, billing, build_router(app.config, registry, metrics, health),
+        max_stream_seconds=app.config["UPSTREAM_MAX_STREAM_SECONDS"], fetcher=fetcher)
+    app.extensions["readiness"] = ops.readiness_checks(app)
+    observe_storage(app, metrics)
     pages.init_app(app)
+    app.register_blueprint(ops.bp)
     for page in (site, auth, console, playground, admin, admin_api, credits):
         app.register_blueprint(page.bp)
     for family in (openai_api, anthropic_api, gemini_api):
@@ -70,3 +78,18 @@ def create_app(overrides=None):
     paths.init_app(app)
     cli.register(app)
     return app
+
+
+def build_router(config, registry, metrics, health) -> Router:
+    """Routing state for this process: breakers per URL (shared via Redis when configured)
+    and a key pool per provider; every attempt's outcome also goes to the admin's health view."""
+    breakers = make_breakers(config, on_change=metrics.breaker_changed)
+    urls = [u for p in registry.providers.values() for u in p.upstream.base_urls]
+    # at scrape time the scraping worker reports the breakers as it (or Redis) sees them now
+    metrics.before_scrape(lambda: [metrics.breaker_changed(u, breakers.state(u)) for u in urls])
+    return Router(list(registry.providers.values()), breakers,
+                  max_attempts=config["UPSTREAM_RETRY_ATTEMPTS"],
+                  budget_seconds=config["UPSTREAM_RETRY_BUDGET"],
+                  key_rest_seconds=config["KEY_REST_SECONDS"],
+                  key_retire_seconds=config["KEY_RETIRE_SECONDS"],
+                  on_failure=metrics.upstream_failed, on_outcome=health.record)

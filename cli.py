@@ -254,8 +254,9 @@ def providers():
         click.echo("no providers configured (see gateway.example.toml)")
     for name, provider in registry.providers.items():
         up = provider.upstream
-        key = "key set" if up.api_key else "no key"
-        click.echo(f"{name}\t{up.type}\t{up.base_url}\t{key}")
+        keys = ("key set: " + ", ".join(k.env for k in up.keys)) if up.keys else "no key"
+        routing = f"priority {up.priority}" + (f", weight {up.weight:g}" if up.weight else "")
+        click.echo(f"{name}\t{up.type}\t{' '.join(up.base_urls)}\t{keys}\t{routing}")
         for model, target in sorted(up.models.items()):
             click.echo(f"    {model}" + (f" -> {target}" if target != model else "")
                        + (" (embedding)" if model in up.embedding_models else ""))

@@ -20,6 +20,21 @@ DEFAULTS = {
     "UPSTREAM_READ_TIMEOUT": 120.0,  # the longest silence tolerated between bytes
     "UPSTREAM_MAX_STREAM_SECONDS": 900.0,  # streams are cut after this long
     "UPSTREAM_POOL_SIZE": 256,  # pooled connections per provider
+    # Resilience: attempts before the first byte reaches the client (URLs, keys, providers).
+    "UPSTREAM_RETRY_ATTEMPTS": 4,  # attempts per request, the first included
+    "UPSTREAM_RETRY_BUDGET": 30.0,  # seconds after which no new attempt starts
+    "UPSTREAM_URL_COOLDOWN": 10.0,  # a URL that failed is tried after the others this long
+    "BREAKER_FAILURES": 5,  # consecutive failures that open a URL's breaker
+    "BREAKER_OPEN_SECONDS": 30.0,  # an open breaker gets no attempt this long, then one trial
+    "BREAKER_STORAGE_URI": None,  # None: the rate-limit Redis if there is one, else memory://
+    "BREAKER_SYNC_SECONDS": 1.0,  # shared breaker state is re-read from Redis this often
+    "KEY_REST_SECONDS": 30.0,  # a key that got 429 without Retry-After rests this long
+    "KEY_RETIRE_SECONDS": 3600.0,  # a key refused with 401/403 is out of rotation this long
+    # Operations.
+    "LOG_FORMAT": "text",  # "json": one JSON object per line, for log shippers
+    "LOG_LEVEL": "INFO",
+    "METRICS_TOKEN": "",  # bearer token for GET /metrics; empty: /metrics is off (404)
+    "READY_TIMEOUT": 1.0,  # seconds /readyz waits for the database and Redis
     # Translation between formats.
     "IMAGE_FETCH_MAX_BYTES": 10 * 1024 * 1024,  # image URLs fetched for Gemini: size cap
     "IMAGE_FETCH_TIMEOUT": 10.0,  # seconds, in total
@@ -72,7 +87,11 @@ def load_config(app, overrides=None):
     path = os.environ.get("GATEWAY_CONFIG", "gateway.toml")
     if os.path.exists(path):
         with open(path, "rb") as fh:
-            app.config.from_mapping({k.upper(): v for k, v in tomllib.load(fh).items()})
+            settings = {k.upper(): v for k, v in tomllib.load(fh).items()}
+        if settings.get("METRICS_TOKEN"):  # secrets come from the environment only
+            raise ValueError(f"{path}: set metrics_token as GATEWAY_METRICS_TOKEN in the "
+                             "environment, not in the file")
+        app.config.from_mapping(settings)
         app.config["CONFIG_FILE"] = os.path.abspath(path)
     if os.environ.get("DATABASE_URL"):
         app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["DATABASE_URL"]
@@ -84,6 +103,7 @@ def load_config(app, overrides=None):
     app.config.from_mapping(overrides or {})
     app.config["SQLALCHEMY_DATABASE_URI"] = url = database_url(app)
     app.config["RATELIMIT_STORAGE_OPTIONS"] = storage_options(app.config)
+    breaker_storage(app.config)
     app.config["SECRET_KEY"] = app.config["SECRET_KEY"] or instance_secret(app)
     if url.startswith("postgresql"):  # room for the greenlets that hold a connection at once
         options = app.config["SQLALCHEMY_ENGINE_OPTIONS"] = dict(
@@ -133,3 +153,12 @@ def storage_options(config) -> dict:
     if config["RATELIMIT_STORAGE_URI"].startswith(("redis", "valkey")):
         options.update(REDIS_STORAGE_OPTIONS)
     return {**options, **(config.get("RATELIMIT_STORAGE_OPTIONS") or {})}
+
+
+def breaker_storage(config) -> None:
+    """Breakers are shared through the rate limits' Redis (under its key prefix) by default."""
+    if config.get("BREAKER_STORAGE_URI") is None:
+        uri = config["RATELIMIT_STORAGE_URI"]
+        config["BREAKER_STORAGE_URI"] = uri if uri.startswith(("redis", "unix")) else "memory://"
+    config.setdefault("BREAKER_KEY_PREFIX",
+                      config["RATELIMIT_STORAGE_OPTIONS"].get("key_prefix") or "tollgate")

@@ -10,9 +10,15 @@ class GatewayError(Exception):
     status = 500
     kind = "api_error"
     code = None
+    # Upstream errors only: what went wrong, for routing (providers/routing.py) and metrics:
+    # connect, timeout, status_5xx, protocol (the URL's fault); rate_limited, auth, quota
+    # (the key's); None: the request's own fault, not worth another attempt.
+    fault = None
 
-    def __init__(self, message, *, param=None, code=None, status=None, headers=None):
+    def __init__(self, message, *, param=None, code=None, status=None, headers=None,
+                 fault=None):
         super().__init__(message)
+        self.fault = fault or self.fault
         self.message = message
         self.param = param
         self.code = code or self.code
@@ -73,17 +79,17 @@ class UpstreamError(GatewayError):
 class UpstreamUnavailable(GatewayError):
     """The upstream could not be reached, or failed in a way another upstream might not."""
 
-    status, kind, code = 502, "unavailable", "upstream_unavailable"
+    status, kind, code, fault = 502, "unavailable", "upstream_unavailable", "connect"
 
 
 class UpstreamTimeout(UpstreamUnavailable):
-    status, code = 504, "upstream_timeout"
+    status, code, fault = 504, "upstream_timeout", "timeout"
 
 
 class UpstreamRateLimited(UpstreamUnavailable):
     """The upstream said 429; another upstream for the same model may still answer."""
 
-    status, kind, code = 429, "rate_limit", "upstream_rate_limited"
+    status, kind, code, fault = 429, "rate_limit", "upstream_rate_limited", "rate_limited"
 
 
 class InsufficientCredits(GatewayError):

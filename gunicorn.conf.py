@@ -1,6 +1,8 @@
 """gunicorn settings: server knobs only, no application imports."""
 
 import os
+import shutil
+import tempfile
 
 bind = os.environ.get("TOLLGATE_BIND", "127.0.0.1:8080")
 worker_class = "gunicorn_worker.JsonErrorWorker"  # gevent, with JSON error answers
@@ -13,10 +15,39 @@ graceful_timeout = int(os.environ.get("TOLLGATE_GRACEFUL_TIMEOUT", "60"))  # let
 keepalive = 5
 max_requests = 20000
 max_requests_jitter = 2000
-# No query string in access logs: clients may pass keys as ?key=.
-accesslog = os.environ.get("TOLLGATE_ACCESS_LOG", "-")
+# The gateway writes one access line per request itself (with its request id, model, provider,
+# tokens and credits). gunicorn's own access log is off unless asked for; it never logs query
+# strings, where clients may pass keys as ?key=.
+accesslog = os.environ.get("TOLLGATE_ACCESS_LOG") or None
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
 # gunicorn's control socket (for gunicornc) defaults to one path per user, which several
 # gateways on a host would share: off unless given a path of its own.
 control_socket = os.environ.get("TOLLGATE_CONTROL_SOCKET", "")
 control_socket_disable = not control_socket
+
+# Prometheus multiprocess mode: every worker writes its metrics to files in one directory, and
+# a scrape of any worker adds them up. The directory is made once per master (a reload, SIGHUP,
+# keeps it) unless PROMETHEUS_MULTIPROC_DIR names one; it must be empty at start.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tollgate-metrics-")
+    os.environ["TOLLGATE_METRICS_DIR_MADE"] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
+def on_starting(server):
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(directory, exist_ok=True)
+    for name in os.listdir(directory):  # figures of an earlier run would be added in
+        if name.endswith(".db"):
+            os.remove(os.path.join(directory, name))
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess  # not an app import: the metrics library only
+
+    multiprocess.mark_process_dead(worker.pid)  # its live gauges stop counting
+
+
+def on_exit(server):
+    made = os.environ.get("TOLLGATE_METRICS_DIR_MADE")
+    if made and made == os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        shutil.rmtree(made, ignore_errors=True)

@@ -7,7 +7,7 @@ import os
 from contextlib import contextmanager
 
 from alembic import command
-from sqlalchemy import event, inspect, text
+from sqlalchemy import event, func, inspect, select, text
 
 import models  # noqa: F401  (registers the tables)
 from extensions import db, migrate
@@ -112,3 +112,22 @@ def start_billing(app) -> Billing:
         log.error("start-up hold sweep failed: %s", type(exc).__name__)
     atexit.register(billing.shutdown)
     return billing
+
+
+def observe_storage(app, metrics) -> None:
+    """Scrape-time figures read from the database: holds open now (across every process)."""
+    from services.metrics import gauge_family
+
+    engine = app.extensions["billing"].engine
+    count = select(func.count()).select_from(models.Hold)
+
+    def collect():
+        try:
+            with engine.connect() as conn:
+                value = conn.execute(count).scalar_one()
+        except Exception as exc:  # the database is away: leave the figure out of this scrape
+            log.warning("holds count for metrics failed: %s", type(exc).__name__)
+            return
+        yield gauge_family("tollgate_holds_open", "Credit holds open (requests in flight)", value)
+
+    metrics.add_collector(collect)

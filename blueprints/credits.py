@@ -36,7 +36,7 @@ def get_credits():
 
 def record_json(row) -> dict:
     """A usage record as the credits API (and the console) show it."""
-    return {"id": row.id, "model": row.model,
+    return {"id": row.id, "model": row.model, "provider": row.provider,
             "tokens": row.input_tokens + row.cache_read_tokens + row.cache_write_tokens
             + row.output_tokens,
             "input_tokens": row.input_tokens + row.cache_read_tokens + row.cache_write_tokens,

@@ -14,6 +14,7 @@ from flask_limiter import RateLimitExceeded
 from limits import parse
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+import tracing
 from errors import RateLimited
 from extensions import caller_key, limiter
 from services.ratelimit import AuthFailures, Standing, StorageGuard, tightest
@@ -70,6 +71,8 @@ def check(gate) -> None:
     try:
         guard.call(gate)
     except RateLimitExceeded:
+        if info := tracing.current():
+            info.rate_limited = True
         g.rate_limit = standing = _standing(guard)
         wait = standing.retry_after() if standing else 60
         raise RateLimited(f"Rate limit reached for requests ({limiter.current_limit.limit}) "

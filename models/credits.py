@@ -83,6 +83,8 @@ class UsageRecord(db.Model):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     key_id: Mapped[int] = mapped_column(Integer, index=True)
     model: Mapped[str] = mapped_column(String(256))
+    # the provider that served it (its configured name; "" for records made before this column)
+    provider: Mapped[str] = mapped_column(String(64), default="", server_default="")
     input_tokens: Mapped[int] = mapped_column(Integer, default=0)  # excludes cached tokens
     cache_read_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cache_write_tokens: Mapped[int] = mapped_column(Integer, default=0)

@@ -19,6 +19,7 @@ from errors import (
     UpstreamUnavailable,
     redact,
 )
+from tracing import current_request_id
 
 # Upstream 4xx statuses passed on to the client, with the kind of error they are.
 PASSED_ON = {400: "invalid_request", 404: "not_found", 409: "invalid_request",
@@ -76,7 +77,8 @@ class UpstreamResponse:
         """A 2xx that is not an event stream is an error body (raised) or a broken upstream."""
         if not self.content_type.startswith("text/event-stream"):
             self.body()  # an error body on 200 raises here
-            raise UpstreamUnavailable(f"provider {self.upstream.name} did not stream")
+            raise UpstreamUnavailable(f"provider {self.upstream.name} did not stream",
+                                      fault="protocol")
 
     def read(self, size: int = READ_SIZE) -> bytes:
         """The next bytes of a stream as they arrive (b"" at its end)."""
@@ -93,6 +95,8 @@ class UpstreamResponse:
 
 def send(session, url, *, body: bytes, headers: dict, timeout, upstream) -> UpstreamResponse:
     """POST upstream; returns a 2xx answer with its body unread, or raises a GatewayError."""
+    if request_id := current_request_id():  # the upstream's logs can be matched with ours
+        headers = {**headers, "X-Request-Id": request_id}
     try:
         resp = session.post(url, data=body, headers=headers, stream=True, timeout=timeout)
     except requests.Timeout as exc:
@@ -116,18 +120,19 @@ def upstream_error(resp, upstream):
     # Gemini reports a bad key as 400 INVALID_ARGUMENT with reason API_KEY_INVALID.
     if status in (401, 403) or code == "API_KEY_INVALID":
         return UpstreamError(f"provider {name} rejected the gateway's credentials",
-                             code="upstream_auth_failed")
+                             code="upstream_auth_failed", fault="auth")
     if status == 429:
         if code in ("insufficient_quota", "credit_balance_exhausted", "billing_hard_limit_reached"):
             return UpstreamUnavailable(f"provider {name} is out of quota", status=503,
                                        code="upstream_quota_exhausted",
-                                       headers={"x-should-retry": "false"})
+                                       headers={"x-should-retry": "false"}, fault="quota")
         retry = resp.headers.get("retry-after")
         return UpstreamRateLimited(f"provider {name} is rate limiting requests",
                                    headers={"Retry-After": retry} if retry else None)
     if status >= 500:
         return UpstreamUnavailable(f"provider {name} failed with HTTP {status}",
-                                   status=503 if status in (503, 529) else 502)
+                                   status=503 if status in (503, 529) else 502,
+                                   fault="status_5xx")
     kind_status = status if status in PASSED_ON else 400
     err = UpstreamError(message or f"provider {name} refused the request (HTTP {status})",
                         status=kind_status, code=code)
@@ -171,7 +176,7 @@ def read_count(resp: UpstreamResponse, field: str) -> int:
         return int(json.loads(content)[field])
     except (ValueError, KeyError, TypeError) as exc:
         raise UpstreamUnavailable(f"provider {resp.upstream.name} sent an unreadable "
-                                  "token count") from exc
+                                  "token count", fault="protocol") from exc
 
 
 def read_json(resp: UpstreamResponse) -> tuple[bytes, object]:
@@ -182,4 +187,4 @@ def read_json(resp: UpstreamResponse) -> tuple[bytes, object]:
         return content, json.loads(content)
     except ValueError as exc:
         raise UpstreamUnavailable(f"provider {resp.upstream.name} sent an unreadable "
-                                  "answer") from exc
+                                  "answer", fault="protocol") from exc

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from errors import InvalidRequest, ModelNotFound
 from providers.anthropic import AnthropicProvider
 from providers.gemini import GeminiProvider
+from providers.keypool import ApiKey
 from providers.openai import OpenAIProvider
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,11 @@ def adapter_for(wire_format: str):
 @dataclass(frozen=True)
 class Upstream:
     """One configured provider. `type` is its wire format; `models` maps client-facing names to
-    upstream names. The rest are the upstream's settings, read by its format's request builder."""
+    upstream names. The rest are the upstream's settings, read by its format's request builder.
+
+    `base_url` and `api_key` are what one attempt uses: the first of `base_urls` and `keys` as
+    configured, or the URL and key routing chose for this attempt (providers/routing.py).
+    """
 
     name: str
     type: str
@@ -64,6 +69,10 @@ class Upstream:
     patterns: tuple = ()  # glob patterns routed as-is (e.g. "*/*" on OpenRouter)
     embedding_models: frozenset = frozenset()  # names and patterns (of the above) that embed
     output_limit_field: str | None = None  # OpenAI type: max_completion_tokens or max_tokens
+    base_urls: tuple = ()  # primary first, then backups; the same paths are used on each
+    keys: tuple = field(repr=False, default=())  # providers.keypool.ApiKey, in config order
+    weight: float | None = None  # share of traffic among providers of the same priority
+    priority: int = 0  # lower first; a higher one is used only when the lower ones fail
 
     @property
     def wire_format(self) -> str:
@@ -100,6 +109,8 @@ def parse_upstream(entry: dict, environ) -> Upstream:
     name = entry.get("name")
     if not name or not isinstance(name, str):
         raise ValueError("every provider needs a name")
+    if len(name) > 64 or not name.isprintable():  # it is stored on every usage record
+        raise ValueError(f"provider {name!r}: names are at most 64 printable characters")
     preset = PRESETS.get(entry.get("preset", name), {})
     alias = TYPE_ALIASES.get(entry.get("type", preset.get("type")), {})
     kind = alias.get("type", entry.get("type", preset.get("type")))
@@ -109,8 +120,6 @@ def parse_upstream(entry: dict, environ) -> Upstream:
         raise ValueError(f"provider {name}: type must be one of "
                          f"{sorted([*TYPES, *TYPE_ALIASES])}")
     spec = {**adapter.defaults, **preset, **alias, **entry, "type": kind}
-    if not spec.get("base_url"):
-        raise ValueError(f"provider {name}: base_url is required")
     if "api_key" in entry:
         raise ValueError(f"provider {name}: put the key in an environment variable (api_key_env)")
     models, patterns = {}, []
@@ -122,13 +131,54 @@ def parse_upstream(entry: dict, environ) -> Upstream:
         models[alias] = target
         if target in embedding:  # an alias of an embedding model is one too
             embedding.add(alias)
-    key_env, fallback = spec.get("api_key_env"), spec.get("api_key_env_fallback")
-    api_key = (environ.get(key_env, "") if key_env else "") or (
-        environ.get(fallback, "") if fallback else "")
-    return Upstream(name=name, type=spec["type"], base_url=spec["base_url"].rstrip("/"),
-                    api_key=api_key, models=models, patterns=tuple(patterns),
-                    embedding_models=frozenset(embedding),
-                    output_limit_field=spec.get("output_limit_field"))
+    keys = _keys(spec, environ)
+    urls = _base_urls(name, spec)
+    return Upstream(name=name, type=spec["type"], base_url=urls[0],
+                    api_key=keys[0].value if keys else "", models=models,
+                    patterns=tuple(patterns), output_limit_field=spec.get("output_limit_field"),
+                    embedding_models=frozenset(embedding), base_urls=urls, keys=keys,
+                    weight=_number(name, spec, "weight", float, low=0.0),
+                    priority=_number(name, spec, "priority", int) or 0)
+
+
+def _base_urls(name, spec) -> tuple:
+    """`base_urls = [primary, backup, ...]`, or the single `base_url`."""
+    urls = spec.get("base_urls") or ([spec["base_url"]] if spec.get("base_url") else [])
+    if isinstance(urls, str) or not all(isinstance(u, str) and u for u in urls):
+        raise ValueError(f"provider {name}: base_urls must be a list of URLs")
+    if not urls:
+        raise ValueError(f"provider {name}: base_url is required")
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"provider {name}: base URL {url!r} must be http(s)")
+    return tuple(dict.fromkeys(u.rstrip("/") for u in urls))
+
+
+def _keys(spec, environ) -> tuple:
+    """The keys named by `api_key_envs` (or `api_key_env`, with the preset's fallback) and set."""
+    names = spec.get("api_key_envs") or (
+        [spec["api_key_env"]] if spec.get("api_key_env") else [])
+    if isinstance(names, str):
+        names = [names]
+    keys = [ApiKey(n, environ[n]) for n in names if environ.get(n)]
+    fallback = spec.get("api_key_env_fallback")
+    if not keys and fallback and environ.get(fallback):
+        keys = [ApiKey(fallback, environ[fallback])]
+    missing = [n for n in names if not environ.get(n)]
+    if keys and missing:
+        log.warning("provider %s: key variables not set: %s", spec["name"], ", ".join(missing))
+    return tuple(keys)
+
+
+def _number(name, spec, field_name, kind, low=None):
+    value = spec.get(field_name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"provider {name}: {field_name} must be a number")
+    if low is not None and value <= low:
+        raise ValueError(f"provider {name}: {field_name} must be above {low}")
+    return kind(value)
 
 
 def _embedding_models(name: str, entry: dict, spec: dict, adapter) -> list[str]:
@@ -157,10 +207,10 @@ def configured_upstreams(entries, environ=os.environ) -> list[Upstream]:
     upstreams = []
     for entry in entries:
         upstream = parse_upstream(entry, environ)
-        key_env = entry.get("api_key_env") or PRESETS.get(entry.get("preset", upstream.name),
-                                                          {}).get("api_key_env")
-        if key_env and not upstream.api_key:
-            log.warning("provider %s disabled: %s is not set", upstream.name, key_env)
+        key_envs = entry.get("api_key_envs") or entry.get("api_key_env") or PRESETS.get(
+            entry.get("preset", upstream.name), {}).get("api_key_env")
+        if key_envs and not upstream.keys:
+            log.warning("provider %s disabled: %s is not set", upstream.name, key_envs)
             continue
         upstreams.append(upstream)
     return upstreams

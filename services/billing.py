@@ -55,6 +55,7 @@ class Ticket:
     price: object  # services.pricing.Price
     prompt_estimate: int  # our own count of the prompt's tokens, used when upstream gives none
     request_id: str = ""  # names the request in logs (a set-aside charge, say)
+    provider: str = ""  # the provider that served the request, once one has
 
 
 @dataclass
@@ -298,7 +299,8 @@ def settle(conn, batch: list[Charge]):
         if item.usage is not None:
             u = item.usage
             records.append({"user_id": ticket.user_id, "key_id": ticket.key_id,
-                            "model": ticket.model, "input_tokens": u.input,
+                            "model": ticket.model, "provider": ticket.provider,
+                            "input_tokens": u.input,
                             "cache_read_tokens": u.cache_read, "cache_write_tokens": u.cache_write,
                             "output_tokens": u.output, "price": price,
                             "estimated": item.estimated, "partial": item.partial,

@@ -75,7 +75,7 @@ class Translated:
             answer = self.dst.answer_to_ir(content)
         except (ValueError, AttributeError, TypeError) as exc:
             raise UpstreamUnavailable(f"provider {self.upstream.name} sent an unreadable "
-                                      "answer") from exc
+                                      "answer", fault="protocol") from exc
         restore_tool_names(answer.parts, self.tool_names)
         return Answer(200, self.src.answer_from_ir(answer, self.req), "application/json",
                       answer.usage)

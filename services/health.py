@@ -1,12 +1,11 @@
 """Whether each provider answered its last requests, as this worker saw them: kept in memory,
-recorded around every upstream call, shown to operators on /admin."""
+recorded for every upstream attempt (providers.routing reports each outcome), shown to
+operators on /admin."""
 
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-
-from errors import UpstreamUnavailable
 
 KEPT = 20  # outcomes remembered per provider
 
@@ -32,21 +31,3 @@ class ProviderHealth:
         """Newest first."""
         with self._lock:
             return list(reversed(self._outcomes.get(provider, ())))
-
-    def watch(self, provider) -> None:
-        """Record the outcome of each call to provider.open (its upstream answering or not)."""
-        opened, name = provider.open, provider.upstream.name
-
-        def open_and_record(*args, **kwargs):
-            try:
-                resp = opened(*args, **kwargs)
-            except UpstreamUnavailable as err:
-                self.record(name, False, err.message)
-                raise
-            except Exception:  # an answer the client is blamed for (4xx): the provider is up
-                self.record(name, True, "refused the request")
-                raise
-            self.record(name, True)
-            return resp
-
-        provider.open = open_and_record

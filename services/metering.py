@@ -25,8 +25,15 @@ class Meter:
     """One request's hold (services.billing.Ticket, which carries the model's price) and the
     client's wire format, whose metering reads the answers."""
 
-    def __init__(self, billing, ticket, client_format):
+    def __init__(self, billing, ticket, client_format, *, info=None):
         self.billing, self.ticket, self.format = billing, ticket, client_format
+        self.info = info  # tracing.RequestInfo: what was charged, for the request's log line
+
+    def _charge(self, usage, **how):
+        cost = self.billing.charge(self.ticket, usage, **how)
+        if self.info is not None:
+            self.info.charged(usage, cost)
+        return cost
 
     @property
     def price(self):
@@ -38,14 +45,14 @@ class Meter:
         estimated = usage is None
         if estimated:  # the upstream reported nothing: count it ourselves
             usage = self._estimate(self.format.output_text_of_body(body))
-        cost = self.billing.charge(self.ticket, usage, estimated=estimated)
+        cost = self._charge(usage, estimated=estimated)
         return self.format.with_credits(body, cost)
 
     def stream_ended(self, tap, outcome: str) -> None:
         """Settle a stream once it ended (translation.taps.Tap; outcome from the relay)."""
         complete = outcome == "complete"
         if tap.usage is not None and complete:
-            self.billing.charge(self.ticket, tap.usage)
+            self._charge(tap.usage)
             return
         text = self.format.output_text_of_events(bytes(tap.relayed))
         if tap.usage is None and not text and outcome in ("upstream_error", "truncated"):
@@ -53,7 +60,7 @@ class Meter:
             return
         counted = self.format.estimate_text_tokens(text) if text else 0
         usage, estimated = cut_stream_usage(tap.usage, counted, self.ticket.prompt_estimate)
-        self.billing.charge(self.ticket, usage, estimated=estimated, partial=not complete)
+        self._charge(usage, estimated=estimated, partial=not complete)
 
     def release(self) -> None:
         """Nothing billable was produced: give the whole hold back."""

@@ -3,15 +3,18 @@
 One path for every chat request: the routes for the model (registry), a hold for the most the
 request can cost (billing, at the model's price, looked up once), then for each route an
 exchange (services.exchange: passthrough or translated) whose payload the provider sends;
-a whole answer is charged at once, a stream when it ends (services.metering). A failure another
-route may not have (refused, timed out, 5xx, 429) moves on to the next route.
+a whole answer is charged at once, a stream when it ends (services.metering). The routing plan
+(providers.routing) picks each attempt's URL and key; a failure another URL, key or provider may
+not have (refused, timed out, 5xx, 429, a refused key) moves on to the next attempt, before
+anything reached the client.
 """
 
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from errors import GatewayError, UpstreamUnavailable
+import tracing
+from errors import UpstreamError, UpstreamUnavailable
 from services.exchange import Answer, exchange_for
 from services.metering import Meter
 from services.stream_relay import relay_events
@@ -33,9 +36,10 @@ class Reply:
 
 
 class Relay:
-    def __init__(self, registry, billing, *, max_stream_seconds: float, fetcher=None):
+    def __init__(self, registry, billing, router, *, max_stream_seconds: float, fetcher=None):
         self.registry = registry
         self.billing = billing
+        self.router = router  # providers.routing.Router: URLs, keys, breakers, retry budget
         self.max_stream_seconds = max_stream_seconds
         self.fetcher = fetcher  # providers.media.ImageFetcher, for providers needing inline images
 
@@ -46,47 +50,61 @@ class Relay:
         real cost is charged when the answer is complete (or the stream ends, however it ends).
         """
         routes = self.registry.routes(inbound.model, inbound.provider)
+        info = tracing.current() or tracing.RequestInfo("")
+        info.family, info.model = inbound.format, inbound.model
         client = FORMATS[inbound.format]
         price = self.billing.pricing.for_model(inbound.model)
         limit = client.output_limit(inbound, price.max_output_tokens)
+        # the usage record's request id is unique: only an id we made, never a client's
         ticket = self.billing.reserve(caller, inbound.model,
-                                      client.estimate_prompt_tokens(inbound), limit, price=price)
-        meter = Meter(self.billing, ticket, client)
+                                      client.estimate_prompt_tokens(inbound), limit, price=price,
+                                      request_id=info.id if info.generated else "")
+        meter = Meter(self.billing, ticket, client, info=info)
         try:
-            served = self._serve(inbound, routes, limit, meter, client_socket)
+            served = self._serve(inbound, routes, limit, meter, client_socket, info)
         except BaseException:
             meter.release()
             raise
+        served, headers = served
+        ticket.provider = info.provider
         if isinstance(served, Answer):
             served = Reply(served.status, meter.whole(served.body, served.usage),
                            served.content_type)
-        served.headers["x-request-id"] = ticket.request_id  # names this charge in the logs
+        served.headers.update(headers)
         return served
 
-    def _serve(self, inbound, routes, limit, meter, client_socket) -> Answer | Reply:
-        """The first route's answer: a whole Answer (not charged yet), or the streaming Reply
-        (charged by the meter when it ends)."""
-        last_error = None
-        for route in routes:
+    def _serve(self, inbound, routes, limit, meter, client_socket, info) -> tuple:
+        """(answer, headers naming what served it) of the first attempt that answers: a whole
+        Answer (not charged yet), or the streaming Reply (charged by the meter when it ends).
+        Anything no other attempt could help with, or a
+        spent retry budget, reaches the client."""
+        plan = self.router.plan(routes)
+        for route in plan:
             exchange = exchange_for(inbound, route, limit, fetcher=self.fetcher)
             try:
                 resp = route.provider.open(exchange.payload, model=route.upstream_model,
                                            stream=inbound.stream, headers=exchange.headers)
                 if not inbound.stream:
-                    return exchange.answer(resp)
-                resp.expect_stream()
-            except UpstreamUnavailable as err:
-                log.warning("provider %s unavailable: %s",
-                            route.provider.upstream.name, err.message)
-                last_error = err
+                    served = exchange.answer(resp)
+                else:
+                    resp.expect_stream()
+            except (UpstreamUnavailable, UpstreamError) as err:
+                info.attempts = plan.attempts
+                plan.failed(route, err)  # raises what no other attempt could help with
+                log.warning("provider %s attempt %d failed (%s): %s",
+                            route.provider.upstream.name, plan.attempts, err.fault, err.message)
                 continue
-            tap = exchange.tap(meter.price)
-            events = relay_events(resp, tap, max_seconds=self.max_stream_seconds,
-                                  client_socket=client_socket, on_close=meter.stream_ended)
-            return Reply(200, events, tap.content_type, dict(STREAM_HEADERS))
-        if last_error is None:
-            raise GatewayError(f"no provider could serve model '{inbound.model}'")
-        raise last_error
+            if inbound.stream:
+                tap = exchange.tap(meter.price)
+                events = relay_events(resp, tap, max_seconds=self.max_stream_seconds,
+                                      client_socket=client_socket,
+                                      on_close=plan.watch_stream(route, meter.stream_ended))
+                served = Reply(200, events, tap.content_type, dict(STREAM_HEADERS))
+            headers = plan.succeeded(route, streaming=inbound.stream)
+            info.provider, info.attempts = plan.provider, plan.attempts
+            return served, headers
+        info.attempts = plan.attempts
+        raise plan.exhausted(inbound.model)
 
     def count_tokens(self, inbound) -> tuple[int, bool]:
         """(input tokens, whether the number is an estimate) for a chat request.
@@ -97,9 +115,10 @@ class Relay:
         """
         client = FORMATS[inbound.format]
         req = None
-        for route in self.registry.routes(inbound.model, inbound.provider):
-            if not route.provider.counts_tokens:
-                continue
+        counting = [r for r in self.registry.routes(inbound.model, inbound.provider)
+                    if r.provider.counts_tokens]
+        plan = self.router.plan(counting)
+        for route in plan:
             dst = FORMATS[route.provider.wire_format]
             if dst is client:
                 payload = client.count_passthrough(inbound, route.upstream_model)
@@ -109,8 +128,12 @@ class Relay:
                     self.fetcher.inline(req)
                 payload = dst.count_payload(req, route.upstream_model)
             try:
-                return route.provider.count_tokens(payload, model=route.upstream_model), False
-            except UpstreamUnavailable as err:
+                count = route.provider.count_tokens(payload, model=route.upstream_model)
+            except (UpstreamUnavailable, UpstreamError) as err:
+                plan.failed(route, err)  # raises what no other attempt could help with
                 log.warning("provider %s could not count tokens: %s",
                             route.provider.upstream.name, err.message)
+                continue
+            plan.succeeded(route)
+            return count, False
         return estimate_input_tokens(req or client.request_to_ir(inbound)), True

@@ -108,3 +108,25 @@ def test_example_config_loads(monkeypatch):
     assert app.config["IMAGE_FETCH_ALLOW_PRIVATE"] is False
     types = {p.get("name"): p.get("type") for p in app.config["PROVIDERS"]}
     assert "anthropic" in types and "gemini" in types
+
+
+def test_backup_urls_and_key_pools(caplog):
+    env = {"K1": "sk-one-000000", "K3": "sk-three-000000"}
+    up = parse_upstream({"name": "pool", "type": "openai", "models": ["m"],
+                         "base_urls": ["https://a.example/v1/", "https://b.example/v1"],
+                         "api_key_envs": ["K1", "K2", "K3"], "priority": 2, "weight": 0.5}, env)
+    assert up.base_urls == ("https://a.example/v1", "https://b.example/v1")
+    assert up.base_url == "https://a.example/v1" and up.api_key == "sk-one-000000"
+    assert [k.env for k in up.keys] == ["K1", "K3"]  # K2 is not set: left out, with a warning
+    assert (up.priority, up.weight) == (2, 0.5)
+    assert "K2" in caplog.text and "sk-one" not in caplog.text
+    assert configured_upstreams([{"name": "none", "type": "openai", "base_url": "http://x",
+                                  "api_key_envs": ["UNSET_VAR"]}], env) == []
+
+
+def test_metrics_token_is_refused_in_the_file(tmp_path, monkeypatch):
+    path = tmp_path / "gateway.toml"
+    path.write_text('metrics_token = "secret-token"\n')
+    monkeypatch.setenv("GATEWAY_CONFIG", str(path))
+    with pytest.raises(ValueError, match="GATEWAY_METRICS_TOKEN"):
+        load_config(Flask(__name__))

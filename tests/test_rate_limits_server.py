@@ -23,7 +23,8 @@ def server(upstream, tmp_path, monkeypatch):
     prefix = f"tollgate-test-{uuid.uuid4().hex}"
     env = {"REDIS_URL": REDIS_URL,  # the one setting an operator would use
            "GATEWAY_RATELIMIT_STORAGE_OPTIONS": json.dumps({"key_prefix": prefix}),
-           # the process id in the access log shows which worker answered
+           # the process id in gunicorn's access log shows which worker answered
+           "TOLLGATE_ACCESS_LOG": "-",
            "GUNICORN_CMD_ARGS": "--access-logformat 'pid=%(p)s %(s)s %(U)s'"}
     srv = GunicornServer(tmp_path, providers=[provider_entry(upstream)], workers=2, env=env)
     srv.key = srv.create_key()  # user on the default plan: free, 10 chat requests per minute
