@@ -3,13 +3,14 @@
 from flask import Flask
 
 import cli
-from blueprints import anthropic_api, credits, gemini_api, openai_api, ratelimit
+from blueprints import anthropic_api, credits, gemini_api, openai_api, ratelimit, responses_api
 from blueprints.errors import register_error_handlers
 from config import load_config
 from extensions import db
 from logs import install_redaction
 from providers import PROVIDERS, build_registry
 from providers.http import pooled_session
+from services.conversations import ConversationStore
 from services.keys import KeyStore
 from services.media import ImageFetcher
 from services.plans import PlanBook
@@ -36,8 +37,10 @@ def create_app(overrides=None):
     app.extensions["relay"] = Relay(
         registry, billing, max_stream_seconds=app.config["UPSTREAM_MAX_STREAM_SECONDS"],
         fetcher=fetcher)
+    app.extensions["conversations"] = ConversationStore(
+        billing.engine, retention_days=app.config["RESPONSES_RETENTION_DAYS"])
     app.register_blueprint(credits.bp)
-    for family in (openai_api, anthropic_api, gemini_api):
+    for family in (openai_api, responses_api, anthropic_api, gemini_api):
         for prefix in family.BASE_PATHS:
             app.register_blueprint(family.bp, url_prefix=prefix,
                                    name=family.bp.name + prefix.replace("/", "_"))

@@ -23,6 +23,9 @@ DEFAULTS = {
     "IMAGE_FETCH_MAX_BYTES": 10 * 1024 * 1024,  # image URLs fetched for Gemini: size cap
     "IMAGE_FETCH_TIMEOUT": 10.0,  # seconds, in total
     "IMAGE_FETCH_ALLOW_PRIVATE": False,  # True lets image URLs reach private/loopback addresses
+    # Stored Responses (POST /v1/responses with store, the default): kept this many days, then
+    # swept (hourly by each worker, or `flask responses sweep`).
+    "RESPONSES_RETENTION_DAYS": 30,
     # Providers: a list of tables, see gateway.example.toml. Empty: take presets whose key is set.
     "PROVIDERS": [],
     "CREATE_TABLES": True,

@@ -4,8 +4,10 @@ from providers.anthropic import AnthropicProvider
 from providers.gemini import GeminiProvider
 from providers.openai import OpenAIProvider
 from providers.registry import PRESETS, Registry, Route, Upstream, build_registry
+from providers.responses import ResponsesProvider
 
 PROVIDERS = {"openai": OpenAIProvider, "openai-compatible": OpenAIProvider,
-             "anthropic": AnthropicProvider, "gemini": GeminiProvider}
+             "anthropic": AnthropicProvider, "gemini": GeminiProvider,
+             "responses": ResponsesProvider}
 
 __all__ = ["PRESETS", "PROVIDERS", "Registry", "Route", "Upstream", "build_registry"]

@@ -10,6 +10,7 @@ API_VERSION = "2023-06-01"
 
 class AnthropicProvider:
     wire_format = "anthropic"
+    dialects: dict = {}  # other wire formats this upstream speaks: none
 
     def __init__(self, upstream, session, *, timeout):
         self.upstream, self.session, self.timeout = upstream, session, timeout

@@ -8,6 +8,7 @@ from providers.http import read_count, send
 
 class GeminiProvider:
     wire_format = "gemini"
+    dialects: dict = {}  # other wire formats this upstream speaks: none
 
     def __init__(self, upstream, session, *, timeout):
         self.upstream, self.session, self.timeout = upstream, session, timeout

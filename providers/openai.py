@@ -7,6 +7,7 @@ from providers.http import send
 
 class OpenAIProvider:
     wire_format = "openai"
+    dialects: dict = {}  # other wire formats this upstream speaks -> the adapter for each
 
     def __init__(self, upstream, session, *, timeout):
         self.upstream, self.session, self.timeout = upstream, session, timeout

@@ -29,7 +29,10 @@ PRESETS = {
                "models": ["gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite"]},
 }
 WIRE_FORMATS = {"openai": "openai", "openai-compatible": "openai", "anthropic": "anthropic",
-                "gemini": "gemini"}
+                "gemini": "gemini", "responses": "responses"}
+# Types whose upstreams serve the Responses API (POST /responses) unless `responses = false`;
+# for "openai-compatible" servers that have it (recent vLLM, …), set `responses = true`.
+RESPONSES_BY_DEFAULT = {"openai": True, "openai-compatible": False}
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class Upstream:
     api_key: str = field(repr=False, default="")
     models: dict = field(default_factory=dict)
     patterns: tuple = ()  # glob patterns routed as-is (e.g. "*/*" on OpenRouter)
+    responses: bool = False  # an OpenAI-type upstream that also serves POST /responses
 
     @property
     def wire_format(self) -> str:
@@ -80,12 +84,16 @@ def parse_upstream(entry: dict, environ) -> Upstream:
         (patterns.append(item) if "*" in item else models.setdefault(item, item))
     for alias, target in (spec.get("aliases") or {}).items():
         models[alias] = target
+    responses = spec.get("responses", RESPONSES_BY_DEFAULT.get(spec["type"], False))
+    if not isinstance(responses, bool) or (responses and spec["type"] not in RESPONSES_BY_DEFAULT):
+        raise ValueError(f"provider {name}: responses must be true or false, and only on "
+                         "openai and openai-compatible providers")
     key_env, fallback = spec.get("api_key_env"), spec.get("api_key_env_fallback")
     api_key = (environ.get(key_env, "") if key_env else "") or (
         environ.get(fallback, "") if fallback else "")
     return Upstream(name=name, type=spec["type"], base_url=spec["base_url"].rstrip("/"),
                     api_key=api_key,
-                    models=models, patterns=tuple(patterns))
+                    models=models, patterns=tuple(patterns), responses=responses)
 
 
 def configured_upstreams(entries, environ=os.environ) -> list[Upstream]:
@@ -143,9 +151,12 @@ class Registry:
 def build_registry(config, provider_classes, session_factory) -> Registry:
     """The registry for this process: one adapter and one pooled session per upstream."""
     providers = []
+    timeout = (config["UPSTREAM_CONNECT_TIMEOUT"], config["UPSTREAM_READ_TIMEOUT"])
     for upstream in configured_upstreams(config["PROVIDERS"]):
-        adapter = provider_classes[upstream.type]
-        providers.append(adapter(upstream, session_factory(),
-                                 timeout=(config["UPSTREAM_CONNECT_TIMEOUT"],
-                                          config["UPSTREAM_READ_TIMEOUT"])))
+        session = session_factory()
+        adapter = provider_classes[upstream.type](upstream, session, timeout=timeout)
+        if upstream.responses:  # the same upstream and pool, spoken to in the Responses format
+            adapter.dialects = {"responses": provider_classes["responses"](
+                upstream, session, timeout=timeout)}
+        providers.append(adapter)
     return Registry(providers)

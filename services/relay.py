@@ -15,14 +15,24 @@ import requests
 
 from errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable, redact
 from services.streams import relay_events
-from translation import anthropic, anthropic_stream, gemini, gemini_stream, openai, openai_stream
+from translation import (
+    anthropic,
+    anthropic_stream,
+    gemini,
+    gemini_stream,
+    openai,
+    openai_stream,
+    responses,
+    responses_stream,
+)
 from translation.content import renamed_tools, restore_tool_names
 from translation.ir import Usage
 from translation.streaming import TranslatingTap
 
 log = logging.getLogger(__name__)
-FORMATS = {"openai": openai, "anthropic": anthropic, "gemini": gemini}
-STREAMS = {"openai": openai_stream, "anthropic": anthropic_stream, "gemini": gemini_stream}
+FORMATS = {"openai": openai, "anthropic": anthropic, "gemini": gemini, "responses": responses}
+STREAMS = {"openai": openai_stream, "anthropic": anthropic_stream, "gemini": gemini_stream,
+           "responses": responses_stream}
 
 
 @dataclass
@@ -93,20 +103,23 @@ class Relay:
         a stream calls `on_close(tap, outcome)` once when it ends, with `tap.usage`.
         """
         module = FORMATS[fmt]
-        upstream = route.provider.upstream
+        provider = speaking(route.provider, fmt)
+        upstream = provider.upstream
         payload = module.passthrough_payload(body, route.upstream_model, stream)
         module.set_output_limit(payload, limit, OUTPUT_LIMIT_FIELD.get(upstream.type, "max_tokens"))
         if not stream:
-            resp = route.provider.open(payload, stream=False)
+            resp = provider.open(payload, stream=False)
             content = read_body(resp, upstream.name)
             return Reply(resp.status_code, content,
                          resp.headers.get("content-type", "application/json"),
                          usage=module.usage_of_body(content))
-        resp = route.provider.open(payload, stream=True)
+        resp = provider.open(payload, stream=True)
         expect_stream(resp, upstream.name)
         price = self.billing.pricing.for_model(body["model"])
         tap = module.passthrough_tap(body, price=price.cost)
-        events = relay_events(resp, tap, error_event=module.error_event,
+        # a tap that follows the stream's state (Responses sequence numbers) writes the error
+        error_event = getattr(tap, "error_event", None) or module.error_event
+        events = relay_events(resp, tap, error_event=error_event,
                               max_seconds=self.max_stream_seconds, client_socket=client_socket,
                               on_close=on_close)
         return Reply(200, events, "text/event-stream", dict(STREAM_HEADERS))
@@ -178,10 +191,15 @@ STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 def passes_through(client_format: str, body: dict, route) -> bool:
     """Same wire format on both sides, and nothing the client asked for needs re-encoding."""
-    if route.provider.wire_format != client_format:
+    if speaking(route.provider, client_format) is None:
         return False
     check = getattr(FORMATS[client_format], "can_pass_through", None)
     return check is None or check(body)
+
+
+def speaking(provider, fmt: str):
+    """The provider's adapter for wire format `fmt` (itself, or a dialect), or None."""
+    return provider if provider.wire_format == fmt else provider.dialects.get(fmt)
 
 
 def stream_options(fmt: str, body: dict, price) -> dict:
@@ -189,7 +207,7 @@ def stream_options(fmt: str, body: dict, price) -> dict:
     OpenAI clients that asked for the usage chunk also get the credits it cost in it."""
     if fmt == "gemini":
         return {"sse": body.get("alt") == "sse"}
-    return {"price": price} if fmt == "openai" else {}
+    return {"price": price} if fmt in ("openai", "responses") else {}
 
 
 def expect_stream(resp, provider_name: str) -> None:

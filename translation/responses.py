@@ -1,0 +1,432 @@
+"""OpenAI Responses wire format: requests, answers, errors, usage and billing helpers.
+
+Input items are read into the IR (messages, function calls and their outputs; reasoning items
+are dropped, the IR has no place for them). Response objects are built by `response_object`,
+shared with the stream encoder in translation/responses_stream.py so that a stream ends with
+exactly the response a non-streaming call returns.
+"""
+
+import json
+import time
+import uuid
+
+from errors import InvalidRequest, UpstreamError, redact
+from translation import ir
+from translation.content import data_url as _data_url
+from translation.content import image_from_url, is_blank, new_call_id, reject_many_choices
+from translation.ir import Usage
+from translation.openai import error_body, estimate_text_tokens, with_credits  # noqa: F401
+from translation.sse import event_data
+from translation.tokens import json_tokens, usage_in_body
+
+WIRE = "responses"
+# Request fields read into the IR; the rest rides in extras["responses"] and is echoed back.
+_MODELLED = {"model", "input", "instructions", "max_output_tokens", "temperature", "top_p",
+             "tools", "tool_choice", "parallel_tool_calls", "text", "stream", "provider"}
+# Fields a response object repeats from its request (OpenAI's answers carry them all).
+ECHOED = ("instructions", "max_output_tokens", "metadata", "previous_response_id", "reasoning",
+          "store", "temperature", "text", "tool_choice", "tools", "top_p", "truncation", "user",
+          "parallel_tool_calls", "service_tier", "prompt_cache_key", "safety_identifier")
+TERMINAL = ("response.completed", "response.incomplete")
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+# ---- requests -------------------------------------------------------------------------------
+def request_to_ir(body: dict) -> ir.ChatRequest:
+    """A validated Responses request as the internal request (for a translating route)."""
+    system = [] if is_blank(body.get("instructions")) else [body["instructions"]]
+    turns: list[ir.Turn] = []
+    items = body.get("input")
+    if isinstance(items, str):
+        items = [{"role": "user", "content": items}]
+    for i, item in enumerate(items or []):
+        _item_to_ir(item, f"input[{i}]", turns, system)
+    names = {p.id: p.name for t in turns for p in t.parts if isinstance(p, ir.ToolCall)}
+    for turn in turns:
+        for part in turn.parts:
+            if isinstance(part, ir.ToolResult):
+                part.name = names.get(part.call_id, "")
+    return ir.ChatRequest(
+        model=body["model"], turns=turns, system=system,
+        max_tokens=body.get("max_output_tokens"), temperature=body.get("temperature"),
+        top_p=body.get("top_p"),
+        tools=[_tool_to_ir(t, i) for i, t in enumerate(body.get("tools") or [])],
+        tool_choice=_choice_to_ir(body.get("tool_choice")),
+        parallel_tool_calls=body.get("parallel_tool_calls"), stream=bool(body.get("stream")),
+        output_format=_format_to_ir(body.get("text")),
+        extras={WIRE: {k: v for k, v in body.items() if k not in _MODELLED},
+                "responses_echo": {k: body.get(k) for k in ECHOED if k in body}})
+
+
+def _item_to_ir(item, where, turns, system) -> None:
+    if not isinstance(item, dict):
+        raise InvalidRequest(f"'{where}' must be an object.", param=where)
+    kind = item.get("type") or ("message" if "role" in item else None)
+    if kind == "message":
+        role = item.get("role")
+        if role in ("system", "developer"):
+            text = "".join(p.text for p in _content(item.get("content"), where)
+                           if isinstance(p, ir.Text))
+            if not is_blank(text):
+                system.append(text)
+        elif role in ("user", "assistant"):
+            parts = _content(item.get("content"), f"{where}.content")
+            if role == "assistant" and any(not isinstance(p, ir.Text) for p in parts):
+                raise InvalidRequest(f"'{where}.content' of an assistant message may hold "
+                                     "text only.", param=f"{where}.content")
+            _add(turns, role, parts)
+        else:
+            raise InvalidRequest(f"'{where}.role' must be user, assistant, system or developer.",
+                                 param=f"{where}.role")
+    elif kind == "function_call":
+        if not item.get("name") or not isinstance(item.get("name"), str):
+            raise InvalidRequest(f"'{where}.name' is required.", param=f"{where}.name")
+        _add(turns, "assistant", [ir.ToolCall(id=str(item.get("call_id") or new_call_id()),
+                                              name=item["name"],
+                                              arguments=str(item.get("arguments") or "{}"))])
+    elif kind == "function_call_output":
+        if not item.get("call_id"):
+            raise InvalidRequest(f"'{where}.call_id' is required.", param=f"{where}.call_id")
+        output = item.get("output")
+        content = ([ir.Text(output)] if isinstance(output, str) and output
+                   else [p for p in _content(output, f"{where}.output")] if output else [])
+        _add(turns, "user", [ir.ToolResult(call_id=str(item["call_id"]), content=content)])
+    elif kind != "reasoning":  # reasoning items have no IR form; other providers cannot use them
+        raise InvalidRequest(f"Input item type '{kind}' at '{where}' cannot be sent to this "
+                             "model's provider.", param=f"{where}.type")
+
+
+def _add(turns, role, parts) -> None:
+    """Append parts as a turn; consecutive calls (or results) share one turn, as in Chat."""
+    if not parts:
+        return
+    if turns and turns[-1].role == role:
+        turns[-1].parts.extend(parts)
+    else:
+        turns.append(ir.Turn(role, list(parts)))
+
+
+def _content(content, where) -> list:
+    if isinstance(content, str):
+        return [] if content == "" else [ir.Text(content)]
+    if not isinstance(content, list):
+        raise InvalidRequest(f"'{where}' must be a string or a list of content parts.",
+                             param=where)
+    return [p for j, part in enumerate(content) if (p := _part(part, f"{where}[{j}]"))]
+
+
+def _part(part, where):
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind in ("input_text", "output_text", "text"):
+        return ir.Text(str(part.get("text") or "")) if part.get("text") else None
+    if kind == "refusal":
+        return ir.Text(str(part.get("refusal") or "")) if part.get("refusal") else None
+    if kind == "input_image":
+        if part.get("file_id") and not part.get("image_url"):
+            raise InvalidRequest(f"'{where}.file_id' (an uploaded file) cannot be sent to this "
+                                 "model's provider; give the image as image_url.",
+                                 param=f"{where}.file_id")
+        return image_from_url(part.get("image_url"), f"{where}.image_url")
+    if kind == "input_file":
+        data = part.get("file_data")
+        if not isinstance(data, str) or not data:
+            raise InvalidRequest(f"'{where}' needs file_data (a base64 PDF) for this model's "
+                                 "provider.", param=f"{where}.file_data")
+        if not data.startswith("data:"):
+            data = f"data:application/pdf;base64,{data}"
+        doc = image_from_url(data, f"{where}.file_data")
+        return ir.Document(mime=doc.mime, data=doc.data)
+    raise InvalidRequest(f"Content part type '{kind}' at '{where}' cannot be sent to this "
+                         "model's provider.", param=f"{where}.type")
+
+
+def _tool_to_ir(tool, i) -> ir.Tool:
+    kind = tool.get("type") if isinstance(tool, dict) else None
+    if kind != "function":
+        raise InvalidRequest(f"'tools[{i}]': the built-in tool '{kind}' is only available on "
+                             "OpenAI-type providers; this model's provider takes function "
+                             "tools only.", param=f"tools[{i}].type")
+    if not tool.get("name") or not isinstance(tool["name"], str):
+        raise InvalidRequest(f"'tools[{i}].name' is required.", param=f"tools[{i}].name")
+    return ir.Tool(name=tool["name"], description=tool.get("description") or "",
+                   parameters=tool.get("parameters") or {"type": "object", "properties": {}})
+
+
+def _choice_to_ir(choice) -> ir.ToolChoice | None:
+    if choice is None:
+        return None
+    if choice in ("auto", "none", "required"):
+        return ir.ToolChoice(choice)
+    if isinstance(choice, dict) and choice.get("type") == "function" and choice.get("name"):
+        return ir.ToolChoice("tool", str(choice["name"]))
+    raise InvalidRequest("'tool_choice' must be none, auto, required or a named function for "
+                         "this model's provider.", param="tool_choice")
+
+
+def _format_to_ir(text) -> dict | None:
+    fmt = text.get("format") if isinstance(text, dict) else None
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "json_object":
+        return {"schema": None}
+    if kind == "json_schema":
+        return {"schema": fmt.get("schema") or {"type": "object"}, "name": fmt.get("name")}
+    return None
+
+
+def request_from_ir(req: ir.ChatRequest, model: str, **_options) -> dict:
+    """The Responses request a Responses-only upstream gets for an internal request.
+
+    `store` is off: the gateway keeps conversations itself, the upstream need not.
+    """
+    reject_many_choices(req, WIRE)
+    body = {"model": model, "input": input_from_ir(req), "store": False}
+    if req.system:
+        body["instructions"] = "\n\n".join(req.system)
+    if req.max_tokens is not None:
+        body["max_output_tokens"] = req.max_tokens
+    for key in ("temperature", "top_p", "parallel_tool_calls"):
+        if getattr(req, key) is not None:
+            body[key] = getattr(req, key)
+    if req.tools:
+        body["tools"] = [{"type": "function", "name": t.name, "description": t.description,
+                          "parameters": t.parameters} for t in req.tools]
+    if req.tool_choice is not None:
+        mode = req.tool_choice.mode
+        body["tool_choice"] = ({"type": "function", "name": req.tool_choice.name}
+                               if mode == "tool" else mode)
+    if req.output_format is not None:
+        schema = req.output_format.get("schema")
+        body["text"] = {"format": {"type": "json_object"} if schema is None else {
+            "type": "json_schema", "name": req.output_format.get("name") or "response",
+            "schema": schema}}
+    if req.stream:
+        body["stream"] = True
+    return body
+
+
+def input_from_ir(req: ir.ChatRequest) -> list[dict]:
+    items = []
+    for turn in req.turns:
+        content = []
+        for part in turn.parts:
+            if isinstance(part, ir.ToolCall):
+                items.append({"type": "function_call", "call_id": part.id, "name": part.name,
+                              "arguments": part.arguments})
+            elif isinstance(part, ir.ToolResult):
+                text = "".join(p.text for p in part.content if isinstance(p, ir.Text))
+                items.append({"type": "function_call_output", "call_id": part.call_id,
+                              "output": f"Error: {text}" if part.is_error else text})
+            elif (block := _part_from_ir(part, turn.role)) is not None:
+                content.append(block)
+        if content:
+            items.append({"type": "message", "role": turn.role, "content": content})
+    return items
+
+
+def _part_from_ir(part, role) -> dict | None:
+    if isinstance(part, ir.Text):
+        return {"type": "output_text" if role == "assistant" else "input_text", "text": part.text}
+    if isinstance(part, ir.Image):
+        return {"type": "input_image", "image_url": _data_url(part), "detail": "auto"}
+    if isinstance(part, ir.Document):
+        return {"type": "input_file", "filename": "document.pdf",
+                "file_data": f"data:{part.mime};base64,{part.data}"}
+    return None
+
+
+def count_payload(req: ir.ChatRequest, model: str) -> dict:
+    body = request_from_ir(req, model)
+    body.pop("store", None)
+    return body
+
+
+# ---- answers --------------------------------------------------------------------------------
+def response_to_ir(body: dict) -> ir.ChatResponse:
+    """A Responses response object as the internal answer."""
+    if body.get("status") == "failed":
+        message = (body.get("error") or {}).get("message") or "the response failed"
+        raise UpstreamError(redact(f"the provider failed: {message}"))
+    parts = []
+    for item in body.get("output") or []:
+        if item.get("type") == "message":
+            text = "".join(c.get("text") or c.get("refusal") or "" for c in item.get("content")
+                           or [] if isinstance(c, dict))
+            if text:
+                parts.append(ir.Text(text))
+        elif item.get("type") == "function_call":
+            parts.append(ir.ToolCall(id=item.get("call_id") or new_call_id(),
+                                     name=item.get("name") or "",
+                                     arguments=item.get("arguments") or "{}"))
+    return ir.ChatResponse(id=body.get("id") or "", model=body.get("model") or "", parts=parts,
+                           stop_reason=stop_to_ir(body, parts), usage=usage_from(body.get("usage")))
+
+
+def stop_to_ir(body: dict, parts) -> str:
+    reason = (body.get("incomplete_details") or {}).get("reason")
+    if body.get("status") == "incomplete":
+        return ir.CONTENT_FILTER if reason == "content_filter" else ir.LENGTH
+    return ir.TOOL_CALLS if any(isinstance(p, ir.ToolCall) for p in parts) else ir.STOP
+
+
+def response_from_ir(answer: ir.ChatResponse, req: ir.ChatRequest) -> dict:
+    """The response object a Responses client gets for an internal answer."""
+    output = []
+    text = "".join(p.text for p in answer.parts if isinstance(p, ir.Text))
+    if text:
+        output.append(message_item(new_id("msg"), text, "completed"))
+    for part in answer.parts:
+        if isinstance(part, ir.ToolCall):
+            output.append(call_item(new_id("fc"), part.id, part.name, part.arguments,
+                                    "completed"))
+    return response_object(new_id("resp"), int(time.time()), req, output,
+                           status=status_of(answer.stop_reason), usage=answer.usage,
+                           stop_reason=answer.stop_reason)
+
+
+def status_of(stop_reason: str) -> str:
+    return "incomplete" if stop_reason in (ir.LENGTH, ir.CONTENT_FILTER) else "completed"
+
+
+def message_item(item_id: str, text: str, status: str) -> dict:
+    return {"id": item_id, "type": "message", "status": status, "role": "assistant",
+            "content": [output_text(text)] if text is not None else []}
+
+
+def output_text(text: str) -> dict:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def call_item(item_id, call_id, name, arguments, status) -> dict:
+    return {"id": item_id, "type": "function_call", "status": status, "call_id": call_id,
+            "name": name, "arguments": arguments}
+
+
+def response_object(resp_id, created, req, output, *, status, usage=None, stop_reason=None,
+                    error=None) -> dict:
+    """A whole response object: what the request asked for, what came out, what it used."""
+    echo = req.extras.get("responses_echo", {})
+    body = {"id": resp_id, "object": "response", "created_at": created, "status": status,
+            "background": False, "error": error, "incomplete_details": None,
+            "instructions": echo.get("instructions"),
+            "max_output_tokens": echo.get("max_output_tokens"), "metadata": echo.get("metadata")
+            or {}, "model": req.model, "output": output,
+            "parallel_tool_calls": echo.get("parallel_tool_calls", True),
+            "previous_response_id": echo.get("previous_response_id"),
+            "reasoning": echo.get("reasoning") or {"effort": None, "summary": None},
+            "store": echo.get("store", True), "temperature": echo.get("temperature"),
+            "text": echo.get("text") or {"format": {"type": "text"}},
+            "tool_choice": echo.get("tool_choice") or "auto", "tools": echo.get("tools") or [],
+            "top_p": echo.get("top_p"), "truncation": echo.get("truncation") or "disabled",
+            "usage": usage_to(usage) if usage is not None else None, "user": echo.get("user")}
+    if status == "completed":
+        body["completed_at"] = int(time.time())
+    if status == "incomplete":
+        reason = "content_filter" if stop_reason == ir.CONTENT_FILTER else "max_output_tokens"
+        body["incomplete_details"] = {"reason": reason}
+    return body
+
+
+# ---- errors and usage -----------------------------------------------------------------------
+def error_code(err) -> str:
+    return {"rate_limit": "rate_limit_exceeded"}.get(err.kind, "server_error")
+
+
+def error_event(err) -> bytes:
+    """An in-stream `error` event when nothing is known of the stream (see the taps)."""
+    from translation.responses_stream import error_only_event
+
+    return error_only_event(err, 0)
+
+
+def usage_from(data) -> Usage | None:
+    """Canonical usage from a Responses `usage` object (input_tokens includes cached ones)."""
+    if not isinstance(data, dict):
+        return None
+    details = data.get("input_tokens_details") or {}
+    details = details if isinstance(details, dict) else {}
+    cached = int(details.get("cached_tokens") or 0)
+    written = int(details.get("cache_write_tokens") or 0)
+    prompt = int(data.get("input_tokens") or 0)
+    return Usage(input=max(prompt - cached - written, 0), cache_read=cached, cache_write=written,
+                 output=int(data.get("output_tokens") or 0))
+
+
+def usage_to(usage: Usage) -> dict:
+    return {"input_tokens": usage.prompt,
+            "input_tokens_details": {"cached_tokens": usage.cache_read,
+                                     "cache_write_tokens": usage.cache_write},
+            "output_tokens": usage.output, "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": usage.total}
+
+
+def usage_of_body(content: bytes) -> Usage | None:
+    return usage_in_body(content, "usage", usage_from)
+
+
+# ---- billing: estimates, limits ----------------------------------------------------------------
+def estimate_prompt_tokens(body: dict) -> int:
+    """A generous prompt estimate for the hold: every string in input, instructions and tools."""
+    items = body.get("input")
+    count = len(items) if isinstance(items, list) else 1
+    return (json_tokens(items) + json_tokens(body.get("instructions"))
+            + json_tokens(body.get("tools")) + 4 * count)
+
+
+def output_limit(body: dict, cap: int) -> int:
+    asked = body.get("max_output_tokens")
+    return min(cap, asked) if asked else cap
+
+
+def set_output_limit(payload: dict, limit: int, field: str = "") -> None:
+    asked = payload.get("max_output_tokens")
+    payload["max_output_tokens"] = min(asked, limit) if asked else limit
+
+
+def output_text_of_body(content: bytes) -> str:
+    try:
+        output = json.loads(content).get("output") or []
+    except (ValueError, AttributeError):
+        return ""
+    return "".join(_item_text(item) for item in output if isinstance(item, dict))
+
+
+def _item_text(item: dict) -> str:
+    if item.get("type") == "function_call":
+        return str(item.get("arguments") or "")
+    return "".join(str(c.get("text") or "") for c in item.get("content") or []
+                   if isinstance(c, dict))
+
+
+def output_text_of_events(events: bytes) -> str:
+    """Generated text and call arguments in relayed Responses events."""
+    text = []
+    for event in events.split(b"\n\n"):
+        data = event_data(event)
+        if b'.delta"' not in data:
+            continue
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            continue
+        if payload.get("type") in ("response.output_text.delta",
+                                   "response.function_call_arguments.delta"):
+            text.append(str(payload.get("delta") or ""))
+    return "".join(text)
+
+
+# ---- passthrough ----------------------------------------------------------------------------
+def passthrough_payload(body: dict, model: str, stream: bool) -> dict:
+    """The client's body for a Responses upstream: our model name; the history the gateway
+    rebuilt is in `input` already, so previous_response_id is not forwarded."""
+    payload = {k: v for k, v in body.items() if k != "previous_response_id"}
+    payload["model"] = model
+    return payload
+
+
+def passthrough_tap(body: dict, price=None):
+    from translation.responses_stream import StreamTap
+
+    return StreamTap()
