@@ -28,6 +28,8 @@ DEFAULTS = {
     "RESPONSES_RETENTION_DAYS": 30,
     # Providers: a list of tables, see gateway.example.toml. Empty: take presets whose key is set.
     "PROVIDERS": [],
+    # Run pending schema migrations at start-up (one process at a time; `flask db upgrade`
+    # does the same by hand). False: the operator migrates.
     "CREATE_TABLES": True,
     # Credits: prices per model (see gateway.example.toml); holds older than HOLD_TTL seconds
     # were left by a dead process and are released by the sweep.

@@ -2,6 +2,7 @@
 
 from flask import g
 from flask_limiter import Limiter
+from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 
 
@@ -12,6 +13,7 @@ def caller_key() -> str:
 
 
 db = SQLAlchemy()
+migrate = Migrate()  # `flask db upgrade`; migrations/ holds the revisions
 # Everything that must not differ between apps is fixed here: flask-limiter keeps these across
 # init_app calls. Per-app settings are only RATELIMIT_STORAGE_URI and RATELIMIT_STORAGE_OPTIONS.
 # Headers are ours (blueprints/ratelimit.py); storage errors are handled by our policy.

@@ -1,32 +1,80 @@
-"""Database setup: SQLite pragmas for the embedded default, and table creation."""
+"""Database setup: SQLite pragmas for the embedded default, schema migrations, billing start-up."""
 
 import atexit
+import fcntl
 import logging
+import os
+from contextlib import contextmanager
 
-from sqlalchemy import event
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from alembic import command
+from sqlalchemy import event, inspect, text
 
 import models  # noqa: F401  (registers the tables)
-from extensions import db
+from extensions import db, migrate
 from services.billing import Billing
 from services.pricing import Pricing
 
 log = logging.getLogger(__name__)
+MIGRATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
+# The first revision: the schema as create_all made it before migrations existed.
+INITIAL_REVISION = "0001"
+MIGRATION_LOCK = 7_412_906  # PostgreSQL advisory lock id held while migrating
 
 
 def prepare_database(app):
-    """Configure the engine and create missing tables (idempotent; safe with several workers)."""
+    """Configure the engine and, unless switched off, bring the schema up to date."""
+    migrate.init_app(app, db, directory=MIGRATIONS)
     with app.app_context():
         engine = db.engine
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
         if app.config["CREATE_TABLES"]:
+            upgrade_database(app)
+
+
+def upgrade_database(app, revision: str = "head"):
+    """Run pending migrations, one process at a time (safe with several workers and hosts).
+
+    A database made by create_all before migrations existed has the initial schema but no
+    alembic_version table: it is stamped at the initial revision, then upgraded.
+    """
+    with app.app_context(), _migration_lock(db.engine) as connection:
+        config = app.extensions["migrate"].migrate.get_config(MIGRATIONS)
+        config.attributes["connection"] = connection
+        tables = set(inspect(connection).get_table_names())
+        if "alembic_version" not in tables and "users" in tables:
+            log.info("database predates migrations: stamping revision %s", INITIAL_REVISION)
+            command.stamp(config, INITIAL_REVISION)
+        command.upgrade(config, revision)
+        connection.commit()
+
+
+@contextmanager
+def _migration_lock(engine):
+    """A connection that alone may migrate: a PostgreSQL advisory lock, or a lock file beside
+    the SQLite database (an in-memory SQLite database is private to its process anyway)."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK})
+            connection.commit()
             try:
-                db.create_all()
-            except (OperationalError, ProgrammingError) as exc:  # another worker won the race
-                log.info("create_all raced another process: %s", type(exc).__name__)
-                db.session.rollback()
-                db.create_all()
+                yield connection
+            finally:
+                connection.rollback()
+                connection.execute(text("SELECT pg_advisory_unlock(:id)"),
+                                   {"id": MIGRATION_LOCK})
+                connection.commit()
+            return
+        path = engine.url.database
+        if engine.dialect.name != "sqlite" or not path or path == ":memory:":
+            yield connection
+            return
+        with open(path + ".migrate-lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield connection
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _sqlite_pragmas(dbapi_connection, _record):

@@ -103,7 +103,10 @@ def app(upstream, database_url, settings, tmp_path, monkeypatch):
     monkeypatch.delenv("REDIS_URL", raising=False)  # Redis only with a key prefix of the test's
     config = {"TESTING": True, "SQLALCHEMY_DATABASE_URI": database_url, "DATABASE_POOL_SIZE": 10,
               "PROVIDERS": [provider_entry(upstream)], "UPSTREAM_READ_TIMEOUT": 5.0,
-              "UPSTREAM_CONNECT_TIMEOUT": 2.0, **settings}
+              "UPSTREAM_CONNECT_TIMEOUT": 2.0,
+              # Each test builds its tables with create_all below (fast); tests/test_migrations.py
+              # holds the migrations to the same schema.
+              "CREATE_TABLES": False, **settings}
     app = create_app(config)
     with app.app_context():
         db.drop_all()
