@@ -3,7 +3,7 @@
 import logging
 
 from errors import UpstreamUnavailable
-from services.relay import FORMATS
+from services.relay import FORMATS, speaking
 from translation.tokens import estimate_input_tokens
 
 log = logging.getLogger(__name__)
@@ -19,15 +19,16 @@ def count_input_tokens(relay, client_format: str, body: dict) -> tuple[int, bool
     routes = relay.registry.routes(body["model"], forced)
     req = FORMATS[client_format].request_to_ir(body)
     for route in routes:
-        counter = getattr(route.provider, "count_tokens", None)
+        provider = speaking(route.provider, client_format) or route.provider
+        counter = getattr(provider, "count_tokens", None)
         if counter is None:
             continue
-        dst = FORMATS[route.provider.wire_format]
+        dst = FORMATS[provider.wire_format]
         if getattr(dst, "NEEDS_INLINE_IMAGES", False) and relay.fetcher is not None:
             relay.fetcher.inline(req)
         try:
             return counter(dst.count_payload(req, route.upstream_model)), False
         except UpstreamUnavailable as err:
-            log.warning("provider %s could not count tokens: %s", route.provider.upstream.name,
+            log.warning("provider %s could not count tokens: %s", provider.upstream.name,
                         err.message)
     return estimate_input_tokens(req), True
