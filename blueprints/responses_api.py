@@ -153,8 +153,17 @@ def list_input_items(response_id):
 def _request_body() -> dict:
     body = json_body()
     check(RESPONSE_IN, body)
+    for name, what in UNSERVED.items():
+        if body.get(name):
+            raise InvalidRequest(f"'{name}' is not supported by this gateway: {what}",
+                                 param=name)
     require_model(body["model"])
     return body
+
+
+# Features that would need state the gateway does not keep.
+UNSERVED = {"background": "responses are answered while the request is open.",
+            "conversation": "continue a conversation with previous_response_id instead."}
 
 
 def _limit(value: str) -> int:

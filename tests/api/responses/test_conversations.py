@@ -152,6 +152,8 @@ def test_input_tokens(sdk, upstream, model, estimated):
      "previous_response_id"),
     ({"model": "chat-test", "input": "hi", "metadata": {"k": 5}}, "metadata"),
     ({"model": "chat-test", "input": "hi", "truncation": "sometimes"}, "truncation"),
+    ({"model": "gpt-test", "input": "hi", "background": True}, "background"),
+    ({"model": "gpt-test", "input": "hi", "conversation": "conv_1"}, "conversation"),
     ({"model": "claude-test", "input": "hi", "tools": [{"type": "web_search"}]}, "tools[0].type"),
     ({"model": "chat-test", "input": [{"type": "message", "role": "robot", "content": "x"}]},
      "input[0].role"),
