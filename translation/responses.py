@@ -208,10 +208,18 @@ def request_from_ir(req: ir.ChatRequest, model: str, **_options) -> dict:
 
 
 def input_from_ir(req: ir.ChatRequest) -> list[dict]:
+    """Turns as input items, in order: a turn's text and media parts form one message."""
     items = []
     for turn in req.turns:
         content = []
         for part in turn.parts:
+            block = _part_from_ir(part, turn.role)
+            if block is not None:
+                content.append(block)
+                continue
+            if content:
+                items.append({"type": "message", "role": turn.role, "content": content})
+                content = []
             if isinstance(part, ir.ToolCall):
                 items.append({"type": "function_call", "call_id": part.id, "name": part.name,
                               "arguments": part.arguments})
@@ -219,8 +227,6 @@ def input_from_ir(req: ir.ChatRequest) -> list[dict]:
                 text = "".join(p.text for p in part.content if isinstance(p, ir.Text))
                 items.append({"type": "function_call_output", "call_id": part.call_id,
                               "output": f"Error: {text}" if part.is_error else text})
-            elif (block := _part_from_ir(part, turn.role)) is not None:
-                content.append(block)
         if content:
             items.append({"type": "message", "role": turn.role, "content": content})
     return items
