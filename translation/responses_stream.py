@@ -13,10 +13,10 @@ import time
 from errors import UpstreamError, redact
 from translation import ir
 from translation.content import new_call_id
-from translation.responses import (
+from translation.openai import error_body
+from translation.responses_objects import (
     TERMINAL,
     call_item,
-    error_body,
     error_code,
     message_item,
     new_id,
