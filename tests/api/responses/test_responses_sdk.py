@@ -12,6 +12,14 @@ from tests.api.responses.conftest import CALLS, MODELS, SCHEMA, TOOLS, sent, ups
 from tests.conftest import make_user
 from tests.fake_upstream import Script
 
+
+@pytest.fixture
+def backend():
+    """Translation does not depend on the database: SQLite only (the stored-responses
+    tests run on every backend)."""
+    return "sqlite"
+
+
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\nfake-image-bytes").decode()
 USAGE = {"prompt_tokens": 1000, "completion_tokens": 2000, "total_tokens": 3000,
          "prompt_tokens_details": {"cached_tokens": 600}}

@@ -14,6 +14,14 @@ from tests.api.sdk_clients import CLIENTS, QUESTION
 from tests.conftest import UPSTREAM_KEY, make_user
 from tests.fake_upstream import Script
 
+
+@pytest.fixture
+def backend():
+    """Translation does not depend on the database: SQLite only (the stored-responses
+    tests run on every backend)."""
+    return "sqlite"
+
+
 CALLS = [("get_weather", {"city": "Paris"}), ("get_weather", {"city": "Rome"})]
 
 
