@@ -13,6 +13,7 @@ it sees `response.completed` finds the previous one stored.
 import json
 import logging
 import re
+import threading
 import time
 from datetime import timedelta
 
@@ -48,6 +49,9 @@ class ConversationStore:
         return utcnow() - self.retention
 
     def save(self, user_id: int, response: dict, input_items: list, previous_id=None) -> None:
+        if not RESPONSE_ID.fullmatch(str(response.get("id") or "")):
+            log.warning("not storing a response whose id does not fit the table")
+            return
         with self.engine.begin() as conn:
             conn.execute(insert(TABLE).values(
                 id=response["id"], user_id=user_id, previous_id=previous_id,
@@ -55,7 +59,9 @@ class ConversationStore:
                 input_items=json.dumps(input_items), body=json.dumps(response),
                 created_at=utcnow()))
         if time.monotonic() - self._last_sweep > self.sweep_every:
-            self.sweep()
+            self._last_sweep = time.monotonic()
+            threading.Thread(target=self._sweep_safely, name="responses-sweep",
+                             daemon=True).start()  # off the response path
 
     def _row(self, user_id: int, response_id: str):
         with self.engine.connect() as conn:
@@ -98,6 +104,12 @@ class ConversationStore:
             current = row.previous_id
         return [item for turn in reversed(turns) for item in turn]
 
+    def _sweep_safely(self) -> None:
+        try:
+            self.sweep()
+        except Exception as exc:  # the next save tries again after another interval
+            log.error("sweeping stored responses failed: %s", type(exc).__name__)
+
     def sweep(self) -> int:
         """Delete responses older than the retention period; returns how many."""
         self._last_sweep = time.monotonic()
@@ -121,8 +133,9 @@ def input_items(value) -> list:
             if kind == "message" and isinstance(item.get("content"), str):
                 part = "output_text" if item.get("role") == "assistant" else "input_text"
                 item["content"] = [{"type": part, "text": item["content"]}]
-            if kind in ("message", "function_call_output") and "id" not in item:
-                item["id"] = new_id("msg" if kind == "message" else "fco")
+            prefix = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
+            if kind in prefix and "id" not in item:
+                item["id"] = new_id(prefix[kind])
                 item.setdefault("status", "completed")
         out.append(item)
     return out

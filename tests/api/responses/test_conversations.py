@@ -1,6 +1,7 @@
 """Stored responses: previous_response_id across providers, retrieve, input items, delete,
 per-user isolation, store: false, retention and the sweep, input token counts."""
 
+import time
 from datetime import timedelta
 
 import openai
@@ -128,6 +129,25 @@ def test_retention_and_sweep(app, sdk, upstream):
     runner = app.test_cli_runner()
     result = runner.invoke(args=["responses", "sweep"])
     assert result.exit_code == 0 and "0 stored responses" in result.output
+
+    # each worker also sweeps now and then, when it stores a response
+    with app.app_context():
+        db.session.execute(update(StoredResponse).values(
+            created_at=utcnow() - timedelta(days=40)))
+        db.session.commit()
+    app.extensions["conversations"].sweep_every = 0
+    newest = sdk.responses.create(model="chat-test", input="newest")
+    deadline = time.monotonic() + 5
+    while stored_ids(app) != [newest.id] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stored_ids(app) == [newest.id]
+
+
+def stored_ids(app) -> list:
+    with app.app_context():
+        ids = db.session.scalars(select(StoredResponse.id)).all()
+        db.session.remove()
+        return ids
 
 
 @pytest.mark.parametrize("model, estimated", [("claude-test", False), ("gemini-test", False),
