@@ -22,7 +22,10 @@ def providers(upstream) -> list[dict]:
             provider_entry(upstream, "fake-chat", ("chat-test",), type="openai-compatible"),
             provider_entry(upstream, "fake-claude", ("claude-test",), type="anthropic"),
             provider_entry(upstream, "fake-gemini", ("gemini-test",), type="gemini"),
-            provider_entry(upstream, "fake-resp", ("resp-test",), type="responses")]
+            provider_entry(upstream, "fake-resp", ("resp-test",), type="responses"),
+            # fail-test: a chat-only provider first, an Anthropic one when that one fails
+            provider_entry(upstream, "fake-chat2", ("fail-test",), type="openai-compatible"),
+            provider_entry(upstream, "fake-backup", ("fail-test",), type="anthropic")]
 
 
 @pytest.fixture

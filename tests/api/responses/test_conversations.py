@@ -42,6 +42,26 @@ def test_previous_response_id_across_providers(sdk, upstream):
     assert sdk.responses.retrieve(third.id).previous_response_id == second.id
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_previous_response_id_after_a_failover(sdk, upstream, stream):
+    upstream.push(Script(content="Paris."), Script(status=503), Script(content="Lyon."))
+    first = sdk.responses.create(model="fail-test", input="Capital of France?")
+    assert upstream.last.path == "/v1/chat/completions"
+    kwargs = {"model": "fail-test", "input": "Second city?", "previous_response_id": first.id}
+    if stream:
+        with sdk.responses.stream(**kwargs) as events:
+            second = events.get_final_response()
+    else:
+        second = sdk.responses.create(**kwargs)
+    assert second.output_text == "Lyon."
+    assert [r.path for r in upstream.received[-2:]] == ["/v1/chat/completions", "/v1/messages"]
+    turns = [(m["role"], b["text"]) for m in upstream.last.json["messages"]
+             for b in m["content"]]
+    assert turns == [("user", "Capital of France?"), ("assistant", "Paris."),
+                     ("user", "Second city?")]
+    assert sdk.responses.retrieve(second.id).previous_response_id == first.id
+
+
 def test_function_calls_carry_over_turns(sdk, upstream):
     upstream.push(Script(tool_calls=[("get_weather", {"city": "Paris"})]),
                   Script(content="18C in Paris"))
