@@ -3,12 +3,13 @@
 from flask import Flask
 
 import cli
-from blueprints import anthropic_api, credits, gemini_api, openai_api, ratelimit, responses_api
-from blueprints.errors import register_error_handlers
+from blueprints import anthropic_api, credits, gemini_api, openai_api, responses_api
 from config import load_config
+from edge import ratelimit
+from edge.errors import register_error_handlers
 from extensions import db
 from logs import install_redaction
-from providers import PROVIDERS, build_registry
+from providers import build_registry
 from providers.http import pooled_session
 from services.conversations import ConversationStore
 from services.keys import KeyStore
@@ -28,7 +29,7 @@ def create_app(overrides=None):
     plans = PlanBook(app.config["PLANS"], app.config["DEFAULT_PLAN"])
     app.extensions["keys"] = KeyStore(app.config["KEY_CACHE_TTL"], app.config["KEY_CACHE_SIZE"],
                                       plans)
-    registry = build_registry(app.config, PROVIDERS,
+    registry = build_registry(app.config,
                               lambda: pooled_session(app.config["UPSTREAM_POOL_SIZE"]))
     app.extensions["billing"] = billing = start_billing(app)
     fetcher = ImageFetcher(max_bytes=app.config["IMAGE_FETCH_MAX_BYTES"],

@@ -1,4 +1,5 @@
-"""The GatewayError family: one exception type per kind of failure, rendered by each API family."""
+"""The GatewayError family: every failure any layer raises, with an HTTP status and a format-neutral
+kind; the edge renders it in the caller's envelope (translation.format: WireFormat.error_body)."""
 
 import re
 
@@ -77,6 +78,23 @@ class UpstreamUnavailable(GatewayError):
 
 class UpstreamTimeout(UpstreamUnavailable):
     status, code = 504, "upstream_timeout"
+
+
+class UpstreamRateLimited(UpstreamUnavailable):
+    """The upstream said 429; another upstream for the same model may still answer."""
+
+    status, kind, code = 429, "rate_limit", "upstream_rate_limited"
+
+
+class InsufficientCredits(GatewayError):
+    """The caller's balance cannot cover the most this request may cost."""
+
+    status, kind, code = 402, "insufficient_credits", "insufficient_credits"
+
+
+def failed_mid_stream(message) -> UpstreamError:
+    """An upstream reported a failure inside its stream (key-like text removed from it)."""
+    return UpstreamError(redact(f"the provider failed mid-stream: {message or 'unknown error'}"))
 
 
 _SECRET_PATTERNS = re.compile(

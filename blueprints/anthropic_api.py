@@ -1,24 +1,13 @@
 """The Anthropic Messages API: /v1/messages and count_tokens, under /v1 and /api/v1."""
 
-from datetime import UTC, datetime
-
 from flask import Blueprint, current_app, g, jsonify, request
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
-from blueprints.common import (
-    allowed_models,
-    authenticate,
-    error_response,
-    json_body,
-    require_model,
-    to_response,
-)
-from blueprints.common import validate as check
-from blueprints.ratelimit import limited, reports
-from blueprints.schemas import StrictBoolean, StrictInteger, StrictNumber
-from errors import GatewayError, ModelNotFound
-from services.counting import count_input_tokens
-from translation.anthropic import BETA_KEY, error_body
+from edge.ratelimit import limited, reports
+from edge.schemas import StrictBoolean, StrictInteger, StrictNumber
+from edge.views import authenticate, json_body, require_model, to_response
+from edge.views import validate as check
+from translation.inbound import Inbound
 
 bp = Blueprint("anthropic_api", __name__)
 BASE_PATHS = ("/v1", "/api/v1")
@@ -99,17 +88,22 @@ def require_key():
     authenticate()
 
 
+def inbound(body: dict) -> Inbound:
+    """The request, with the features the client opted into (anthropic-beta) beside the body:
+    an Anthropic upstream gets that header as it came."""
+    beta = request.headers.get("anthropic-beta")
+    return Inbound("anthropic", body, body["model"], stream=bool(body.get("stream")),
+                   provider=body.get("provider"), headers={"anthropic-beta": beta} if beta else {})
+
+
 @bp.post("/messages")
 @limited("chat")
 def messages():
     body = json_body()
     check(MESSAGES_IN, body)
     require_model(body["model"])
-    if beta := request.headers.get("anthropic-beta"):
-        body[BETA_KEY] = beta  # features the client opted into, for an Anthropic upstream
-    relay = current_app.extensions["relay"]
-    reply = relay.chat("anthropic", body, caller=g.caller,
-                       client_socket=request.environ.get("gunicorn.socket"))
+    reply = current_app.extensions["relay"].chat(
+        inbound(body), caller=g.caller, client_socket=request.environ.get("gunicorn.socket"))
     return to_response(reply)
 
 
@@ -119,41 +113,8 @@ def count_tokens():
     body = json_body()
     check(COUNT_TOKENS_IN, body)
     require_model(body["model"])
-    tokens, estimated = count_input_tokens(current_app.extensions["relay"], "anthropic", body)
+    tokens, estimated = current_app.extensions["relay"].count_tokens(inbound(body))
     response = jsonify(input_tokens=tokens)
     if estimated:
         response.headers["x-tollgate-token-count"] = "estimated"
     return response
-
-
-def list_models():
-    """GET /v1/models for the Anthropic SDK (served through openai_api, which owns the path)."""
-    data = [_model(m) for m, _ in _models()]
-    return jsonify(data=data, has_more=False, first_id=data[0]["id"] if data else None,
-                   last_id=data[-1]["id"] if data else None)
-
-
-def get_model(model):
-    if any(name == model for name, _ in _models()):
-        return jsonify(_model(model))
-    raise ModelNotFound(f"model: {model}")
-
-
-def _models():
-    return allowed_models()
-
-
-def _model(name):
-    created = current_app.extensions["relay"].registry.created
-    return {"type": "model", "id": name, "display_name": name,
-            "created_at": datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
-
-
-@bp.errorhandler(GatewayError)
-def gateway_error(err):
-    return render_error(err)
-
-
-def render_error(err):
-    """An Anthropic-shaped error response for any GatewayError."""
-    return error_response(err, error_body)

@@ -4,9 +4,8 @@ from datetime import UTC
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from blueprints.common import authenticate
-from blueprints.openai_api import render_error
-from errors import GatewayError, InvalidRequest
+from edge.views import authenticate
+from errors import InvalidRequest
 from services.billing import balance, usage_page
 
 bp = Blueprint("credits", __name__)
@@ -33,11 +32,6 @@ def get_credits():
             data["usage"] = {"pageSize": size, "nextId": "" if next_id is None else str(next_id),
                              "list": [_record(r) for r in rows]}
     return jsonify(data=data)
-
-
-@bp.errorhandler(GatewayError)
-def gateway_error(err):
-    return render_error(err)
 
 
 def _record(row) -> dict:

@@ -4,20 +4,13 @@ under /v1beta and /api/v1beta."""
 from flask import Blueprint, current_app, g, jsonify, request
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
-from blueprints.common import (
-    allowed_models,
-    authenticate,
-    error_response,
-    json_body,
-    require_model,
-    to_response,
-)
-from blueprints.common import validate as check
-from blueprints.ratelimit import limited, reports
-from blueprints.schemas import StrictInteger, StrictNumber
-from errors import GatewayError, InvalidRequest, ModelNotFound, NotFound
-from services.counting import count_input_tokens
-from translation.gemini import error_body, normalize_keys
+from edge.ratelimit import limited, reports
+from edge.schemas import StrictInteger, StrictNumber
+from edge.views import authenticate, json_body, model_list, one_model, require_model, to_response
+from edge.views import validate as check
+from errors import InvalidRequest, NotFound
+from translation.gemini import METHODS, normalize_keys
+from translation.inbound import JSON_ARRAY, SSE, Inbound
 
 bp = Blueprint("gemini_api", __name__)
 BASE_PATHS = ("/v1beta", "/api/v1beta")
@@ -25,7 +18,6 @@ BASE_PATHS = ("/v1beta", "/api/v1beta")
 # /v1 too (POST only; GET /v1/models is shared with the other families, see openai_api).
 v1_bp = Blueprint("gemini_v1", __name__)
 V1_PATHS = ("/v1", "/api/v1")
-METHODS = ("generateContent", "streamGenerateContent", "countTokens")
 
 
 class Parts(fields.Field):
@@ -98,12 +90,12 @@ def generate(model, method, body):
     """generateContent and streamGenerateContent: counted in the chat family's rate limits."""
     check(GENERATE_CONTENT_IN, body)
     require_model(model)
-    body = {**body, "model": model, "stream": method == "streamGenerateContent"}
-    if body["stream"] and request.args.get("alt") == "sse":
-        body["alt"] = "sse"
-    relay = current_app.extensions["relay"]
-    reply = relay.chat("gemini", body, caller=g.caller,
-                       client_socket=request.environ.get("gunicorn.socket"))
+    stream = method == "streamGenerateContent"
+    framing = SSE if request.args.get("alt") == "sse" else JSON_ARRAY
+    inbound = Inbound("gemini", body, model, stream=stream, framing=framing,
+                      provider=body.get("provider"))
+    reply = current_app.extensions["relay"].chat(
+        inbound, caller=g.caller, client_socket=request.environ.get("gunicorn.socket"))
     return to_response(reply)
 
 
@@ -117,8 +109,8 @@ def count_tokens(model, body):
         body = normalize_keys(inner) if isinstance(inner, dict) else {}
     check(GENERATE_CONTENT_IN, body)
     require_model(model)
-    tokens, estimated = count_input_tokens(current_app.extensions["relay"], "gemini",
-                                           {**body, "model": model})
+    inbound = Inbound("gemini", body, model, provider=body.get("provider"))
+    tokens, estimated = current_app.extensions["relay"].count_tokens(inbound)
     response = jsonify(totalTokens=tokens)
     if estimated:
         response.headers["x-tollgate-token-count"] = "estimated"
@@ -128,36 +120,11 @@ def count_tokens(model, body):
 @bp.get("/models")
 @reports("chat")
 def list_models():
-    return jsonify(models=[_model(m, owner) for m, owner in _models()])
+    return model_list("gemini")
 
 
 @bp.get("/models/<path:model>")
 @reports("chat")
 def get_model(model):
-    """One model; also answers GET /v1/models/<model> for Gemini clients (see openai_api)."""
-    model = model.removeprefix("models/")
-    for name, owner in _models():
-        if name == model:
-            return jsonify(_model(name, owner))
-    raise ModelNotFound(f"Model 'models/{model}' is not found for this key.")
-
-
-@bp.errorhandler(GatewayError)
-@v1_bp.errorhandler(GatewayError)
-def gateway_error(err):
-    return render_error(err)
-
-
-def render_error(err):
-    """A Gemini-shaped error response for any GatewayError."""
-    return error_response(err, error_body)
-
-
-def _models():
-    return allowed_models()
-
-
-def _model(name, owner):
-    return {"name": f"models/{name}", "baseModelId": name, "version": "001",
-            "displayName": name, "description": f"Served by provider {owner} through Tollgate.",
-            "supportedGenerationMethods": list(METHODS)}
+    """One model; GET /v1/models/<model> for Gemini clients is served by openai_api."""
+    return one_model("gemini", model)

@@ -1,29 +1,18 @@
 """The OpenAI-compatible API: chat completions and models, under /v1, /api/v1 and /api/v1/ai."""
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, current_app, g, request
 from marshmallow import INCLUDE, Schema, fields, validate
 
-from blueprints import anthropic_api, gemini_api
-from blueprints.common import (
-    allowed_models,
-    authenticate,
-    client_family,
-    error_response,
-    json_body,
-    require_model,
-    to_response,
-)
-from blueprints.common import validate as check
-from blueprints.ratelimit import limited, reports
-from blueprints.schemas import StopSequences, StrictBoolean, StrictInteger, StrictNumber
-from errors import GatewayError, ModelNotFound
-from translation.openai import error_body
+from edge.errors import sdk_family
+from edge.ratelimit import limited, reports
+from edge.schemas import StopSequences, StrictBoolean, StrictInteger, StrictNumber
+from edge.views import authenticate, json_body, model_list, one_model, require_model, to_response
+from edge.views import validate as check
+from translation.inbound import Inbound
 
 bp = Blueprint("openai_api", __name__)
 BASE_PATHS = ("/v1", "/api/v1", "/api/v1/ai")
 ROLES = ("system", "developer", "user", "assistant", "tool")
-# GET /v1/models is also what the Anthropic SDK and google-genai (API version v1) call.
-OTHER_FAMILIES = {"anthropic": anthropic_api, "gemini": gemini_api}
 
 
 class MessageIn(Schema):
@@ -65,46 +54,22 @@ def chat_completions():
     body = json_body()
     check(CHAT_COMPLETION_IN, body)
     require_model(body["model"])
-    relay = current_app.extensions["relay"]
-    reply = relay.chat("openai", body, caller=g.caller,
-                       client_socket=request.environ.get("gunicorn.socket"))
+    inbound = Inbound("openai", body, body["model"], stream=bool(body.get("stream")),
+                      provider=body.get("provider"))
+    reply = current_app.extensions["relay"].chat(
+        inbound, caller=g.caller, client_socket=request.environ.get("gunicorn.socket"))
     return to_response(reply)
 
 
+# GET /v1/models is also what the Anthropic SDK and google-genai (API version v1) call: the
+# list is in the shape the caller's SDK expects.
 @bp.get("/models")
 @reports("chat")
 def list_models():
-    if other := OTHER_FAMILIES.get(client_family()):
-        return other.list_models()
-    return jsonify(object="list", data=[_model(m, owner) for m, owner in _models()])
+    return model_list(sdk_family())
 
 
 @bp.get("/models/<path:model>")
 @reports("chat")
 def get_model(model):
-    if other := OTHER_FAMILIES.get(client_family()):
-        return other.get_model(model)
-    for name, owner in _models():
-        if name == model:
-            return jsonify(_model(name, owner))
-    raise ModelNotFound(f"The model '{model}' does not exist", param="model")
-
-
-@bp.errorhandler(GatewayError)
-def gateway_error(err):
-    other = OTHER_FAMILIES.get(client_family()) if "/models" in request.path else None
-    return other.render_error(err) if other else render_error(err)
-
-
-def render_error(err):
-    """An OpenAI-shaped error response for any GatewayError."""
-    return error_response(err, error_body)
-
-
-def _models():
-    return allowed_models()
-
-
-def _model(name, owner):
-    created = current_app.extensions["relay"].registry.created
-    return {"id": name, "object": "model", "created": created, "owned_by": owner}
+    return one_model(sdk_family(), model)

@@ -6,14 +6,13 @@ import re
 from flask import Blueprint, current_app, g, jsonify, request
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
-from blueprints.common import authenticate, error_response, json_body, require_model, to_response
-from blueprints.common import validate as check
-from blueprints.ratelimit import limited, reports
-from blueprints.schemas import StrictBoolean, StrictInteger, StrictNumber
-from errors import GatewayError, InvalidRequest
+from edge.ratelimit import limited, reports
+from edge.schemas import StrictBoolean, StrictInteger, StrictNumber
+from edge.views import authenticate, json_body, require_model, to_response
+from edge.views import validate as check
+from errors import InvalidRequest
 from services import conversations
-from services.counting import count_input_tokens
-from translation.openai import error_body
+from translation.inbound import Inbound
 
 bp = Blueprint("responses_api", __name__)
 BASE_PATHS = ("/v1", "/api/v1", "/api/v1/ai")
@@ -95,11 +94,16 @@ def require_key():
 @bp.post("/responses")
 @limited("chat")
 def create_response():
-    body = _request_body()
     reply = conversations.create(current_app.extensions["relay"],
-                                 current_app.extensions["conversations"], body, caller=g.caller,
+                                 current_app.extensions["conversations"],
+                                 _inbound(_request_body()), caller=g.caller,
                                  client_socket=request.environ.get("gunicorn.socket"))
     return to_response(reply)
+
+
+def _inbound(body: dict) -> Inbound:
+    return Inbound("responses", body, body["model"], stream=bool(body.get("stream")),
+                   provider=body.get("provider"))
 
 
 @bp.post("/responses/input_tokens")
@@ -108,12 +112,9 @@ def input_tokens():
     body = json_body()
     check(INPUT_TOKENS_IN, body)
     require_model(body["model"])
-    store = current_app.extensions["conversations"]
-    if body.get("previous_response_id"):
-        body["input"] = conversations.for_upstream(
-            store.history(g.caller.user_id, body["previous_response_id"])
-        ) + conversations.for_upstream(conversations.input_items(body.get("input")))
-    tokens, estimated = count_input_tokens(current_app.extensions["relay"], "responses", body)
+    inbound = conversations.with_history(current_app.extensions["conversations"], _inbound(body),
+                                         g.caller.user_id)
+    tokens, estimated = current_app.extensions["relay"].count_tokens(inbound)
     response = jsonify(object="response.input_tokens", input_tokens=tokens)
     if estimated:
         response.headers["x-tollgate-token-count"] = "estimated"
@@ -171,7 +172,3 @@ def _limit(value: str) -> int:
         raise InvalidRequest("'limit' must be an integer from 1 to 100.", param="limit")
     return int(value)
 
-
-@bp.errorhandler(GatewayError)
-def gateway_error(err):
-    return error_response(err, error_body)

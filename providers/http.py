@@ -1,23 +1,30 @@
-"""Shared HTTP plumbing for provider adapters: pooled sessions and upstream error mapping."""
+"""HTTP for provider adapters: pooled sessions, and the one place upstream faults are mapped.
+
+Every way an upstream call can fail (refused, timed out, an error status, an error object in a
+2xx body, a stream that breaks or stalls) becomes a GatewayError here, as requests'
+HTTPAdapter.send is the one place urllib3's faults become requests exceptions: the layers above
+handle one family of errors and never import requests.
+"""
 
 import json
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ReadTimeoutError
 
-from errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable, redact
-
-
-class UpstreamRateLimited(UpstreamUnavailable):
-    """The upstream said 429; another upstream for the same model may still answer."""
-
-    status, kind, code = 429, "rate_limit", "upstream_rate_limited"
-
+from errors import (
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    redact,
+)
 
 # Upstream 4xx statuses passed on to the client, with the kind of error they are.
 PASSED_ON = {400: "invalid_request", 404: "not_found", 409: "invalid_request",
              413: "invalid_request", 422: "invalid_request"}
 MAX_ERROR_BODY = 64 * 1024
+READ_SIZE = 64 * 1024
 
 
 def pooled_session(pool_size: int) -> requests.Session:
@@ -30,11 +37,61 @@ def pooled_session(pool_size: int) -> requests.Session:
     return session
 
 
-def send(session, url, *, body: bytes, headers: dict, timeout, upstream):
-    """POST upstream; returns a 2xx response with its body unread, or raises a GatewayError.
+class UpstreamResponse:
+    """A 2xx upstream answer, body unread. Reading it raises only GatewayErrors.
 
-    The caller reads the body (`.content` or `.raw.read1`) and closes the response.
+    Read it whole with `body()`, or as a stream with `expect_stream()` then `read()` until b"";
+    either way, `close()` it (body() closes it itself).
     """
+
+    def __init__(self, resp, upstream):
+        self._resp, self.upstream = resp, upstream
+        self.status = resp.status_code
+        self.content_type = resp.headers.get("content-type", "")
+
+    def body(self) -> bytes:
+        """The whole body; a JSON error object sent with a 2xx status raises UpstreamError."""
+        name = self.upstream.name
+        try:
+            content = self._resp.content
+        except requests.Timeout as exc:
+            raise UpstreamTimeout(f"provider {name} stopped sending") from exc
+        except requests.RequestException as exc:
+            raise UpstreamUnavailable(f"provider {name} broke off its answer") from exc
+        finally:
+            self._resp.close()
+        if content[:1] == b"{" and b'"error"' in content[:200]:
+            try:
+                err = json.loads(content).get("error")
+            except ValueError:
+                err = None
+            if err:
+                message = err.get("message", "") if isinstance(err, dict) else str(err)
+                raise UpstreamError(redact(f"provider {name} failed: {message}",
+                                           self.upstream.api_key))
+        return content
+
+    def expect_stream(self) -> None:
+        """A 2xx that is not an event stream is an error body (raised) or a broken upstream."""
+        if not self.content_type.startswith("text/event-stream"):
+            self.body()  # an error body on 200 raises here
+            raise UpstreamUnavailable(f"provider {self.upstream.name} did not stream")
+
+    def read(self, size: int = READ_SIZE) -> bytes:
+        """The next bytes of a stream as they arrive (b"" at its end)."""
+        try:
+            return self._resp.raw.read1(size, decode_content=True)
+        except (ReadTimeoutError, TimeoutError, requests.Timeout) as exc:
+            raise UpstreamTimeout("the upstream stopped sending") from exc
+        except Exception as exc:  # urllib3 ProtocolError, OSError, a bad chunk: the link broke
+            raise UpstreamUnavailable("the upstream connection broke mid-stream") from exc
+
+    def close(self) -> None:
+        self._resp.close()
+
+
+def send(session, url, *, body: bytes, headers: dict, timeout, upstream) -> UpstreamResponse:
+    """POST upstream; returns a 2xx answer with its body unread, or raises a GatewayError."""
     try:
         resp = session.post(url, data=body, headers=headers, stream=True, timeout=timeout)
     except requests.Timeout as exc:
@@ -42,7 +99,7 @@ def send(session, url, *, body: bytes, headers: dict, timeout, upstream):
     except requests.RequestException as exc:
         raise UpstreamUnavailable(f"provider {upstream.name} could not be reached") from exc
     if resp.status_code < 400:
-        return resp
+        return UpstreamResponse(resp, upstream)
     try:
         raise upstream_error(resp, upstream)
     finally:
@@ -103,12 +160,14 @@ def _reason(err: dict) -> str | None:
     return None
 
 
-def read_count(resp, field: str, upstream) -> int:
+def read_count(resp: UpstreamResponse, field: str) -> int:
     """An upstream token count from a JSON answer's `field`; closes the response."""
     try:
-        return int(resp.json()[field])
+        content = resp.body()
+    except UpstreamError as exc:  # an error object in a 2xx: this upstream cannot count
+        raise UpstreamUnavailable(exc.message) from exc
+    try:
+        return int(json.loads(content)[field])
     except (ValueError, KeyError, TypeError) as exc:
-        raise UpstreamUnavailable(f"provider {upstream.name} sent an unreadable "
+        raise UpstreamUnavailable(f"provider {resp.upstream.name} sent an unreadable "
                                   "token count") from exc
-    finally:
-        resp.close()

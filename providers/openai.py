@@ -2,22 +2,21 @@
 
 import json
 
+from providers.base import Provider
 from providers.http import send
 
 
-class OpenAIProvider:
+class OpenAIProvider(Provider):
     wire_format = "openai"
-    dialects: dict = {}  # other wire formats this upstream speaks -> the adapter for each
+    # OpenAI itself wants max_completion_tokens (its reasoning models reject max_tokens); many
+    # OpenAI-compatible servers know only max_tokens: their presets and the alias say so.
+    defaults = {"output_limit_field": "max_completion_tokens"}
 
-    def __init__(self, upstream, session, *, timeout):
-        self.upstream, self.session, self.timeout = upstream, session, timeout
-
-    def open(self, payload: dict, *, stream: bool, endpoint: str = "chat/completions"):
-        """POST payload (model already set) upstream; the caller reads and closes the response."""
-        headers = {"Content-Type": "application/json",
-                   "Accept": "text/event-stream" if stream else "application/json"}
+    def open(self, payload, *, model, stream, headers=None, endpoint="chat/completions"):
+        sent = {"Content-Type": "application/json",
+                "Accept": "text/event-stream" if stream else "application/json"}
         if self.upstream.api_key:
-            headers["Authorization"] = f"Bearer {self.upstream.api_key}"
-        body = json.dumps(payload, separators=(",", ":")).encode()
+            sent["Authorization"] = f"Bearer {self.upstream.api_key}"
+        body = json.dumps({**payload, "model": model}, separators=(",", ":")).encode()
         return send(self.session, f"{self.upstream.base_url}/{endpoint}", body=body,
-                    headers=headers, timeout=self.timeout, upstream=self.upstream)
+                    headers=sent, timeout=self.timeout, upstream=self.upstream)

@@ -7,19 +7,31 @@ import time
 from dataclasses import dataclass, field
 
 from errors import InvalidRequest, ModelNotFound
+from providers.anthropic import AnthropicProvider
+from providers.gemini import GeminiProvider
+from providers.openai import OpenAIProvider
+from providers.responses import ResponsesProvider
 
 log = logging.getLogger(__name__)
+
+# One adapter class per upstream wire format; a provider's `type` is its wire format's name.
+ADAPTERS = (OpenAIProvider, AnthropicProvider, GeminiProvider, ResponsesProvider)
+# Older spellings of a type, and the settings they stand for: an "openai-compatible" server is an
+# OpenAI-type upstream that knows max_tokens only (OpenAI's reasoning models reject max_tokens).
+TYPE_ALIASES = {"openai-compatible": {"type": "openai", "output_limit_field": "max_tokens"}}
 
 # Known providers: base URL, wire format and the environment variable holding the key.
 PRESETS = {
     "openai": {"type": "openai", "base_url": "https://api.openai.com/v1",
-               "api_key_env": "OPENAI_API_KEY",
+               "api_key_env": "OPENAI_API_KEY", "responses": True,
                "models": ["gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o", "gpt-4o-mini",
                           "o3", "o3-mini", "o4-mini"]},
-    "deepseek": {"type": "openai-compatible", "base_url": "https://api.deepseek.com/v1",
+    "deepseek": {"type": "openai", "output_limit_field": "max_tokens",
+                 "base_url": "https://api.deepseek.com/v1",
                  "api_key_env": "DEEPSEEK_API_KEY",
                  "models": ["deepseek-chat", "deepseek-reasoner"]},
-    "openrouter": {"type": "openai-compatible", "base_url": "https://openrouter.ai/api/v1",
+    "openrouter": {"type": "openai", "output_limit_field": "max_tokens",
+                   "base_url": "https://openrouter.ai/api/v1",
                    "api_key_env": "OPENROUTER_API_KEY", "models": ["*/*"]},
     "anthropic": {"type": "anthropic", "base_url": "https://api.anthropic.com/v1",
                   "api_key_env": "ANTHROPIC_API_KEY",
@@ -28,16 +40,18 @@ PRESETS = {
                "api_key_env": "GEMINI_API_KEY", "api_key_env_fallback": "GOOGLE_API_KEY",
                "models": ["gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite"]},
 }
-WIRE_FORMATS = {"openai": "openai", "openai-compatible": "openai", "anthropic": "anthropic",
-                "gemini": "gemini", "responses": "responses"}
-# Types whose upstreams serve the Responses API (POST /responses) unless `responses = false`;
-# for "openai-compatible" servers that have it (recent vLLM, …), set `responses = true`.
-RESPONSES_BY_DEFAULT = {"openai": True, "openai-compatible": False}
+TYPES = tuple(adapter.wire_format for adapter in ADAPTERS)
+
+
+def adapter_for(wire_format: str):
+    """The provider class for a wire format (None when there is none)."""
+    return next((a for a in ADAPTERS if a.wire_format == wire_format), None)
 
 
 @dataclass(frozen=True)
 class Upstream:
-    """One configured provider. `models` maps client-facing names to upstream names."""
+    """One configured provider. `type` is its wire format; `models` maps client-facing names to
+    upstream names. The rest are the upstream's settings, read by its format's request builder."""
 
     name: str
     type: str
@@ -45,11 +59,12 @@ class Upstream:
     api_key: str = field(repr=False, default="")
     models: dict = field(default_factory=dict)
     patterns: tuple = ()  # glob patterns routed as-is (e.g. "*/*" on OpenRouter)
-    responses: bool = False  # an OpenAI-type upstream that also serves POST /responses
+    output_limit_field: str | None = None  # OpenAI type: max_completion_tokens or max_tokens
+    responses: bool = False  # OpenAI type: the upstream also serves POST /responses
 
     @property
     def wire_format(self) -> str:
-        return WIRE_FORMATS[self.type]
+        return self.type
 
     def upstream_model(self, model: str) -> str | None:
         """The upstream's name for a client-facing model, or None when this provider lacks it."""
@@ -65,6 +80,12 @@ class Route:
     provider: object  # a provider adapter (providers.openai.OpenAIProvider, …)
     upstream_model: str
 
+    def speaking(self, wire_format: str) -> "Route":
+        """This route through the adapter for `wire_format` when the provider's upstream also
+        speaks it (a dialect), else the route as it is."""
+        dialect = self.provider.dialects.get(wire_format)
+        return Route(dialect, self.upstream_model) if dialect is not None else self
+
 
 def parse_upstream(entry: dict, environ) -> Upstream:
     """Build an Upstream from a config table, filling gaps from the preset of the same name."""
@@ -72,9 +93,14 @@ def parse_upstream(entry: dict, environ) -> Upstream:
     if not name or not isinstance(name, str):
         raise ValueError("every provider needs a name")
     preset = PRESETS.get(entry.get("preset", name), {})
-    spec = {**preset, **entry}
-    if spec.get("type") not in WIRE_FORMATS:
-        raise ValueError(f"provider {name}: type must be one of {sorted(WIRE_FORMATS)}")
+    alias = TYPE_ALIASES.get(entry.get("type", preset.get("type")), {})
+    kind = alias.get("type", entry.get("type", preset.get("type")))
+    # settings, weakest first: the type's defaults, the preset, what an alias stands for, the entry
+    adapter = adapter_for(kind)
+    if adapter is None:
+        raise ValueError(f"provider {name}: type must be one of "
+                         f"{sorted([*TYPES, *TYPE_ALIASES])}")
+    spec = {**adapter.defaults, **preset, **alias, **entry, "type": kind}
     if not spec.get("base_url"):
         raise ValueError(f"provider {name}: base_url is required")
     if "api_key" in entry:
@@ -84,16 +110,16 @@ def parse_upstream(entry: dict, environ) -> Upstream:
         (patterns.append(item) if "*" in item else models.setdefault(item, item))
     for alias, target in (spec.get("aliases") or {}).items():
         models[alias] = target
-    responses = spec.get("responses", RESPONSES_BY_DEFAULT.get(spec["type"], False))
-    if not isinstance(responses, bool) or (responses and spec["type"] not in RESPONSES_BY_DEFAULT):
+    responses = spec.get("responses", False)
+    if not isinstance(responses, bool) or (responses and kind != OpenAIProvider.wire_format):
         raise ValueError(f"provider {name}: responses must be true or false, and only on "
-                         "openai and openai-compatible providers")
+                         "openai-type providers")
     key_env, fallback = spec.get("api_key_env"), spec.get("api_key_env_fallback")
     api_key = (environ.get(key_env, "") if key_env else "") or (
         environ.get(fallback, "") if fallback else "")
     return Upstream(name=name, type=spec["type"], base_url=spec["base_url"].rstrip("/"),
-                    api_key=api_key,
-                    models=models, patterns=tuple(patterns), responses=responses)
+                    api_key=api_key, models=models, patterns=tuple(patterns),
+                    output_limit_field=spec.get("output_limit_field"), responses=responses)
 
 
 def configured_upstreams(entries, environ=os.environ) -> list[Upstream]:
@@ -148,15 +174,15 @@ class Registry:
         return sorted(seen.items())
 
 
-def build_registry(config, provider_classes, session_factory) -> Registry:
+def build_registry(config, session_factory) -> Registry:
     """The registry for this process: one adapter and one pooled session per upstream."""
     providers = []
-    timeout = (config["UPSTREAM_CONNECT_TIMEOUT"], config["UPSTREAM_READ_TIMEOUT"])
     for upstream in configured_upstreams(config["PROVIDERS"]):
+        timeout = (config["UPSTREAM_CONNECT_TIMEOUT"], config["UPSTREAM_READ_TIMEOUT"])
         session = session_factory()
-        adapter = provider_classes[upstream.type](upstream, session, timeout=timeout)
+        adapter = adapter_for(upstream.type)(upstream, session, timeout=timeout)
         if upstream.responses:  # the same upstream and pool, spoken to in the Responses format
-            adapter.dialects = {"responses": provider_classes["responses"](
-                upstream, session, timeout=timeout)}
+            dialect = ResponsesProvider(upstream, session, timeout=timeout)
+            adapter.dialects = {dialect.wire_format: dialect}
         providers.append(adapter)
     return Registry(providers)

@@ -2,7 +2,8 @@
 
 A provider of type "responses" speaks only this format: clients of the other formats reach
 it translated. An OpenAI-type provider with `responses = true` (OpenAI itself by default)
-also has one of these as its Responses dialect, so Responses clients pass straight through.
+also has one of these as its Responses dialect, on the same upstream and connection pool, so
+Responses clients pass straight through.
 """
 
 from providers.http import read_count
@@ -11,12 +12,13 @@ from providers.openai import OpenAIProvider
 
 class ResponsesProvider(OpenAIProvider):
     wire_format = "responses"
+    counts_tokens = True
+    defaults = {}
 
-    def open(self, payload: dict, *, stream: bool, endpoint: str = "responses"):
-        """POST payload (model already set) upstream; the caller reads and closes the response."""
-        return super().open(payload, stream=stream, endpoint=endpoint)
+    def open(self, payload, *, model, stream, headers=None, endpoint="responses"):
+        return super().open(payload, model=model, stream=stream, headers=headers,
+                            endpoint=endpoint)
 
-    def count_tokens(self, payload: dict) -> int:
-        """Input tokens of a Responses body, counted by the upstream."""
-        resp = self.open(payload, stream=False, endpoint="responses/input_tokens")
-        return read_count(resp, "input_tokens", self.upstream)
+    def count_tokens(self, payload, *, model):
+        resp = self.open(payload, model=model, stream=False, endpoint="responses/input_tokens")
+        return read_count(resp, "input_tokens")

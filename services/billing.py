@@ -18,7 +18,7 @@ from decimal import Decimal
 from sqlalchemy import bindparam, delete, func, insert, select, type_coerce, update
 from sqlalchemy.orm import sessionmaker
 
-from errors import GatewayError
+from errors import InsufficientCredits
 from models import Account, Grant, Hold, UsageRecord, utcnow
 from models.credits import Credits
 from translation.ir import Usage
@@ -36,10 +36,6 @@ GIVE = (update(Account).where(Account.user_id == bindparam("account"))
 HOLD = insert(Hold).returning(Hold.id)
 DROP_HOLD = delete(Hold).where(Hold.id == bindparam("hold_id"))
 RECORD = insert(UsageRecord)
-
-
-class InsufficientCredits(GatewayError):
-    status, kind, code = 402, "insufficient_credits", "insufficient_credits"
 
 
 @dataclass
@@ -80,9 +76,14 @@ class Billing:
         self._stopping = threading.Event()
 
     # ---- on the request path -------------------------------------------------------------
-    def reserve(self, caller, model: str, prompt_tokens: int, max_output: int) -> Ticket:
-        """Hold the most this request can cost; raises InsufficientCredits (402) when it can't."""
-        price = self.pricing.for_model(model)
+    def reserve(self, caller, model: str, prompt_tokens: int, max_output: int,
+                price=None) -> Ticket:
+        """Hold the most this request can cost; raises InsufficientCredits (402) when it can't.
+
+        `price` is the model's (services.pricing.Price) when the caller looked it up already;
+        the ticket carries it to the settlement.
+        """
+        price = price or self.pricing.for_model(model)
         amount = price.cost(Usage(input=prompt_tokens, output=max_output))
         # Core statements on a plain connection: this is on every request's path, and the ORM
         # session's bookkeeping would cost more than the two statements themselves.
@@ -225,9 +226,9 @@ def settle(conn, batch: list[Charge]):
         if not conn.execute(DROP_HOLD, {"hold_id": ticket.hold_id}).rowcount:
             held = Decimal(0)  # already released by a sweep: charge from the balance alone
         price = Decimal(0) if item.usage is None else item.cost
-        if price > held:
+        if price > held:  # the hold is all spent; the excess comes from the balance
             price = held + _take(conn, ticket.user_id, price - held)
-        if held != price:
+        elif held > price:
             conn.execute(GIVE, {"account": ticket.user_id, "delta": held - price})
         if item.usage is not None:
             u = item.usage

@@ -15,6 +15,7 @@ import logging
 import re
 import threading
 import time
+from dataclasses import replace
 from datetime import timedelta
 
 from sqlalchemy import delete, insert, select
@@ -22,7 +23,7 @@ from sqlalchemy import delete, insert, select
 from errors import InvalidRequest, NotFound
 from models.base import utcnow
 from models.responses import StoredResponse
-from translation.responses import TERMINAL, new_id
+from translation.responses_objects import TERMINAL, new_id
 from translation.sse import EventSplitter, event_data
 
 log = logging.getLogger(__name__)
@@ -156,15 +157,22 @@ def for_upstream(items: list) -> list:
     return out
 
 
-def create(relay, store, body: dict, *, caller, client_socket=None):
+def with_history(store, inbound, user_id: int):
+    """The request with the stored conversation before its own input, when it names
+    `previous_response_id` (a new Inbound: the client's body itself is never changed)."""
+    previous = inbound.body.get("previous_response_id")
+    history = store.history(user_id, previous) if previous else []
+    own = for_upstream(input_items(inbound.body.get("input")))
+    return replace(inbound, body={**inbound.body, "input": for_upstream(history) + own})
+
+
+def create(relay, store, inbound, *, caller, client_socket=None):
     """Serve POST /responses: rebuild the history, relay, keep the response if asked to."""
-    previous = body.get("previous_response_id")
-    own = input_items(body.get("input"))
-    history = store.history(caller.user_id, previous) if previous else []
-    body["input"] = for_upstream(history) + for_upstream(own)
-    keep = body.get("store") is not False
-    reply = relay.chat("responses", body, caller=caller, client_socket=client_socket)
-    if not keep or reply.status >= 300:
+    previous = inbound.body.get("previous_response_id")
+    own = input_items(inbound.body.get("input"))
+    reply = relay.chat(with_history(store, inbound, caller.user_id), caller=caller,
+                       client_socket=client_socket)
+    if inbound.body.get("store") is False or reply.status >= 300:
         return reply
 
     def save(response: dict) -> None:

@@ -2,7 +2,7 @@
 
 import json
 
-from tests.fake_upstream import call_id, halves
+from tests.fake_upstream import call_id, echo_reply, halves
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                 "content_filter": "refusal"}
@@ -27,9 +27,7 @@ def last_user_text(payload) -> str:
 
 
 def reply_text(payload, script) -> str:
-    if script.content is not None:
-        return script.content
-    return "" if script.tool_calls else f"echo: {last_user_text(payload)}"
+    return echo_reply(script, last_user_text(payload))
 
 
 def words(payload) -> int:

@@ -2,6 +2,8 @@
 
 import json
 
+from tests.fake_upstream import echo_reply
+
 STATUS_NAMES = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
                 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
 FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP",
@@ -21,9 +23,7 @@ def last_user_text(payload) -> str:
 
 
 def reply_text(payload, script) -> str:
-    if script.content is not None:
-        return script.content
-    return "" if script.tool_calls else f"echo: {last_user_text(payload)}"
+    return echo_reply(script, last_user_text(payload))
 
 
 def words(payload) -> int:

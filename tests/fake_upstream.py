@@ -199,10 +199,16 @@ def last_user_text(payload) -> str:
     return ""
 
 
-def reply_text(payload, script) -> str:
+def echo_reply(script, user_text: str) -> str:
+    """What every fake wire format answers: the script's text, else an echo of the user (none
+    when the model calls tools instead)."""
     if script.content is not None:
         return script.content
-    return "" if script.tool_calls else f"echo: {last_user_text(payload)}"
+    return "" if script.tool_calls else f"echo: {user_text}"
+
+
+def reply_text(payload, script) -> str:
+    return echo_reply(script, last_user_text(payload))
 
 
 def usage_for(payload, script, text) -> dict | None:

@@ -1,6 +1,6 @@
-"""Anthropic Messages wire format: requests, answers, errors, usage and the passthrough tap.
+"""Anthropic Messages wire format: requests and answers to and from the IR, errors, usage.
 
-Stream decoding and encoding live in translation/anthropic_stream.py.
+Streams live in translation/anthropic_stream.py; the format object in anthropic_format.py.
 """
 
 import json
@@ -19,14 +19,10 @@ from translation.content import (
     safe_tool_name,
 )
 from translation.ir import Usage
-from translation.openai import estimate_text_tokens, with_credits  # noqa: F401 (billing API)
-from translation.sse import encode_event, event_data
-from translation.tokens import json_tokens, usage_in_body
+from translation.sse import encode_event
+from translation.tokens import usage_in_body
 
 WIRE = "anthropic"
-# The client's anthropic-beta header rides in the body under this key (not an API field):
-# passthrough hands it to the provider, which sends it as the header again.
-BETA_KEY = "__anthropic_beta__"
 # Anthropic requires max_tokens; clients of the other formats often leave it out. The relay
 # always sets the request's limit (the model's max_output_tokens from [pricing] when the client
 # gave none); this is the fallback for a request that reaches here without one.
@@ -40,9 +36,6 @@ ERROR_TYPES = {"invalid_request": "invalid_request_error", "not_found": "not_fou
                "authentication": "authentication_error", "permission": "permission_error",
                "rate_limit": "rate_limit_error", "insufficient_credits": "billing_error",
                "api_error": "api_error"}
-_MODELLED = {"model", "messages", "system", "max_tokens", "temperature", "top_p", "top_k",
-             "stop_sequences", "tools", "tool_choice", "stream", "provider", "output_config",
-             BETA_KEY}
 
 
 # ---- requests -------------------------------------------------------------------------------
@@ -63,8 +56,7 @@ def request_to_ir(body: dict) -> ir.ChatRequest:
         stop=list(body.get("stop_sequences") or []),
         tools=[_tool_to_ir(t, i) for i, t in enumerate(body.get("tools") or [])],
         tool_choice=choice, parallel_tool_calls=parallel, stream=bool(body.get("stream")),
-        output_format=_format_to_ir(body.get("output_config")),
-        extras={WIRE: {k: v for k, v in body.items() if k not in _MODELLED}})
+        output_format=_format_to_ir(body.get("output_config")))
 
 
 def system_texts(system) -> list[str]:
@@ -298,96 +290,6 @@ def usage_to(usage: Usage) -> dict:
 def usage_of_body(content: bytes) -> Usage | None:
     """Usage of a whole answer body."""
     return usage_in_body(content, "usage", usage_from)
-
-
-# ---- billing: estimates, limits, credits ----------------------------------------------------
-def estimate_prompt_tokens(body: dict) -> int:
-    """A generous prompt count for the credit hold (see translation.tokens.json_tokens)."""
-    return (json_tokens(body.get("system")) + json_tokens(body.get("tools"))
-            + sum(4 + json_tokens(m.get("content")) for m in body.get("messages") or []))
-
-
-def output_limit(body: dict, cap: int) -> int:
-    """The most tokens this request may generate: the client's max_tokens, never above cap."""
-    return min(cap, body["max_tokens"]) if body.get("max_tokens") else cap
-
-
-def set_output_limit(payload: dict, limit: int, field: str = "") -> None:
-    payload["max_tokens"] = min(payload.get("max_tokens") or limit, limit)
-
-
-def output_text_of_body(content: bytes) -> str:
-    """The generated text and tool inputs of a message, to estimate its tokens."""
-    try:
-        blocks = json.loads(content).get("content") or []
-    except (ValueError, AttributeError):
-        return ""
-    return "".join(b.get("text") or (json.dumps(b["input"]) if "input" in b else "")
-                   for b in blocks if isinstance(b, dict))
-
-
-def output_text_of_events(events: bytes) -> str:
-    """The generated text and tool-input fragments in relayed Messages events."""
-    text = []
-    for event in events.split(b"\n\n"):
-        if event_name(event) != "content_block_delta":
-            continue
-        try:
-            delta = json.loads(event_data(event)).get("delta") or {}
-        except (ValueError, AttributeError):
-            continue
-        text.append(delta.get("text") or delta.get("partial_json") or "")
-    return "".join(text)
-
-
-# ---- passthrough ----------------------------------------------------------------------------
-def passthrough_payload(body: dict, model: str, stream: bool) -> dict:
-    return {**body, "model": model}
-
-
-def passthrough_tap(body: dict, price=None):
-    return StreamTap()
-
-
-class StreamTap:
-    """Watches a passthrough Messages stream: usage from message_start and message_delta."""
-
-    KEEP = 1 << 20  # relayed bytes kept to estimate output tokens if upstream sends no usage
-
-    def __init__(self):
-        self.fields = {}
-        self.usage = None
-        self.finished = False
-        self.failed = False
-        self.relayed = bytearray()
-
-    def end(self) -> bytes | None:
-        return None
-
-    def feed(self, event: bytes) -> bytes | None:
-        if len(self.relayed) < self.KEEP:
-            self.relayed += event
-        name = event_name(event)
-        if name in ("message_start", "message_delta", "error"):
-            try:
-                data = json.loads(event_data(event))
-            except ValueError:
-                return event
-            if name == "error":
-                self.failed = True
-                return event
-            usage = (data.get("message") or {}).get("usage") if name == "message_start" \
-                else data.get("usage")
-            self.update_usage(usage)
-        elif name == "message_stop":
-            self.finished = True
-        return event
-
-    def update_usage(self, usage) -> None:
-        """message_delta usage holds running totals: replace the fields it has, never add."""
-        if isinstance(usage, dict):
-            self.fields.update({k: v for k, v in usage.items() if v is not None})
-            self.usage = usage_from(self.fields)
 
 
 def event_name(event: bytes) -> str:

@@ -1,28 +1,47 @@
-"""Anthropic Messages streams: decode upstream events into IR events, encode IR events."""
+"""Anthropic Messages streams: decode upstream events into IR events, encode IR events, and
+watch a passthrough stream."""
 
 import json
 
-from errors import UpstreamError, redact
+from errors import failed_mid_stream
 from translation import ir
 from translation.anthropic import (
     STOP_FROM_IR,
     STOP_TO_IR,
-    StreamTap,
     error_body,
+    error_event,
     event_name,
     message_id,
+    usage_from,
     usage_to,
 )
 from translation.content import safe_id
+from translation.format import StreamDecoder as Decoder
+from translation.format import StreamEncoder as Encoder
 from translation.ir import Usage
 from translation.sse import encode_event, event_data
+from translation.taps import PassthroughTap as Watcher
 
 
-class StreamDecoder:
+class RunningUsage:
+    """Usage across a Messages stream: message_start's, then message_delta's running totals."""
+
+    def __init__(self):
+        self.fields = {}
+        self.usage = None
+
+    def update_usage(self, usage) -> None:
+        """message_delta usage holds running totals: replace the fields it has, never add."""
+        if isinstance(usage, dict):
+            self.fields.update({k: v for k, v in usage.items() if v is not None})
+            self.usage = usage_from(self.fields)
+
+
+class StreamDecoder(Decoder):
     """Upstream Messages events -> IR events. Tool calls are numbered apart from text blocks."""
 
     def __init__(self):
-        self.usage = StreamTap()  # its running-total usage bookkeeping
+        self.usage = RunningUsage()
         self.blocks = {}  # Anthropic block index -> our tool-call index
         self.finished = False
 
@@ -36,9 +55,6 @@ class StreamDecoder:
             return []
         handler = getattr(self, "_" + name, None)
         return handler(data) if handler else []
-
-    def end(self) -> list:
-        return []
 
     def _message_start(self, data) -> list:
         message = data.get("message") or {}
@@ -82,14 +98,13 @@ class StreamDecoder:
 
     def _error(self, data) -> list:
         error = data.get("error") or {}
-        message = str(error.get("message") or "unknown error")
-        return [ir.Failure(UpstreamError(redact(f"the provider failed mid-stream: {message}")))]
+        return [ir.Failure(failed_mid_stream(error.get("message")))]
 
     def _usage(self) -> list:
         return [ir.UsageUpdate(self.usage.usage)] if self.usage.usage is not None else []
 
 
-class StreamEncoder:
+class StreamEncoder(Encoder):
     """IR events -> the full Messages event sequence an Anthropic client expects.
 
     message_start goes out as soon as the upstream starts (with the input usage known by then);
@@ -173,3 +188,29 @@ class StreamEncoder:
     def _event(name, **fields) -> bytes:
         return encode_event(json.dumps({"type": name, **fields}, ensure_ascii=False).encode(),
                             name)
+
+
+class PassthroughTap(Watcher):
+    """Watches a passthrough Messages stream: usage from message_start and message_delta."""
+
+    def __init__(self):
+        super().__init__(error_event)
+        self.running = RunningUsage()
+
+    def watch(self, event: bytes) -> bytes | None:
+        name = event_name(event)
+        if name in ("message_start", "message_delta", "error"):
+            try:
+                data = json.loads(event_data(event))
+            except ValueError:
+                return event
+            if name == "error":
+                self.failed = True
+                return event
+            usage = (data.get("message") or {}).get("usage") if name == "message_start" \
+                else data.get("usage")
+            self.running.update_usage(usage)
+            self.usage = self.running.usage
+        elif name == "message_stop":
+            self.finished = True
+        return event

@@ -1,8 +1,9 @@
-"""Gemini generateContent wire format (v1beta): requests, answers, errors, usage, passthrough tap.
+"""Gemini generateContent wire format (v1beta): requests and answers to and from the IR, errors,
+usage.
 
-Requests served to Gemini clients carry three gateway keys beside the Gemini fields: `model`
-(from the URL), `stream` (which method was called) and `alt` ("sse" when the client asked
-for Server-Sent Events). Stream decoding and encoding live in translation/gemini_stream.py.
+The model of a Gemini request is in its URL and streaming is a method of its own, so those come
+from the view's translation.inbound.Inbound, not from the body. Streams live in
+translation/gemini_stream.py; the format object in gemini_format.py.
 """
 
 import base64
@@ -21,13 +22,11 @@ from translation.content import (
     text_of,
 )
 from translation.ir import Usage
-from translation.openai import estimate_text_tokens, with_credits  # noqa: F401 (billing API)
-from translation.sse import encode_event, event_data
-from translation.tokens import json_tokens, usage_in_body
+from translation.sse import encode_event
+from translation.tokens import usage_in_body
 
 WIRE = "gemini"
-GATEWAY_KEYS = ("model", "stream", "alt", "provider")
-NEEDS_INLINE_IMAGES = True  # inlineData wants the bytes; fileData only takes uploaded files
+METHODS = ("generateContent", "streamGenerateContent", "countTokens")  # on models/{model}
 SAFETY_REASONS = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "LANGUAGE",
                   "OTHER", "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION",
                   "IMAGE_OTHER", "NO_IMAGE"}
@@ -38,10 +37,6 @@ STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 402: "FAILED_PR
                 409: "ABORTED", 413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED",
                 500: "INTERNAL", 501: "UNIMPLEMENTED", 502: "UNAVAILABLE", 503: "UNAVAILABLE",
                 504: "DEADLINE_EXCEEDED"}
-_CONFIG_KEYS = {"temperature", "topP", "topK", "maxOutputTokens", "stopSequences",
-                "candidateCount", "responseMimeType", "responseSchema", "responseJsonSchema"}
-_MODELLED = {"contents", "systemInstruction", "tools", "toolConfig", "generationConfig",
-             *GATEWAY_KEYS}
 _SNAKE = re.compile(r"_([a-z])")
 # Gemini 3 refuses a function call in the history without the thoughtSignature it came with;
 # calls that were made by another model (or went through a client that has no slot for the
@@ -71,24 +66,24 @@ def _get(obj, key, default=None):
 
 
 # ---- requests -------------------------------------------------------------------------------
-def request_to_ir(body: dict) -> ir.ChatRequest:
-    """A validated (normalized) generateContent request as the internal request."""
+def request_to_ir(body: dict, *, model: str | None = None,
+                  stream: bool | None = None) -> ir.ChatRequest:
+    """A validated (normalized) generateContent request as the internal request; `model` and
+    `stream` come from the URL (given here, or as body keys for tests and tools)."""
     config = body.get("generationConfig") or {}
     pending = []  # calls awaiting a result: Gemini may pair them by order and name, not id
     turns = [_turn_to_ir(c, i, pending) for i, c in enumerate(body["contents"])]
     system = _get(body.get("systemInstruction"), "parts", [])
     return ir.ChatRequest(
-        model=body["model"], turns=turns,
+        model=model or body["model"], turns=turns,
         system=[p["text"] for p in system if isinstance(p, dict) and not is_blank(p.get("text"))],
         max_tokens=config.get("maxOutputTokens"), temperature=config.get("temperature"),
         top_p=config.get("topP"), top_k=config.get("topK"),
         stop=list(config.get("stopSequences") or []), n=config.get("candidateCount"),
         tools=_tools_to_ir(body.get("tools") or []),
-        tool_choice=_choice_to_ir(body.get("toolConfig")), stream=bool(body.get("stream")),
-        output_format=_format_to_ir(config),
-        extras={WIRE: {**{k: v for k, v in body.items() if k not in _MODELLED},
-                       "generationConfig": {k: v for k, v in config.items()
-                                            if k not in _CONFIG_KEYS}}})
+        tool_choice=_choice_to_ir(body.get("toolConfig")),
+        stream=bool(body.get("stream")) if stream is None else stream,
+        output_format=_format_to_ir(config))
 
 
 def _turn_to_ir(content, i, pending) -> ir.Turn:
@@ -380,99 +375,3 @@ def usage_to(usage: Usage) -> dict:
 def usage_of_body(content: bytes) -> Usage | None:
     """Usage of a whole answer body."""
     return usage_in_body(content, "usageMetadata", usage_from)
-
-
-# ---- billing: estimates, limits, credits ----------------------------------------------------
-def estimate_prompt_tokens(body: dict) -> int:
-    """A generous prompt count for the credit hold (see translation.tokens.json_tokens)."""
-    return (json_tokens(body.get("systemInstruction")) + json_tokens(body.get("tools"))
-            + sum(4 + json_tokens(c.get("parts")) for c in body.get("contents") or []))
-
-
-def output_limit(body: dict, cap: int) -> int:
-    """The most tokens this request may generate: maxOutputTokens, never above cap."""
-    asked = (body.get("generationConfig") or {}).get("maxOutputTokens")
-    return min(cap, asked) if asked else cap
-
-
-def set_output_limit(payload: dict, limit: int, field: str = "") -> None:
-    config = dict(payload.get("generationConfig") or {})  # the client's dict stays untouched
-    config["maxOutputTokens"] = min(config.get("maxOutputTokens") or limit, limit)
-    payload["generationConfig"] = config
-
-
-def output_text_of_body(content: bytes) -> str:
-    """The generated text and call arguments of an answer, to estimate its tokens."""
-    try:
-        return _chunk_text(json.loads(content))
-    except ValueError:
-        return ""
-
-
-def output_text_of_events(events: bytes) -> str:
-    """The generated text in relayed chunks, sent as SSE or as a JSON array."""
-    if events.startswith(b"["):
-        pieces = events[1:].rstrip(b"]").split(b",\r\n")
-    else:
-        pieces = [event_data(e) for e in events.split(b"\n\n")]
-    text = []
-    for piece in pieces:
-        try:
-            text.append(_chunk_text(json.loads(piece)))
-        except ValueError:
-            continue
-    return "".join(text)
-
-
-def _chunk_text(chunk) -> str:
-    if not isinstance(chunk, dict):
-        return ""
-    candidate = (chunk.get("candidates") or [{}])[0]
-    parts = (candidate.get("content") or {}).get("parts") or []
-    return "".join(p.get("text") or (json.dumps(p["functionCall"]) if "functionCall" in p else "")
-                   for p in parts if isinstance(p, dict) and not p.get("thought"))
-
-
-# ---- passthrough ----------------------------------------------------------------------------
-def can_pass_through(body: dict) -> bool:
-    """Streams pass through only as SSE, which is what the gateway asks upstreams for."""
-    return not body.get("stream") or body.get("alt") == "sse"
-
-
-def passthrough_payload(body: dict, model: str, stream: bool) -> dict:
-    return {**{k: v for k, v in body.items() if k not in GATEWAY_KEYS}, "model": model}
-
-
-def passthrough_tap(body: dict, price=None):
-    return StreamTap()
-
-
-class StreamTap:
-    """Watches a passthrough SSE stream: the last usageMetadata, and whether a finishReason came."""
-
-    KEEP = 1 << 20  # relayed bytes kept to estimate output tokens if upstream sends no usage
-
-    def __init__(self):
-        self.usage = None
-        self.finished = False
-        self.failed = False
-        self.relayed = bytearray()
-
-    def end(self) -> bytes | None:
-        return None
-
-    def feed(self, event: bytes) -> bytes | None:
-        if len(self.relayed) < self.KEEP:
-            self.relayed += event
-        data = event_data(event)
-        if b'"usageMetadata"' in data or b'"finishReason"' in data or b'"error"' in data:
-            try:
-                chunk = json.loads(data)
-            except ValueError:
-                return event
-            if isinstance(chunk, dict):
-                self.failed = self.failed or "error" in chunk
-                self.usage = usage_from(chunk.get("usageMetadata")) or self.usage
-                self.finished = self.finished or any(
-                    c.get("finishReason") for c in chunk.get("candidates") or [])
-        return event

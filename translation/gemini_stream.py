@@ -1,23 +1,28 @@
 """Gemini streams: decode upstream SSE chunks into IR events; encode IR events as SSE or as the
-JSON array Gemini streams when the client did not ask for `alt=sse`."""
+JSON array Gemini streams when the client did not ask for `alt=sse`; watch a passthrough stream,
+re-framed as that array when the client wants one."""
 
 import json
 
-from errors import UpstreamError, redact
+from errors import failed_mid_stream
 from translation import ir
 from translation.content import load_arguments
+from translation.format import StreamDecoder as Decoder
+from translation.format import StreamEncoder as Encoder
 from translation.gemini import (
     FINISH_FROM_IR,
     error_body,
+    error_event,
     finish_to_ir,
     parts_to_ir,
     usage_from,
     usage_to,
 )
 from translation.sse import encode_event, event_data
+from translation.taps import PassthroughTap as Watcher
 
 
-class StreamDecoder:
+class StreamDecoder(Decoder):
     """Upstream streamGenerateContent (alt=sse) chunks -> IR events.
 
     Function calls arrive whole, each becoming a start and one argument fragment. The stream
@@ -44,7 +49,7 @@ class StreamDecoder:
         if "error" in chunk:
             message = (chunk["error"] or {}).get("message") if isinstance(chunk["error"], dict) \
                 else chunk["error"]
-            return [ir.Failure(UpstreamError(redact(f"the provider failed mid-stream: {message}")))]
+            return [ir.Failure(failed_mid_stream(message))]
         usage = usage_from(chunk.get("usageMetadata"))
         out = [ir.UsageUpdate(usage)] if usage is not None else []  # before Start: see above
         if not self.started:
@@ -81,7 +86,7 @@ class StreamDecoder:
         return []
 
 
-class StreamEncoder:
+class StreamEncoder(Encoder):
     """IR events -> GenerateContentResponse chunks, as SSE (`alt=sse`) or one JSON array.
 
     Function calls are sent whole, as Gemini does: argument fragments are gathered until the
@@ -118,9 +123,6 @@ class StreamEncoder:
             return self._last()
         elif isinstance(event, ir.Failure):
             return self.error_event(event.error)
-        return b""
-
-    def end(self) -> bytes:
         return b""
 
     def error_event(self, err) -> bytes:
@@ -166,3 +168,60 @@ class StreamEncoder:
         if self.sse:
             return encode_event(data)
         return (b"[" if self.sent == 1 else b",\r\n") + data
+
+
+class PassthroughTap(Watcher):
+    """Watches a passthrough SSE stream: the last usageMetadata, and whether a finishReason came."""
+
+    def __init__(self):
+        super().__init__(error_event)
+
+    def watch(self, event: bytes) -> bytes | None:
+        data = event_data(event)
+        if b'"usageMetadata"' in data or b'"finishReason"' in data or b'"error"' in data:
+            try:
+                chunk = json.loads(data)
+            except ValueError:
+                return event
+            if isinstance(chunk, dict):
+                self.failed = self.failed or "error" in chunk
+                self.usage = usage_from(chunk.get("usageMetadata")) or self.usage
+                self.finished = self.finished or any(
+                    c.get("finishReason") for c in chunk.get("candidates") or [])
+        return event
+
+
+class ArrayTap(PassthroughTap):
+    """A passthrough stream for a client that asked for the JSON array (no `alt=sse`): each
+    upstream SSE chunk becomes an element as it arrives, its JSON untouched."""
+
+    content_type = "application/json"
+
+    def __init__(self):
+        super().__init__()
+        self.sent = 0
+        self.closed = False
+
+    def relay(self, event: bytes) -> bytes | None:
+        if self.closed or self.watch(event) is None:
+            return None
+        data = event_data(event).strip()
+        if not data and event.lstrip().startswith(b"{"):
+            data = event.strip()  # errors may come as bare JSON
+        if not data:
+            return None  # comments and keep-alives have no place in the array
+        self.sent += 1
+        return (b"[" if self.sent == 1 else b",\r\n") + data
+
+    def close(self) -> bytes | None:
+        """The array's end; a stream that ended unfinished gets it with its error event."""
+        if self.closed or not (self.finished or self.failed):
+            return None
+        self.closed = True
+        return b"]" if self.sent else b"[]"
+
+    def error_event(self, err) -> bytes:
+        if self.closed:
+            return b""
+        self.closed = True
+        return (b"[" if not self.sent else b",\r\n") + json.dumps(error_body(err)).encode() + b"]"

@@ -2,7 +2,8 @@
 
 Turns are Anthropic-like: roles are "user" and "assistant", tool results live in user turns,
 the system prompt sits apart. Each format module reads its wire format into these and writes
-them back out, so N formats need N modules, not N*N converters.
+them back out, so N formats need N modules, not N*N converters. Fields a format has no slot for
+here are not carried: a request between two ends of the same format never goes through the IR.
 """
 
 from dataclasses import dataclass, field
@@ -108,7 +109,9 @@ class ChatRequest:
     include_usage: bool = False  # OpenAI clients: send the usage chunk in streams
     # JSON output: {"schema": JSON Schema or None (any JSON object), "name": optional}
     output_format: dict | None = None
-    extras: dict = field(default_factory=dict)  # unmodelled fields, keyed by format
+    # Request fields the client's answer repeats as they were sent (a Responses object echoes
+    # its instructions, tools, metadata, ...); read only by the client's own format.
+    echo: dict = field(default_factory=dict)
 
 
 @dataclass

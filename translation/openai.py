@@ -1,6 +1,7 @@
-"""OpenAI Chat Completions wire format: requests, answers, errors, usage and the passthrough tap.
+"""OpenAI Chat Completions wire format: requests and answers to and from the IR, errors, usage.
 
-Stream decoding and encoding live in translation/openai_stream.py.
+Streams live in translation/openai_stream.py; the format object (metering, passthrough, model
+lists) that binds them for the pipeline in translation/openai_format.py.
 """
 
 import json
@@ -19,7 +20,7 @@ from translation.content import (
     text_of,
 )
 from translation.ir import Usage
-from translation.sse import encode_event, event_data
+from translation.sse import encode_event
 from translation.tokens import usage_in_body
 
 WIRE = "openai"
@@ -39,10 +40,6 @@ FINISH_TO_IR = {"stop": ir.STOP, "length": ir.LENGTH, "tool_calls": ir.TOOL_CALL
                 "function_call": ir.TOOL_CALLS, "content_filter": ir.CONTENT_FILTER}
 FINISH_FROM_IR = {ir.STOP: "stop", ir.STOP_SEQUENCE: "stop", ir.LENGTH: "length",
                   ir.TOOL_CALLS: "tool_calls", ir.CONTENT_FILTER: "content_filter"}
-# Request fields read into the IR; everything else rides along in extras["openai"].
-_MODELLED = {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
-             "stop", "tools", "tool_choice", "parallel_tool_calls", "n", "stream",
-             "stream_options", "provider", "response_format"}
 DONE = b"data: [DONE]\n\n"
 
 
@@ -83,8 +80,7 @@ def request_to_ir(body: dict) -> ir.ChatRequest:
         parallel_tool_calls=body.get("parallel_tool_calls"), n=body.get("n"),
         stream=bool(body.get("stream")),
         include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
-        output_format=_format_to_ir(body.get("response_format")),
-        extras={WIRE: {k: v for k, v in body.items() if k not in _MODELLED}})
+        output_format=_format_to_ir(body.get("response_format")))
 
 
 def _plain_text(content, where) -> str:
@@ -309,165 +305,3 @@ def usage_to(usage: Usage) -> dict:
 def usage_of_body(content: bytes) -> Usage | None:
     """Usage of a whole answer body."""
     return usage_in_body(content, "usage", usage_from)
-
-
-# ---- billing: estimates, limits, credits --------------------------------------------
-def estimate_prompt_tokens(body: dict) -> int:
-    """A generous count of a request's prompt tokens, for holds and when upstream gives none.
-
-    No tokenizer ships offline, so text counts one token per 3 UTF-8 bytes (English averages
-    about 4 characters a token; CJK about 3 bytes), each image 1,000 tokens, plus 4 a message.
-    """
-    total = _text_tokens(body.get("tools"))
-    for message in body.get("messages") or []:
-        total += 4 + _text_tokens(message.get("tool_calls"))
-        content = message.get("content")
-        parts = content if isinstance(content, list) else [content]
-        for part in parts:
-            if isinstance(part, dict) and part.get("type") == "image_url":
-                total += 1000
-            else:
-                total += _text_tokens(part.get("text") if isinstance(part, dict) else part)
-    return total
-
-
-def estimate_text_tokens(text: str) -> int:
-    """Tokens of generated text when upstream reports none: one per 4 characters, rounded up."""
-    return -(-len(text) // 4)
-
-
-def _text_tokens(value) -> int:
-    if value is None:
-        return 0
-    text = value if isinstance(value, str) else json.dumps(value)
-    return -(-len(text.encode("utf-8", "surrogatepass")) // 3)
-
-
-def output_limit(body: dict, cap: int) -> int:
-    """The most tokens this request may generate: the client's limit, never above the cap."""
-    asked = [body[f] for f in ("max_completion_tokens", "max_tokens") if body.get(f)]
-    return min([cap, *asked])
-
-
-def set_output_limit(payload: dict, limit: int, field: str) -> None:
-    """Clamp the payload's token limits to `limit`, or add `field` when it has none."""
-    present = [f for f in ("max_completion_tokens", "max_tokens") if payload.get(f)]
-    for name in present:
-        payload[name] = min(payload[name], limit)
-    if not present:
-        payload[field] = limit
-
-
-def with_credits(content: bytes, credits) -> bytes:
-    """A completion body with `credits_consumed` beside `usage`."""
-    try:
-        body = json.loads(content)
-    except ValueError:
-        return content
-    if not isinstance(body, dict):
-        return content
-    body["credits_consumed"] = float(credits)
-    return json.dumps(body).encode()
-
-
-def output_text_of_body(content: bytes) -> str:
-    """The generated text and tool arguments of a completion body, to estimate its tokens."""
-    try:
-        choices = json.loads(content).get("choices") or []
-    except (ValueError, AttributeError):
-        return ""
-    return "".join(_message_text(c.get("message") or {}) for c in choices if isinstance(c, dict))
-
-
-def output_text_of_events(events: bytes) -> str:
-    """The generated text and tool arguments in relayed stream events."""
-    text = []
-    for event in events.split(b"\n\n"):
-        data = event_data(event)
-        if not data.startswith(b"{"):
-            continue
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            continue
-        for choice in chunk.get("choices") or []:
-            text.append(_message_text(choice.get("delta") or {}))
-    return "".join(text)
-
-
-def _message_text(message: dict) -> str:
-    calls = message.get("tool_calls") or []
-    args = "".join(str((c.get("function") or {}).get("arguments") or "") for c in calls)
-    content = message.get("content")
-    return (content if isinstance(content, str) else "") + args
-
-
-# ---- passthrough ----------------------------------------------------------------------------
-def passthrough_payload(body: dict, model: str, stream: bool) -> dict:
-    """The client's body for an OpenAI upstream: its model name, and usage asked for in streams."""
-    payload = {**body, "model": model}
-    if stream:
-        payload["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-    return payload
-
-
-def passthrough_tap(body: dict, price=None):
-    wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    return StreamTap(forward_usage_chunk=wants_usage, price=price)
-
-
-class StreamTap:
-    """Watches a passthrough chat stream without re-encoding it.
-
-    Records the last usage seen (some servers repeat it on every chunk: the last one wins),
-    whether `[DONE]` arrived, and drops the usage-only chunk the client did not ask for.
-    """
-
-    KEEP = 1 << 20  # relayed bytes kept to estimate output tokens if upstream sends no usage
-
-    def __init__(self, forward_usage_chunk: bool, price=None):
-        self.forward_usage_chunk = forward_usage_chunk
-        self.price = price  # Usage -> credits, added to the usage chunk the client gets
-        self.usage = None
-        self.finished = False
-        self.failed = False
-        self.relayed = bytearray()
-
-    def end(self) -> bytes | None:
-        """Bytes to send after the upstream ended cleanly (none: `[DONE]` was relayed)."""
-        return None
-
-    def feed(self, event: bytes) -> bytes | None:
-        """The bytes to relay for one upstream event (None to drop it)."""
-        data = event_data(event)
-        if data == b"[DONE]":
-            self.finished = True
-            return event
-        if len(self.relayed) < self.KEEP:
-            self.relayed += event
-        if not _may_carry_usage(data) and b'"error"' not in data:
-            return event  # the common case: a content chunk, relayed without parsing
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            return event
-        if not isinstance(chunk, dict):
-            return event
-        if "error" in chunk:
-            self.failed = True
-        usage = usage_from(chunk.get("usage"))
-        if usage is None or chunk.get("choices"):
-            if usage is not None:
-                self.usage = usage
-            return event
-        self.usage = usage  # the usage-only chunk after the finish chunk
-        if not self.forward_usage_chunk:
-            return None
-        if self.price is None:
-            return event
-        chunk["credits_consumed"] = float(self.price(usage))
-        return encode_event(json.dumps(chunk).encode())
-
-
-def _may_carry_usage(data: bytes) -> bool:
-    return b'"usage"' in data and b'"usage":null' not in data and b'"usage": null' not in data

@@ -1,24 +1,28 @@
-"""OpenAI Chat Completions streams: decode upstream chunks into IR events, encode IR events."""
+"""OpenAI Chat Completions streams: decode upstream chunks into IR events, encode IR events, and
+watch a passthrough stream."""
 
 import json
 import time
 
-from errors import UpstreamError, redact
+from errors import failed_mid_stream
 from translation import ir
 from translation.content import new_call_id
+from translation.format import StreamDecoder as Decoder
+from translation.format import StreamEncoder as Encoder
 from translation.openai import (
     DONE,
     FINISH_FROM_IR,
     FINISH_TO_IR,
     completion_id,
-    error_body,
+    error_event,
     usage_from,
     usage_to,
 )
 from translation.sse import encode_event, event_data
+from translation.taps import PassthroughTap as Watcher
 
 
-class StreamDecoder:
+class StreamDecoder(Decoder):
     """Upstream chat completion chunks -> IR events.
 
     Tool-call fragments are routed by id when present, else by index, else to the current call:
@@ -59,9 +63,6 @@ class StreamDecoder:
             out.append(ir.UsageUpdate(usage))
         return out
 
-    def end(self) -> list:
-        return []
-
     def _choice(self, choice) -> list:
         delta, out = choice.get("delta") or {}, []
         if delta.get("content"):
@@ -98,12 +99,11 @@ class StreamDecoder:
         return out
 
 
-def stream_error(payload) -> UpstreamError:
-    message = payload.get("message") if isinstance(payload, dict) else str(payload)
-    return UpstreamError(redact(f"the provider failed mid-stream: {message or 'unknown error'}"))
+def stream_error(payload):
+    return failed_mid_stream(payload.get("message") if isinstance(payload, dict) else str(payload))
 
 
-class StreamEncoder:
+class StreamEncoder(Encoder):
     """IR events -> chat completion chunks for an OpenAI client; the usage chunk only if asked."""
 
     content_type = "text/event-stream"
@@ -146,7 +146,7 @@ class StreamEncoder:
         return out
 
     def error_event(self, err) -> bytes:
-        return encode_event(json.dumps(error_body(err)).encode()) + DONE
+        return error_event(err)
 
     def _chunk(self, delta, finish=None, usage=None, **extra) -> bytes:
         body = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
@@ -157,3 +157,49 @@ class StreamEncoder:
             body["usage"] = usage
         body.update(extra)
         return encode_event(json.dumps(body, ensure_ascii=False).encode())
+
+
+class PassthroughTap(Watcher):
+    """Watches a passthrough chat stream without re-encoding it.
+
+    Records the last usage seen (some servers repeat it on every chunk: the last one wins),
+    whether `[DONE]` arrived, and drops the usage-only chunk the client did not ask for; the
+    one it asked for gets the credits the answer cost (`price`: Usage -> credits).
+    """
+
+    def __init__(self, forward_usage_chunk: bool, price=None):
+        super().__init__(error_event)
+        self.forward_usage_chunk = forward_usage_chunk
+        self.price = price
+
+    def watch(self, event: bytes) -> bytes | None:
+        data = event_data(event)
+        if data == b"[DONE]":
+            self.finished = True
+            return event
+        if not _may_carry_usage(data) and b'"error"' not in data:
+            return event  # the common case: a content chunk, relayed without parsing
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            return event
+        if not isinstance(chunk, dict):
+            return event
+        if "error" in chunk:
+            self.failed = True
+        usage = usage_from(chunk.get("usage"))
+        if usage is None or chunk.get("choices"):
+            if usage is not None:
+                self.usage = usage
+            return event
+        self.usage = usage  # the usage-only chunk after the finish chunk
+        if not self.forward_usage_chunk:
+            return None
+        if self.price is None:
+            return event
+        chunk["credits_consumed"] = float(self.price(usage))
+        return encode_event(json.dumps(chunk).encode())
+
+
+def _may_carry_usage(data: bytes) -> bool:
+    return b'"usage"' in data and b'"usage":null' not in data and b'"usage": null' not in data

@@ -1,4 +1,4 @@
-"""OpenAI Responses wire format: requests, answers, errors, usage and billing helpers.
+"""OpenAI Responses wire format: the request codec, to and from the IR.
 
 Input items are read into the IR (messages, function calls and their outputs; reasoning items
 are dropped, the IR has no place for them). Response objects are read and built in
@@ -6,14 +6,12 @@ translation/responses_objects.py, shared with the stream encoder (translation/re
 so that a stream ends with exactly the response a non-streaming call returns.
 """
 
-import json
 
 from errors import InvalidRequest
 from translation import ir
 from translation.content import data_url as _data_url
 from translation.content import image_from_url, is_blank, new_call_id, reject_many_choices
 from translation.ir import Usage
-from translation.openai import error_body, estimate_text_tokens, with_credits  # noqa: F401
 from translation.responses_objects import (  # noqa: F401 (the format's interface)
     TERMINAL,
     error_code,
@@ -23,14 +21,9 @@ from translation.responses_objects import (  # noqa: F401 (the format's interfac
     usage_from,
     usage_to,
 )
-from translation.responses_stream import StreamTap, error_only_event
-from translation.sse import event_data
-from translation.tokens import json_tokens, usage_in_body
+from translation.tokens import usage_in_body
 
 WIRE = "responses"
-# Request fields read into the IR; the rest rides in extras["responses"] and is echoed back.
-_MODELLED = {"model", "input", "instructions", "max_output_tokens", "temperature", "top_p",
-             "tools", "tool_choice", "parallel_tool_calls", "text", "stream", "provider"}
 # Fields a response object repeats from its request (OpenAI's answers carry them all).
 ECHOED = ("instructions", "max_output_tokens", "metadata", "previous_response_id", "reasoning",
           "store", "temperature", "text", "tool_choice", "tools", "top_p", "truncation", "user",
@@ -60,8 +53,7 @@ def request_to_ir(body: dict) -> ir.ChatRequest:
         tool_choice=_choice_to_ir(body.get("tool_choice")),
         parallel_tool_calls=body.get("parallel_tool_calls"), stream=bool(body.get("stream")),
         output_format=_format_to_ir(body.get("text")),
-        extras={WIRE: {k: v for k, v in body.items() if k not in _MODELLED},
-                "responses_echo": {k: body.get(k) for k in ECHOED if k in body}})
+        echo={k: body[k] for k in ECHOED if k in body})
 
 
 def _item_to_ir(item, where, turns, system) -> None:
@@ -252,75 +244,5 @@ def count_payload(req: ir.ChatRequest, model: str) -> dict:
     return body
 
 
-# ---- errors and usage -----------------------------------------------------------------------
-def error_event(err) -> bytes:
-    """An in-stream `error` event when nothing is known of the stream (see the taps)."""
-    return error_only_event(err, 0)
-
-
 def usage_of_body(content: bytes) -> Usage | None:
     return usage_in_body(content, "usage", usage_from)
-
-
-# ---- billing: estimates, limits ----------------------------------------------------------------
-def estimate_prompt_tokens(body: dict) -> int:
-    """A generous prompt estimate for the hold: every string in input, instructions and tools."""
-    items = body.get("input")
-    count = len(items) if isinstance(items, list) else 1
-    return (json_tokens(items) + json_tokens(body.get("instructions"))
-            + json_tokens(body.get("tools")) + 4 * count)
-
-
-def output_limit(body: dict, cap: int) -> int:
-    asked = body.get("max_output_tokens")
-    return min(cap, asked) if asked else cap
-
-
-def set_output_limit(payload: dict, limit: int, field: str = "") -> None:
-    asked = payload.get("max_output_tokens")
-    payload["max_output_tokens"] = min(asked, limit) if asked else limit
-
-
-def output_text_of_body(content: bytes) -> str:
-    try:
-        output = json.loads(content).get("output") or []
-    except (ValueError, AttributeError):
-        return ""
-    return "".join(_item_text(item) for item in output if isinstance(item, dict))
-
-
-def _item_text(item: dict) -> str:
-    if item.get("type") == "function_call":
-        return str(item.get("arguments") or "")
-    return "".join(str(c.get("text") or "") for c in item.get("content") or []
-                   if isinstance(c, dict))
-
-
-def output_text_of_events(events: bytes) -> str:
-    """Generated text and call arguments in relayed Responses events."""
-    text = []
-    for event in events.split(b"\n\n"):
-        data = event_data(event)
-        if b'.delta"' not in data:
-            continue
-        try:
-            payload = json.loads(data)
-        except ValueError:
-            continue
-        if payload.get("type") in ("response.output_text.delta",
-                                   "response.function_call_arguments.delta"):
-            text.append(str(payload.get("delta") or ""))
-    return "".join(text)
-
-
-# ---- passthrough ----------------------------------------------------------------------------
-def passthrough_payload(body: dict, model: str, stream: bool) -> dict:
-    """The client's body for a Responses upstream: our model name; the history the gateway
-    rebuilt is in `input` already, so previous_response_id is not forwarded."""
-    payload = {k: v for k, v in body.items() if k != "previous_response_id"}
-    payload["model"] = model
-    return payload
-
-
-def passthrough_tap(body: dict, price=None) -> StreamTap:
-    return StreamTap()

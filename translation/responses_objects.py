@@ -79,7 +79,7 @@ def call_item(item_id, call_id, name, arguments, status) -> dict:
 def response_object(resp_id, created, req, output, *, status, usage=None, stop_reason=None,
                     error=None) -> dict:
     """A whole response object: what the request asked for, what came out, what it used."""
-    echo = req.extras.get("responses_echo", {})
+    echo = req.echo
     body = {"id": resp_id, "object": "response", "created_at": created, "status": status,
             "background": False, "error": error, "incomplete_details": None,
             "instructions": echo.get("instructions"),

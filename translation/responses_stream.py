@@ -10,9 +10,11 @@ response is what the non-streaming call returns. Every event has a `sequence_num
 import json
 import time
 
-from errors import UpstreamError, redact
+from errors import UpstreamError, failed_mid_stream
 from translation import ir
 from translation.content import new_call_id
+from translation.format import StreamDecoder as Decoder
+from translation.format import StreamEncoder as Encoder
 from translation.openai import error_body
 from translation.responses_objects import (
     TERMINAL,
@@ -27,6 +29,7 @@ from translation.responses_objects import (
     usage_from,
 )
 from translation.sse import encode_event, event_data
+from translation.taps import PassthroughTap as Watcher
 
 
 def _event(kind: str, seq: int, **fields) -> bytes:
@@ -41,7 +44,12 @@ def error_only_event(err, seq: int) -> bytes:
                   param=body["param"], error=body)
 
 
-class StreamEncoder:
+def error_event(err) -> bytes:
+    """An in-stream `error` event when nothing is known of the stream (the taps know more)."""
+    return error_only_event(err, 0)
+
+
+class StreamEncoder(Encoder):
     """IR events -> Responses events for a Responses client."""
 
     content_type = "text/event-stream"
@@ -172,7 +180,7 @@ class StreamEncoder:
         return out
 
 
-class StreamDecoder:
+class StreamDecoder(Decoder):
     """Upstream Responses events -> IR events."""
 
     def __init__(self):
@@ -213,9 +221,6 @@ class StreamDecoder:
             out.append(ir.Failure(_failure(payload)))
         return out
 
-    def end(self) -> list:
-        return []
-
     def _added(self, item) -> list:
         if item.get("type") != "function_call":
             return []
@@ -248,32 +253,22 @@ class StreamDecoder:
 def _failure(payload) -> UpstreamError:
     error = (payload.get("response") or {}).get("error") or payload.get("error") or payload
     message = error.get("message") if isinstance(error, dict) else str(error)
-    return UpstreamError(redact(f"the provider failed mid-stream: {message or 'unknown error'}"))
+    return failed_mid_stream(message)
 
 
-class StreamTap:
+class PassthroughTap(Watcher):
     """Watches a passthrough Responses stream without re-encoding it.
 
     Reads usage from the terminal event, notes whether the stream completed, and remembers the
     response id and last sequence number so a failure it must add continues the sequence.
     """
 
-    KEEP = 1 << 20
-
     def __init__(self):
-        self.usage = None
-        self.finished = False
-        self.failed = False
-        self.relayed = bytearray()
+        super().__init__(error_event)
         self.response_id = ""
         self.seq = -1
 
-    def end(self) -> bytes | None:
-        return None
-
-    def feed(self, event: bytes) -> bytes | None:
-        if len(self.relayed) < self.KEEP:
-            self.relayed += event
+    def watch(self, event: bytes) -> bytes | None:
         data = event_data(event)
         head = data[:120]
         if b'"response.created"' in head or b'"response.completed"' in head or \

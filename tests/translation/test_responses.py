@@ -9,7 +9,8 @@ from errors import InvalidRequest, UpstreamUnavailable
 from tests import fake_responses
 from tests.fake_upstream import Script
 from translation import ir, responses
-from translation.responses_stream import StreamDecoder, StreamEncoder, StreamTap
+from translation.responses_format import output_text_of_events
+from translation.responses_stream import PassthroughTap, StreamDecoder, StreamEncoder
 from translation.sse import EventSplitter, event_data
 
 BODY = {
@@ -52,7 +53,6 @@ def test_request_to_ir():
     assert req.tool_choice == ir.ToolChoice("tool", "get_weather")
     assert req.parallel_tool_calls is False and req.max_tokens == 50
     assert req.output_format == {"schema": {"type": "object"}, "name": "w"}
-    assert req.extras["responses"] == {"metadata": {"k": "v"}, "store": True}
 
 
 def test_request_round_trip_through_ir():
@@ -136,7 +136,7 @@ def test_decoder_reads_the_fake_upstream_stream():
 def test_passthrough_tap_follows_the_stream():
     payload = {"model": "m", "input": "hi", "stream": True}
     events = fake_responses.stream_events(None, payload, Script(content="a b c"))
-    tap = StreamTap()
+    tap = PassthroughTap()
     for event in events[:-1]:
         assert tap.feed(event) == event
     assert not tap.finished and tap.response_id == "resp_fake"
@@ -146,8 +146,8 @@ def test_passthrough_tap_follows_the_stream():
     assert [(f["type"], f["sequence_number"]) for f in failure] == [
         ("response.failed", last_seq + 1), ("error", last_seq + 2)]
     assert failure[1]["error"]["message"] == "cut"
-    tap = StreamTap()
+    tap = PassthroughTap()
     for event in events:
         tap.feed(event)
     assert tap.finished and tap.usage.output == 3
-    assert responses.output_text_of_events(b"".join(events)) == "a b c"
+    assert output_text_of_events(b"".join(events)) == "a b c"

@@ -5,7 +5,7 @@ import json
 from errors import UpstreamUnavailable
 from translation import anthropic_stream, gemini_stream, ir, openai, openai_stream
 from translation.sse import EventSplitter, event_data
-from translation.streaming import TranslatingTap
+from translation.taps import TranslatingTap
 
 REQ = ir.ChatRequest(model="client-model", turns=[ir.Turn("user", [ir.Text("x")])])
 

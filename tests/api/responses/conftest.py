@@ -18,7 +18,7 @@ CALLS = [("get_weather", {"city": "Paris"}), ("get_weather", {"city": "Rome"})]
 
 
 def providers(upstream) -> list[dict]:
-    return [provider_entry(upstream, "fake-openai", ("gpt-test",)),
+    return [provider_entry(upstream, "fake-openai", ("gpt-test",), responses=True),
             provider_entry(upstream, "fake-chat", ("chat-test",), type="openai-compatible"),
             provider_entry(upstream, "fake-claude", ("claude-test",), type="anthropic"),
             provider_entry(upstream, "fake-gemini", ("gemini-test",), type="gemini"),
@@ -50,7 +50,7 @@ def sent(model: str, body: dict) -> dict:
     kind = MODELS.get(model, "responses")
     if kind in ("openai", "responses"):
         return _responses(body)
-    from tests.api.test_matrix import sent_conversation
+    from tests.api.cross_family.test_matrix import sent_conversation
 
     return sent_conversation({"openai-compatible": "openai"}.get(kind, kind), body)
 

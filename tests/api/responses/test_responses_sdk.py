@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.api.openai.test_credits import books
+from tests.api.cross_family.test_credits import books
 from tests.api.responses.conftest import CALLS, MODELS, SCHEMA, TOOLS, sent, upstream_path
 from tests.conftest import make_user
 from tests.fake_upstream import Script

@@ -8,7 +8,7 @@ import anthropic
 import openai
 import pytest
 
-from tests.api.openai.test_credits import settled_books
+from tests.api.cross_family.test_credits import settled_books
 from tests.api.responses.conftest import MODELS, sent
 from tests.api.sdk_clients import CLIENTS, QUESTION
 from tests.conftest import UPSTREAM_KEY, make_user

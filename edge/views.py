@@ -1,12 +1,13 @@
-"""Request plumbing shared by the API blueprints: keys, JSON bodies, validation, replies."""
+"""What every API view does: resolve the caller's key, read and validate the JSON body, reply."""
 
 import json
 
 from flask import Response, current_app, g, jsonify, request
 
-from blueprints.ratelimit import client_address
+from edge.ratelimit import client_address
 from errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from extensions import db
+from translation.registry import FORMATS
 
 
 def presented_key() -> str | None:
@@ -16,16 +17,6 @@ def presented_key() -> str | None:
         return auth[7:].strip() or None
     return (request.headers.get("x-api-key") or request.headers.get("x-goog-api-key")
             or request.args.get("key") or None)
-
-
-def client_family() -> str:
-    """Which SDK family a request on a shared path (GET /v1/models) comes from, by its headers."""
-    if "anthropic-version" in request.headers:
-        return "anthropic"
-    if "x-goog-api-key" in request.headers or (
-            "key" in request.args and "Authorization" not in request.headers):
-        return "gemini"
-    return "openai"
 
 
 def authenticate():
@@ -110,9 +101,18 @@ def allowed_models() -> list[tuple[str, str]]:
             if plan.allows(m)]
 
 
-def error_response(err, body_of) -> Response:
-    """A JSON error response for a GatewayError, in the envelope `body_of` makes."""
-    response = jsonify(body_of(err))
-    response.status_code = err.status
-    response.headers.update(err.headers)
-    return response
+def model_list(family: str) -> Response:
+    """The models this caller may use, in the list shape of the `family` format."""
+    fmt, created = FORMATS[family], current_app.extensions["relay"].registry.created
+    return jsonify(fmt.model_list([fmt.model_entry(m, owner, created)
+                                   for m, owner in allowed_models()]))
+
+
+def one_model(family: str, segment: str) -> Response:
+    """One model this caller may use, in the `family` format's shape; else its 404."""
+    fmt, created = FORMATS[family], current_app.extensions["relay"].registry.created
+    name = fmt.model_id(segment)
+    for model, owner in allowed_models():
+        if model == name:
+            return jsonify(fmt.model_entry(model, owner, created))
+    raise fmt.model_missing(name)

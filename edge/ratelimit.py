@@ -4,7 +4,9 @@ per API family and one hourly limit across all families, with X-RateLimit-*-Requ
 A view joins a family with one decorator: `@limited("chat")`. The check runs after authenticate()
 and before the view body, so a refused request is neither forwarded nor charged."""
 
+import itertools
 import math
+import threading
 from functools import partial, wraps
 
 from flask import current_app, g, request
@@ -19,7 +21,6 @@ from services.ratelimit import AuthFailures, Standing, StorageGuard, tightest
 HOURLY_SCOPE = "all-families"  # one hourly counter per key, whatever the family
 HEADERS = ("X-RateLimit-Limit-Requests", "X-RateLimit-Remaining-Requests",
            "X-RateLimit-Reset-Requests")
-_gates: dict[str, object] = {}
 
 
 def init_app(app):
@@ -32,17 +33,16 @@ def init_app(app):
     app.extensions["ratelimit"] = guard
     auth_limit = app.config["AUTH_FAILURE_LIMIT"] if app.config["RATELIMIT_ENABLED"] else None
     app.extensions["auth_failures"] = AuthFailures(lambda: limiter.limiter, auth_limit, guard)
+    app.extensions["ratelimit_gates"] = Gates()
     app.after_request(add_headers)
 
 
 def limited(family: str):
     """Count the decorated view in `family` (chat, images, ...) and in the hourly limit."""
-    gate = _gate(family)
-
     def decorate(view):
         @wraps(view)
         def run(*args, **kwargs):
-            check(gate)
+            check(current_app.extensions["ratelimit_gates"].get(family))
             return view(*args, **kwargs)
 
         return run
@@ -117,20 +117,37 @@ def _peek(family: str, guard) -> Standing | None:
     return None if guard.down or not limits or not limiter.enabled else guard.call(read)
 
 
-def _gate(family: str):
-    """A no-op callable carrying the family's limits: calling it checks and counts them.
+class Gates:
+    """One gate per family, per app: a no-op callable carrying the family's limits, so that
+    calling it checks and counts them.
 
     flask-limiter files limits under a callable's name, so one gate per family lets every view
-    of the family share the same counters (shared limits: the key has no endpoint in it)."""
-    if family not in _gates:
+    of the family share the same counters (shared limits: the key has no endpoint in it). The
+    limiter is process-wide, so each app's gates get names of their own."""
+
+    _serial = itertools.count()
+
+    def __init__(self):
+        self._gates: dict[str, object] = {}
+        self._lock = threading.Lock()
+        self._tag = next(self._serial)
+
+    def get(self, family: str):
+        gate = self._gates.get(family)
+        if gate is None:
+            with self._lock:
+                gate = self._gates.get(family) or self._make(family)
+                self._gates[family] = gate
+        return gate
+
+    def _make(self, family: str):
         def gate():
             return None
 
-        gate.__name__ = gate.__qualname__ = f"rate_limit_gate_{family}"
+        gate.__name__ = gate.__qualname__ = f"rate_limit_gate_{family}_{self._tag}"
         per_minute = limiter.shared_limit(partial(_minute_limit, family), scope=f"family-{family}")
         hourly = limiter.shared_limit(_hourly_limit, scope=HOURLY_SCOPE)
-        _gates[family] = hourly(per_minute(gate))
-    return _gates[family]
+        return hourly(per_minute(gate))
 
 
 # flask-limiter also reads these in its own before_request hook, before authenticate() has run:

@@ -8,8 +8,8 @@ from flask import Blueprint, jsonify
 from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import event
 
-from blueprints.common import authenticate
-from blueprints.ratelimit import limited
+from edge.ratelimit import limited
+from edge.views import authenticate
 from extensions import db, limiter
 from tests.conftest import STORAGES, limit_storage, make_user
 

@@ -1,15 +1,15 @@
-"""App-wide error handlers: unknown routes, wrong methods, oversized bodies, crashes; all JSON,
-in the envelope of the API family the path belongs to."""
+"""The caller's API family, and the one app-wide error handler: every failure (a GatewayError,
+an unknown route, a wrong method, an oversized body, a database outage, a crash) answers JSON in
+the envelope of the caller's family: OpenAI, Anthropic or Gemini."""
 
 import logging
 import re
 
-from flask import request
+from flask import jsonify, request
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from blueprints import anthropic_api, gemini_api, openai_api
 from errors import (
     GatewayError,
     InvalidRequest,
@@ -19,22 +19,49 @@ from errors import (
     RateLimited,
     StorageUnavailable,
 )
+from translation.registry import FORMATS
 
 log = logging.getLogger(__name__)
 ANTHROPIC_PATHS = ("/v1/messages", "/api/v1/messages")
 GEMINI_PATHS = ("/v1beta/", "/api/v1beta/")
 GEMINI_CALL = re.compile(r"(/api)?/v1(beta)?/models/[^/]+:\w+")
+# GET /v1/models is what the OpenAI SDK, the Anthropic SDK and google-genai (API version v1) call.
+SHARED_MODEL_PATHS = re.compile(r"(/api(/v1/ai|/v1)|/v1)/models(/.*)?")
+GEMINI_MODEL_POSTS = ("/v1/models/", "/api/v1/models/")  # only Gemini posts to a model
 
 
-def render_error(err):
-    """The error in the envelope of the API the request's path belongs to (OpenAI otherwise)."""
+def caller_family() -> str:
+    """The wire format of the API the request belongs to: by its path, and on the paths the
+    SDKs share, by what the caller's SDK sends (OpenAI when nothing says otherwise)."""
     path = request.path
     if (path.startswith(GEMINI_PATHS) or path in ("/v1beta", "/api/v1beta")
             or GEMINI_CALL.fullmatch(path)):
-        return gemini_api.render_error(err)
+        return "gemini"
     if any(path == p or path.startswith(p + "/") for p in ANTHROPIC_PATHS):
-        return anthropic_api.render_error(err)
-    return openai_api.render_error(err)
+        return "anthropic"
+    if request.method == "POST" and path.startswith(GEMINI_MODEL_POSTS):
+        return "gemini"
+    if SHARED_MODEL_PATHS.fullmatch(path):
+        return sdk_family()
+    return "openai"
+
+
+def sdk_family() -> str:
+    """Which SDK family a request comes from, by its headers."""
+    if "anthropic-version" in request.headers:
+        return "anthropic"
+    if "x-goog-api-key" in request.headers or (
+            "key" in request.args and "Authorization" not in request.headers):
+        return "gemini"
+    return "openai"
+
+
+def render_error(err: GatewayError):
+    """The error response, in the envelope of the caller's family."""
+    response = jsonify(FORMATS[caller_family()].error_body(err))
+    response.status_code = err.status
+    response.headers.update(err.headers)
+    return response
 
 
 def register_error_handlers(app):
@@ -70,7 +97,7 @@ def _translate(exc) -> GatewayError:
         return NotFound(f"Invalid URL ({request.method} {request.path})")
     if exc.code == 405:
         return MethodNotAllowed(f"Method {request.method} is not allowed on {request.path}")
-    if exc.code == 429:  # a flask-limiter limit outside our families (blueprints/ratelimit.py)
+    if exc.code == 429:  # a flask-limiter limit outside our families (edge/ratelimit.py)
         return RateLimited(exc.description or "Too many requests.")
     err = InvalidRequest(exc.description or exc.name, status=exc.code)
     if exc.code >= 500:

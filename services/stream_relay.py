@@ -1,4 +1,4 @@
-"""Relaying an upstream event stream to a client: as it arrives, with faults turned into events.
+"""Relaying an upstream event stream to a client as it arrives, with faults turned into events.
 
 Runs in the request's greenlet under gunicorn's gevent worker. A WSGI app learns of a client
 disconnect only when it next writes, so while the upstream is silent a watcher greenlet waits
@@ -12,18 +12,18 @@ import time
 import gevent
 from gevent import monkey
 
-from errors import UpstreamTimeout, UpstreamUnavailable
+from errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
 from translation.sse import EventSplitter
 
 log = logging.getLogger(__name__)
-READ_SIZE = 64 * 1024
 
 
-class ClientGone(Exception):
-    """Raised into the streaming greenlet when the client closed its connection."""
+class ClientGone(BaseException):
+    """Raised into the streaming greenlet when the client closed its connection (a BaseException,
+    like GreenletExit: no handler of upstream faults may take it for one)."""
 
 
-def relay_events(resp, tap, *, error_event, max_seconds, client_socket=None, on_close=None):
+def relay_events(resp, tap, *, max_seconds, client_socket=None, on_close=None):
     """The relayed stream as an iterable of bytes whose close() always ends it properly.
 
     A generator closed before its first step never runs its `finally`, and a WSGI server closes
@@ -35,8 +35,8 @@ def relay_events(resp, tap, *, error_event, max_seconds, client_socket=None, on_
         if on_close is not None:
             on_close(tap, "client_gone")
 
-    return _Guarded(_relay(resp, tap, error_event=error_event, max_seconds=max_seconds,
-                           client_socket=client_socket, on_close=on_close), abandon)
+    return _Guarded(_relay(resp, tap, max_seconds=max_seconds, client_socket=client_socket,
+                           on_close=on_close), abandon)
 
 
 class _Guarded:
@@ -57,17 +57,14 @@ class _Guarded:
         self._gen.close()
 
 
-def _relay(resp, tap, *, error_event, max_seconds, client_socket, on_close):
+def _relay(resp, tap, *, max_seconds, client_socket, on_close):
     """Yield upstream SSE events (filtered by `tap.feed`) until the upstream ends or fails.
 
-    A tap has `feed(event) -> bytes | None` (what to send for one upstream event: the event
-    itself on the passthrough path, re-encoded events when translating), `end() -> bytes | None`
-    (what to send after a clean end of the upstream), and the attributes `usage`, `finished`
-    (the upstream's stream completed properly) and `failed` (it reported an error in-stream).
-
-    `error_event(err)` encodes an in-stream error in the client's format. `on_close(tap, outcome)`
-    runs exactly once at the end, whatever happened: outcome is "complete", "truncated",
-    "upstream_error" or "client_gone".
+    `resp` is a providers.http.UpstreamResponse (its reads raise only GatewayErrors); `tap` a
+    translation.taps.Tap: `feed(event)` and `end()` give the bytes to send, `error_event(err)`
+    encodes an in-stream error in the client's format. `on_close(tap, outcome)` runs exactly
+    once at the end, whatever happened: outcome is "complete", "truncated", "upstream_error"
+    or "client_gone".
     """
     splitter = EventSplitter()
     state = {"reading": False, "gone": False}
@@ -80,7 +77,7 @@ def _relay(resp, tap, *, error_event, max_seconds, client_socket, on_close):
                 return
             state["reading"] = True
             try:
-                data = resp.raw.read1(READ_SIZE, decode_content=True)
+                data = resp.read()
             finally:
                 state["reading"] = False
             if not data:
@@ -91,26 +88,29 @@ def _relay(resp, tap, *, error_event, max_seconds, client_socket, on_close):
                 yield out
             if time.monotonic() > deadline:
                 outcome = "truncated"
-                yield error_event(UpstreamTimeout("the stream exceeded the gateway's time limit"))
+                yield tap.error_event(UpstreamTimeout("the stream exceeded the gateway's time "
+                                                      "limit"))
                 return
         tail = tap.end()
         if tail:
             yield tail
         outcome = "complete" if tap.finished else ("upstream_error" if tap.failed else "truncated")
         if outcome == "truncated":
-            yield error_event(UpstreamUnavailable("the upstream stream ended unexpectedly"))
+            yield tap.error_event(UpstreamUnavailable("the upstream stream ended unexpectedly"))
     except ClientGone:
         outcome = "client_gone"
-    except Exception as exc:  # urllib3 ProtocolError, ReadTimeoutError, OSError: upstream broke
+    except GatewayError as err:  # the provider layer's mapping of a broken or stalled upstream
         if state["gone"]:
             outcome = "client_gone"
             return
-        log.warning("upstream stream failed: %s", type(exc).__name__)
+        log.warning("upstream stream failed: %s", err.message)
         outcome = "truncated"
-        timed_out = "timeout" in type(exc).__name__.lower()
-        err = (UpstreamTimeout("the upstream stopped sending") if timed_out
-               else UpstreamUnavailable("the upstream connection broke mid-stream"))
-        yield error_event(err)
+        yield tap.error_event(err)
+    except Exception as exc:  # a tap that choked on what the upstream sent: end it cleanly
+        log.error("relaying a stream failed: %s", type(exc).__name__, exc_info=exc)
+        outcome = "truncated"
+        yield tap.error_event(UpstreamUnavailable("the upstream sent a stream the gateway "
+                                                  "could not relay"))
     finally:
         if watcher is not None:
             watcher.kill(block=False)

@@ -1,0 +1,30 @@
+"""What every provider adapter is: one upstream of one wire format, behind one small interface."""
+
+from providers.http import UpstreamResponse
+
+
+class Provider:
+    """An upstream speaking `wire_format` (a translation.registry name).
+
+    `open` POSTs a request and returns a providers.http.UpstreamResponse, or raises a
+    GatewayError; nothing above this layer sees a requests exception.
+    """
+
+    wire_format: str
+    counts_tokens = False  # True: count_tokens() asks the upstream itself
+    defaults: dict = {}  # upstream settings of this type when neither entry nor preset gives them
+    # Other wire formats the same upstream speaks -> the adapter for each (providers.registry
+    # fills it in; an OpenAI-type upstream with `responses = true` has a Responses dialect).
+    dialects: dict = {}
+
+    def __init__(self, upstream, session, *, timeout):
+        self.upstream, self.session, self.timeout = upstream, session, timeout
+
+    def open(self, payload: dict, *, model: str, stream: bool,
+             headers: dict | None = None) -> UpstreamResponse:
+        """POST payload for `model`; `headers` are the client's, forwarded as they are."""
+        raise NotImplementedError
+
+    def count_tokens(self, payload: dict, *, model: str) -> int:
+        """Input tokens of a count body (translation.format.WireFormat.count_payload)."""
+        raise NotImplementedError(f"{self.wire_format} upstreams do not count tokens")

@@ -1,0 +1,160 @@
+"""services.billing on its own, against a real database (SQLite, and PostgreSQL when configured):
+reserve, settle, release, the sweep, and exact amounts. No app and no HTTP."""
+
+import threading
+from datetime import timedelta
+from decimal import Decimal
+from types import SimpleNamespace
+
+import pytest
+from sqlalchemy import create_engine, select, update
+from sqlalchemy.orm import Session
+
+import models  # noqa: F401  (registers the tables)
+from errors import InsufficientCredits
+from extensions import db
+from models import Hold, UsageRecord, User, utcnow
+from services.billing import Billing, balance, grant, ledger_gap
+from services.pricing import Pricing
+from translation.ir import Usage
+
+PRICING = {"default": {"input": 1, "output": 3, "minimum": 0},
+           "models": {"exact": {"input": "0.001", "output": "0.002", "minimum": 0}}}
+
+
+@pytest.fixture
+def engine(database_url):
+    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    db.metadata.drop_all(engine)
+    db.metadata.create_all(engine)
+    yield engine
+    db.metadata.drop_all(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def billing(engine):
+    service = Billing(engine, Pricing(PRICING), hold_ttl=60)
+    yield service
+    service.shutdown()
+
+
+def user_with(engine, credits) -> SimpleNamespace:
+    with Session(engine) as session:
+        user = User(name=f"u{credits}-{id(session)}")
+        session.add(user)
+        session.commit()
+        grant(session, user.id, Decimal(credits), "test")
+        return SimpleNamespace(user_id=user.id, key_id=1)
+
+
+def books(engine, caller):
+    with Session(engine) as session:
+        bal, _ = balance(session, caller.user_id)
+        records = session.scalars(select(UsageRecord)
+                                  .where(UsageRecord.user_id == caller.user_id)).all()
+        holds = session.scalars(select(Hold).where(Hold.user_id == caller.user_id)).all()
+        return bal, records, holds, ledger_gap(session, caller.user_id)
+
+
+def test_reserve_holds_the_most_the_request_can_cost(engine, billing):
+    caller = user_with(engine, 10)
+    ticket = billing.reserve(caller, "m", prompt_tokens=1000, max_output=1000)
+    assert ticket.amount == Decimal(4)  # 1 per 1k in, 3 per 1k out
+    assert ticket.price == billing.pricing.for_model("m")
+    bal, records, holds, gap = books(engine, caller)
+    assert (bal, records, [h.amount for h in holds], gap) == (Decimal(6), [], [Decimal(4)], 0)
+
+
+def test_reserve_refuses_what_the_balance_cannot_cover(engine, billing):
+    caller = user_with(engine, 3)
+    with pytest.raises(InsufficientCredits) as info:
+        billing.reserve(caller, "m", prompt_tokens=1000, max_output=1000)
+    assert info.value.status == 402
+    assert books(engine, caller)[:3] == (Decimal(3), [], [])
+
+
+def test_settle_charges_the_real_cost_and_returns_the_rest(engine, billing):
+    caller = user_with(engine, 10)
+    ticket = billing.reserve(caller, "m", 1000, 1000)
+    cost = billing.charge(ticket, Usage(input=500, output=100), estimated=True, partial=True)
+    assert cost == Decimal("0.8")
+    assert billing.flush()
+    bal, records, holds, gap = books(engine, caller)
+    assert (bal, holds, gap) == (Decimal("9.2"), [], 0)
+    [record] = records
+    assert (record.price, record.input_tokens, record.output_tokens) == (Decimal("0.8"), 500, 100)
+    assert (record.estimated, record.partial, record.model) == (True, True, "m")
+
+
+def test_release_gives_the_whole_hold_back_and_writes_no_record(engine, billing):
+    caller = user_with(engine, 10)
+    billing.release(billing.reserve(caller, "m", 1000, 1000))
+    assert billing.flush()
+    assert books(engine, caller) == (Decimal(10), [], [], 0)
+
+
+def test_a_cost_above_the_hold_never_takes_the_balance_below_zero(engine, billing):
+    caller = user_with(engine, 5)
+    ticket = billing.reserve(caller, "m", 1000, 1000)  # holds 4 of 5
+    billing.charge(ticket, Usage(input=10_000, output=0))  # costs 10: only 5 exist
+    assert billing.flush()
+    bal, [record], holds, gap = books(engine, caller)
+    assert (bal, record.price, holds, gap) == (Decimal(0), Decimal(5), [], 0)
+
+
+def test_sweep_releases_stale_holds_only(engine, billing):
+    caller = user_with(engine, 10)
+    stale = billing.reserve(caller, "m", 1000, 1000)
+    billing.reserve(caller, "m", 1000, 1000)
+    with engine.begin() as conn:
+        conn.execute(update(Hold).where(Hold.id == stale.hold_id)
+                     .values(created_at=utcnow() - timedelta(seconds=120)))
+    assert billing.sweep() == 1
+    bal, _, holds, gap = books(engine, caller)
+    assert (bal, len(holds), gap) == (Decimal(6), 1, 0)
+    billing.charge(stale, Usage(input=1000))  # settled after its sweep: from the balance alone
+    assert billing.flush()
+    bal, [record], _, gap = books(engine, caller)
+    assert (bal, record.price, gap) == (Decimal(5), Decimal(1), 0)
+
+
+def test_amounts_are_exact_over_many_small_charges(engine, billing):
+    caller = user_with(engine, 1)
+    for _ in range(300):
+        ticket = billing.reserve(caller, "exact", prompt_tokens=1, max_output=1)
+        billing.charge(ticket, Usage(input=1, output=1))  # 0.000003 each, exactly
+    assert billing.flush()
+    bal, records, holds, gap = books(engine, caller)
+    assert bal == Decimal(1) - 300 * Decimal("0.000003") and len(records) == 300
+    assert (holds, gap) == ([], 0)
+
+
+def test_concurrent_holds_never_overdraw(engine, billing):
+    caller = user_with(engine, 40)  # room for exactly ten holds of 4
+    outcomes = []
+
+    def take():
+        try:
+            outcomes.append(billing.reserve(caller, "m", 1000, 1000))
+        except InsufficientCredits:
+            outcomes.append(None)
+
+    threads = [threading.Thread(target=take) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(t is not None for t in outcomes) == 10
+    assert books(engine, caller)[0] == Decimal(0)
+
+
+def test_a_burst_of_charges_is_written_whole(engine, billing):
+    """Charges queued at once are settled in batches: every one of them is written."""
+    caller = user_with(engine, 100)
+    tickets = [billing.reserve(caller, "m", 100, 100) for _ in range(50)]
+    for ticket in tickets:
+        billing.charge(ticket, Usage(input=100, output=100))
+    assert billing.flush()
+    bal, records, holds, gap = books(engine, caller)
+    assert (bal, len(records), holds, gap) == (Decimal(80), 50, [], 0)
