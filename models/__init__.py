@@ -3,7 +3,8 @@
 from models.base import utcnow
 from models.credits import Account, Grant, Hold, UsageRecord
 from models.keys import ApiKey
-from models.responses import StoredResponse
+from models.responses import StoredItem, StoredResponse
 from models.users import User
 
-__all__ = ["Account", "ApiKey", "Grant", "Hold", "StoredResponse", "UsageRecord", "User", "utcnow"]
+__all__ = ["Account", "ApiKey", "Grant", "Hold", "StoredItem", "StoredResponse", "UsageRecord",
+           "User", "utcnow"]

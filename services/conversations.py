@@ -22,14 +22,14 @@ from sqlalchemy import delete, insert, select
 
 from errors import InvalidRequest, NotFound
 from models.base import utcnow
-from models.responses import StoredResponse
+from models.responses import StoredItem, StoredResponse
 from translation.responses_objects import TERMINAL, new_id
 from translation.sse import EventSplitter, event_data
 
 log = logging.getLogger(__name__)
 RESPONSE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_TURNS = 1000  # the longest chain of previous_response_id links followed
-TABLE = StoredResponse.__table__
+TABLE, ITEMS = StoredResponse.__table__, StoredItem.__table__
 
 
 def check_id(value, param: str = "response_id") -> str:
@@ -53,12 +53,18 @@ class ConversationStore:
         if not RESPONSE_ID.fullmatch(str(response.get("id") or "")):
             log.warning("not storing a response whose id does not fit the table")
             return
+        items = [{"user_id": user_id, "response_id": response["id"], "item_id": item["id"],
+                  "item": json.dumps(item)}
+                 for item in [*input_items, *(response.get("output") or [])]
+                 if isinstance(item, dict) and RESPONSE_ID.fullmatch(str(item.get("id") or ""))]
         with self.engine.begin() as conn:
             conn.execute(insert(TABLE).values(
                 id=response["id"], user_id=user_id, previous_id=previous_id,
                 model=str(response.get("model") or "")[:256],
                 input_items=json.dumps(input_items), body=json.dumps(response),
                 created_at=utcnow()))
+            if items:
+                conn.execute(insert(ITEMS), items)
         if time.monotonic() - self._last_sweep > self.sweep_every:
             self._last_sweep = time.monotonic()
             threading.Thread(target=self._sweep_safely, name="responses-sweep",
@@ -83,9 +89,34 @@ class ConversationStore:
             raise _missing(response_id)
         return json.loads(row.input_items)
 
+    def resolve(self, user_id: int, items: list) -> list:
+        """Items with each `item_reference` replaced by the stored item it names (this user's,
+        not expired; the latest stored under that id); 404 naming the reference otherwise."""
+        wanted = {i: item.get("id") for i, item in enumerate(items)
+                  if isinstance(item, dict) and item.get("type") == "item_reference"}
+        if not wanted:
+            return items
+        for i, item_id in wanted.items():
+            check_id(item_id, f"input[{i}].id")
+        query = (select(ITEMS.c.item_id, ITEMS.c.item)
+                 .join(TABLE, TABLE.c.id == ITEMS.c.response_id)
+                 .where(ITEMS.c.user_id == user_id, ITEMS.c.item_id.in_(set(wanted.values())),
+                        TABLE.c.created_at >= self._cutoff())
+                 .order_by(ITEMS.c.id))
+        with self.engine.connect() as conn:
+            found = {row.item_id: json.loads(row.item) for row in conn.execute(query)}
+        out = list(items)
+        for i, item_id in wanted.items():
+            if item_id not in found:
+                raise NotFound(f"Item with id '{item_id}' not found.", param=f"input[{i}].id")
+            out[i] = found[item_id]
+        return out
+
     def delete(self, user_id: int, response_id: str) -> None:
         check_id(response_id)
         with self.engine.begin() as conn:
+            conn.execute(delete(ITEMS).where(ITEMS.c.response_id == response_id,
+                                             ITEMS.c.user_id == user_id))
             gone = conn.execute(delete(TABLE).where(TABLE.c.id == response_id,
                                                     TABLE.c.user_id == user_id)).rowcount
         if not gone:
@@ -114,7 +145,9 @@ class ConversationStore:
     def sweep(self) -> int:
         """Delete responses older than the retention period; returns how many."""
         self._last_sweep = time.monotonic()
-        with self.engine.begin() as conn:
+        expired = select(TABLE.c.id).where(TABLE.c.created_at < self._cutoff())
+        with self.engine.begin() as conn:  # items first: no database is asked to cascade
+            conn.execute(delete(ITEMS).where(ITEMS.c.response_id.in_(expired)))
             return conn.execute(delete(TABLE).where(TABLE.c.created_at < self._cutoff())).rowcount
 
 
@@ -160,18 +193,23 @@ def for_upstream(items: list) -> list:
 def with_history(store, inbound, user_id: int):
     """The request with the stored conversation before its own input, when it names
     `previous_response_id` (a new Inbound: the client's body itself is never changed)."""
+    return _expanded(store, inbound, user_id)[0]
+
+
+def _expanded(store, inbound, user_id: int):
+    """(the request with its history, its own input items with item_references resolved)."""
     previous = inbound.body.get("previous_response_id")
     history = store.history(user_id, previous) if previous else []
-    own = for_upstream(input_items(inbound.body.get("input")))
-    return replace(inbound, body={**inbound.body, "input": for_upstream(history) + own})
+    own = store.resolve(user_id, input_items(inbound.body.get("input")))
+    body = {**inbound.body, "input": for_upstream(history) + for_upstream(own)}
+    return replace(inbound, body=body), own
 
 
 def create(relay, store, inbound, *, caller, client_socket=None):
     """Serve POST /responses: rebuild the history, relay, keep the response if asked to."""
     previous = inbound.body.get("previous_response_id")
-    own = input_items(inbound.body.get("input"))
-    reply = relay.chat(with_history(store, inbound, caller.user_id), caller=caller,
-                       client_socket=client_socket)
+    expanded, own = _expanded(store, inbound, caller.user_id)
+    reply = relay.chat(expanded, caller=caller, client_socket=client_socket)
     if inbound.body.get("store") is False or reply.status >= 300:
         return reply
 

@@ -1,6 +1,7 @@
 """Stored responses: previous_response_id across providers, retrieve, input items, delete,
 per-user isolation, store: false, retention and the sweep, input token counts."""
 
+import json
 import time
 from datetime import timedelta
 
@@ -102,6 +103,36 @@ def test_retrieve_input_items_delete(sdk, upstream, stream):
         sdk.responses.retrieve(made.id)
     with pytest.raises(openai.NotFoundError):
         sdk.responses.delete(made.id)
+
+
+@pytest.mark.parametrize("model", ["claude-test", "gpt-test"])
+def test_item_references_resolve_to_stored_items(app, sdk, upstream, model):
+    """What the Vercel AI SDK sends with store on: earlier items by id, not the items."""
+    upstream.push(Script(tool_calls=[("get_weather", {"city": "Paris"})]),
+                  Script(content="18C in Paris"))
+    tools = [{"type": "function", "name": "get_weather",
+              "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+    first = sdk.responses.create(model="chat-test", tools=tools, input=[
+        {"role": "user", "content": "Weather in Paris?"}])
+    question = sdk.responses.input_items.list(first.id).data[0]
+    call = first.output[0]
+    second = sdk.responses.create(model=model, tools=tools, input=[
+        {"type": "item_reference", "id": question.id},
+        {"type": "item_reference", "id": call.id},
+        {"type": "function_call_output", "call_id": call.call_id, "output": "18C"}])
+    assert second.output_text == "18C in Paris"
+    sent_body = json.dumps(upstream.last.json)
+    assert "Weather in Paris?" in sent_body and call.call_id in sent_body
+    assert "item_reference" not in sent_body
+    _, other_key = make_user(app, "eve")
+    with pytest.raises(openai.NotFoundError) as caught:
+        sdk.with_options(api_key=other_key).responses.create(model=model, input=[
+            {"type": "item_reference", "id": call.id}])
+    assert caught.value.body["param"] == "input[0].id"
+    sdk.responses.delete(first.id)
+    sdk.responses.delete(second.id)  # it holds the resolved items as its own input
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.create(model=model, input=[{"type": "item_reference", "id": call.id}])
 
 
 def test_passthrough_response_is_stored_under_its_id(sdk, upstream):
