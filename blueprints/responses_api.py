@@ -17,6 +17,7 @@ from translation.inbound import Inbound
 bp = Blueprint("responses_api", __name__)
 BASE_PATHS = ("/v1", "/api/v1", "/api/v1/ai")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # \uD800-\uDFFF: pairs, or lone halves
 
 
 class Input(fields.Field):
@@ -153,6 +154,7 @@ def list_input_items(response_id):
 
 def _request_body() -> dict:
     body = json_body()
+    _valid_unicode(body)
     check(RESPONSE_IN, body)
     for name, what in UNSERVED.items():
         if body.get(name):
@@ -165,6 +167,33 @@ def _request_body() -> dict:
 # Features that would need state the gateway does not keep.
 UNSERVED = {"background": "responses are answered while the request is open.",
             "conversation": "continue a conversation with previous_response_id instead."}
+
+
+def _valid_unicode(body: dict) -> None:
+    """400 for a lone UTF-16 surrogate (an unpaired \\ud800 escape): it is no character, no
+    provider takes it, and it could not be stored. Only bodies that escape surrogates are walked."""
+    if _SURROGATE_ESCAPE.search(request.get_data(cache=True)):
+        where = _unpaired(body, "")
+        if where is not None:
+            raise InvalidRequest(f"'{where or 'body'}' contains an unpaired UTF-16 surrogate.",
+                                 param=where or None)
+
+
+def _unpaired(value, path: str) -> str | None:
+    """The path of the first string holding a lone surrogate, or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+        return None
+    items = value.items() if isinstance(value, dict) else (
+        enumerate(value) if isinstance(value, list) else ())
+    for key, inner in items:
+        step = f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else key)
+        if (found := _unpaired(inner, step)) is not None:
+            return found
+    return None
 
 
 def _limit(value: str) -> int:

@@ -224,6 +224,8 @@ def test_input_tokens(sdk, upstream, model, estimated):
     ({"model": "chat-test", "input": "hi", "metadata": {"k": 5}}, "metadata"),
     ({"model": "chat-test", "input": "hi", "truncation": "sometimes"}, "truncation"),
     ({"model": "gpt-test", "input": "hi", "background": True}, "background"),
+    ({"model": "chat-test", "input": [{"role": "user", "content": "bad \ud800 half"}]},
+     "input[0].content"),
     ({"model": "gpt-test", "input": "hi", "conversation": "conv_1"}, "conversation"),
     ({"model": "claude-test", "input": "hi", "tools": [{"type": "web_search"}]}, "tools[0].type"),
     ({"model": "chat-test", "input": [{"type": "message", "role": "robot", "content": "x"}]},
