@@ -18,7 +18,7 @@ import time
 from dataclasses import replace
 from datetime import timedelta
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, literal, select
 
 from errors import InvalidRequest, NotFound
 from models.base import utcnow
@@ -123,18 +123,27 @@ class ConversationStore:
             raise _missing(response_id)
 
     def history(self, user_id: int, response_id: str) -> list:
-        """Every item of the conversation up to and including `response_id`, oldest first."""
-        turns, current = [], check_id(response_id, "previous_response_id")
-        while current and len(turns) < MAX_TURNS:
-            row = self._row(user_id, current)
-            if row is None:
-                if not turns:
-                    raise _missing(current, "previous_response_id")
-                break  # an earlier turn was deleted or expired: the history starts after it
-            body = json.loads(row.body)
-            turns.append(json.loads(row.input_items) + list(body.get("output") or []))
-            current = row.previous_id
-        return [item for turn in reversed(turns) for item in turn]
+        """Every item of the conversation up to and including `response_id`, oldest first.
+
+        One query: a recursive walk of the previous_id links (this user's rows, unexpired; a
+        turn deleted or expired ends the walk, the history starting after it)."""
+        check_id(response_id, "previous_response_id")
+        live = (TABLE.c.user_id == user_id, TABLE.c.created_at >= self._cutoff())
+        columns = (TABLE.c.id, TABLE.c.previous_id, TABLE.c.input_items, TABLE.c.body)
+        chain = (select(*columns, literal(0).label("depth"))
+                 .where(TABLE.c.id == response_id, *live).cte("chain", recursive=True))
+        chain = chain.union_all(
+            select(*columns, (chain.c.depth + 1).label("depth"))
+            .join(chain, TABLE.c.id == chain.c.previous_id)
+            .where(*live, chain.c.depth < MAX_TURNS - 1))
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(chain.c.input_items, chain.c.body)
+                                .order_by(chain.c.depth.desc())).all()
+        if not rows:
+            raise _missing(response_id, "previous_response_id")
+        return [item for row in rows
+                for item in json.loads(row.input_items) + (json.loads(row.body).get("output")
+                                                           or [])]
 
     def _sweep_safely(self) -> None:
         try:

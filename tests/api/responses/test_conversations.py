@@ -63,6 +63,18 @@ def test_previous_response_id_after_a_failover(sdk, upstream, stream):
     assert sdk.responses.retrieve(second.id).previous_response_id == first.id
 
 
+def test_history_starts_after_a_deleted_turn(sdk, upstream):
+    ids = []
+    for word in ("one", "two", "three"):
+        ids.append(sdk.responses.create(model="chat-test", input=word,
+                                        previous_response_id=ids[-1] if ids else None).id)
+    sdk.responses.delete(ids[0])
+    sdk.responses.create(model="chat-test", input="four", previous_response_id=ids[-1])
+    sent_texts = [m["content"] if isinstance(m["content"], str) else m["content"][0]["text"]
+                  for m in upstream.last.json["messages"]]
+    assert sent_texts == ["two", "echo: two", "three", "echo: three", "four"]
+
+
 def test_function_calls_carry_over_turns(sdk, upstream):
     upstream.push(Script(tool_calls=[("get_weather", {"city": "Paris"})]),
                   Script(content="18C in Paris"))
