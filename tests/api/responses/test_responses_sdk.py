@@ -129,6 +129,18 @@ def test_structured_output(sdk, upstream, model):
     assert schema == SCHEMA
 
 
+@pytest.mark.parametrize("model", ["chat-test", "claude-test", "gemini-test"])
+def test_parse_with_a_pydantic_model(sdk, upstream, model):
+    import pydantic
+
+    class Place(pydantic.BaseModel):
+        city: str
+
+    upstream.push(Script(content='{"city": "Rome"}'))
+    reply = sdk.responses.parse(model=model, input="Where?", text_format=Place)
+    assert reply.output_parsed == Place(city="Rome")
+
+
 @pytest.mark.parametrize("model", list(MODELS))
 def test_image_input(sdk, upstream, model):
     sdk.responses.create(model=model, input=[{"role": "user", "content": [
