@@ -15,11 +15,12 @@ def last_user_text(payload) -> str:
     if isinstance(items, str):
         return items
     for item in reversed(items or []):
-        if item.get("role") == "user":
+        if isinstance(item, dict) and item.get("role") == "user":
             content = item.get("content")
             if isinstance(content, str):
                 return content
-            return " ".join(p.get("text", "") for p in content if p.get("type") == "input_text")
+            return " ".join(str(p.get("text", "")) for p in content or []
+                            if isinstance(p, dict) and p.get("type") == "input_text")
     return ""
 
 
