@@ -236,7 +236,8 @@ def create(relay, store, inbound, *, caller, client_socket=None):
             return reply
         if isinstance(response, dict) and response.get("id"):
             save(response)
-            reply.body = json.dumps(response).encode()
+            if previous:  # the upstream saw the rebuilt history, not the id: name the turn
+                reply.body = json.dumps(response).encode()
         return reply
     reply.body = StoringStream(reply.body, save)
     return reply
