@@ -3,17 +3,30 @@
 from flask import Flask
 
 import cli
-from blueprints import anthropic_api, credits, gemini_api, openai_api, responses_api
+from blueprints import (
+    admin,
+    admin_api,
+    anthropic_api,
+    auth,
+    console,
+    credits,
+    gemini_api,
+    openai_api,
+    playground,
+    responses_api,
+    site,
+)
 from config import load_config
-from edge import ratelimit
+from edge import pages, paths, ratelimit
 from edge.errors import register_error_handlers
 from extensions import db
 from logs import install_redaction
 from providers import build_registry
 from providers.http import pooled_session
+from providers.media import ImageFetcher
 from services.conversations import ConversationStore
+from services.health import ProviderHealth
 from services.keys import KeyStore
-from services.media import ImageFetcher
 from services.plans import PlanBook
 from services.relay import Relay
 from storage import prepare_database, start_billing
@@ -40,7 +53,12 @@ def create_app(overrides=None):
         fetcher=fetcher)
     app.extensions["conversations"] = ConversationStore(
         billing.engine, retention_days=app.config["RESPONSES_RETENTION_DAYS"])
-    app.register_blueprint(credits.bp)
+    app.extensions["provider_health"] = health = ProviderHealth()
+    for provider in registry.providers.values():
+        health.watch(provider)
+    pages.init_app(app)
+    for page in (site, auth, console, playground, admin, admin_api, credits):
+        app.register_blueprint(page.bp)
     for family in (openai_api, responses_api, anthropic_api, gemini_api):
         for prefix in family.BASE_PATHS:
             app.register_blueprint(family.bp, url_prefix=prefix,
@@ -49,5 +67,6 @@ def create_app(overrides=None):
         app.register_blueprint(gemini_api.v1_bp, url_prefix=prefix,
                                name="gemini_v1" + prefix.replace("/", "_"))
     register_error_handlers(app)
+    paths.init_app(app)
     cli.register(app)
     return app

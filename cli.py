@@ -2,17 +2,20 @@
 `flask responses sweep`."""
 
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 
+from errors import GatewayError
 from extensions import db
 from models import ApiKey, User, utcnow
+from services import accounts, text
 from services.billing import balance, grant, usage_page
 from services.keys import create_key, revoke_key
+from services.names import USER_NAME_MAX, text_problem
 from services.plans import MODELS, PER_HOUR, PER_MINUTE
 
 users = AppGroup("users", help="Manage users.")
@@ -31,7 +34,16 @@ def register(app):
     app.cli.add_command(responses)
 
 
+def stored(value: str, what: str, max_length: int, allow_empty=False) -> str:
+    """`value` if it can be stored or looked up (see services.names), else a clear error."""
+    problem = text_problem(value, max_length, allow_empty=allow_empty)
+    if problem:
+        raise click.ClickException(f"invalid {what}: {problem}")
+    return value
+
+
 def find_user(name: str) -> User:
+    stored(name, "user name", USER_NAME_MAX)
     user = db.session.scalar(select(User).where(User.name == name))
     if user is None:
         raise click.ClickException(f"no user named {name!r}")
@@ -41,16 +53,47 @@ def find_user(name: str) -> User:
 @users.command("create")
 @click.argument("name")
 @click.option("--plan", help="The user's plan (default: DEFAULT_PLAN).")
-def users_create(name, plan):
-    """Create a user."""
-    if db.session.scalar(select(User).where(User.name == name)):
-        raise click.ClickException(f"user {name!r} exists already")
+@click.option("--admin", is_flag=True, help="May use /admin and the admin API.")
+@click.option("--password", is_flag=True, help="Ask for a password to log in to the console.")
+def users_create(name, plan, admin, password):
+    """Create a user (NAME is also the log-in email for the console)."""
     if plan is not None:
         _known_plan(plan)
-    user = User(name=name, plan=plan)
-    db.session.add(user)
-    db.session.commit()
+    secret = click.prompt("Password", hide_input=True, confirmation_prompt=True) if password \
+        else None
+    user = _service(accounts.create_user, db.session, _name(name), password=secret, plan=plan,
+                    admin=admin)
     click.echo(f"created user {user.name} (id {user.id})")
+
+
+@users.command("password")
+@click.argument("name")
+def users_password(name):
+    """Set the password user NAME logs in to the console with."""
+    user = find_user(name)
+    secret = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    _service(accounts.set_password, db.session, user, secret)
+    click.echo(f"password set for {user.name}")
+
+
+@users.command("admin")
+@click.argument("name")
+@click.option("--off", is_flag=True, help="Take admin rights away instead.")
+def users_admin(name, off):
+    """Let user NAME use /admin and the admin API (within KEY_CACHE_TTL for keys)."""
+    user = find_user(name)
+    accounts.set_admin(db.session, user, not off)
+    click.echo(f"{user.name} is {'no longer ' if off else ''}an admin")
+
+
+@users.command("disable")
+@click.argument("name")
+@click.option("--enable", is_flag=True, help="Re-enable the user instead.")
+def users_disable(name, enable):
+    """Disable user NAME: no log-in, sessions ended, keys refused within KEY_CACHE_TTL."""
+    user = find_user(name)
+    accounts.set_disabled(db.session, user, not enable)
+    click.echo(f"{user.name} is {'enabled' if enable else 'disabled'}")
 
 
 @users.command("list")
@@ -59,7 +102,9 @@ def users_list():
     default = current_app.extensions["keys"].plans.default
     for user in db.session.scalars(select(User).order_by(User.id)):
         custom = " (+overrides)" if user.plan_overrides else ""
-        click.echo(f"{user.id}\t{user.name}\t{user.plan or default}{custom}")
+        flags = "".join(f"\t{word}" for word, on in (("admin", user.is_admin),
+                                                     ("disabled", user.disabled)) if on)
+        click.echo(f"{user.id}\t{user.name}\t{user.plan or default}{custom}{flags}")
 
 
 @users.command("plan")
@@ -67,10 +112,8 @@ def users_list():
 @click.argument("plan")
 def users_plan(name, plan):
     """Put user NAME on PLAN (takes effect within KEY_CACHE_TTL seconds)."""
-    _known_plan(plan)
     user = find_user(name)
-    user.plan = plan
-    db.session.commit()
+    _service(accounts.set_plan, db.session, user, plan, current_app.extensions["keys"].plans)
     click.echo(_effective(user))
 
 
@@ -119,6 +162,18 @@ def users_show(name):
     click.echo(_effective(find_user(name)))
 
 
+def _service(fn, *args, **kwargs):
+    """Call a service; its error becomes the command's error message."""
+    try:
+        return fn(*args, **kwargs)
+    except GatewayError as err:
+        raise click.ClickException(err.message) from None
+
+
+def _name(name: str) -> str:
+    return _service(text.clean, name, field="name", max_length=120, required=True)
+
+
 def _known_plan(plan: str) -> None:
     book = current_app.extensions["keys"].plans
     if plan not in book.plans:
@@ -163,11 +218,15 @@ def plans():
 @click.argument("user")
 @click.option("--name", default="", help="A label to tell keys apart.")
 @click.option("--expires-days", type=click.IntRange(min=1), help="Expire after this many days.")
-def keys_create(user, name, expires_days):
+@click.option("--models", metavar="PATTERN", multiple=True,
+              help="Restrict the key to these models (names or globs); repeatable.")
+def keys_create(user, name, expires_days, models):
     """Create a key for USER and print it (it is shown only this once)."""
     owner = find_user(user)
     expires = utcnow() + timedelta(days=expires_days) if expires_days else None
-    row, plaintext = create_key(db.session, owner, name=name, expires_at=expires)
+    name = _service(text.clean, name, field="name", max_length=120)
+    models = _service(text.model_patterns, list(models)) or None
+    row, plaintext = create_key(db.session, owner, name=name, expires_at=expires, models=models)
     click.echo(f"key id {row.id} for {owner.name}; store it now, it is not shown again:",
                err=True)
     click.echo(plaintext)
@@ -179,7 +238,7 @@ def keys_list(user):
     """List keys (never the keys themselves: id, owner, label, hint, state)."""
     query = select(ApiKey, User.name).join(User).order_by(ApiKey.id)
     if user:
-        query = query.where(User.name == user)
+        query = query.where(User.name == stored(user, "user name", USER_NAME_MAX))
     now = utcnow()
     for key, owner in db.session.execute(query):
         state = ("revoked" if key.revoked_at else "expired" if not key.usable_at(now)
@@ -226,6 +285,7 @@ def first_key(amount):
         return
     owner = db.session.scalar(select(User).where(User.name == "admin")) or User(name="admin")
     owner.plan = owner.plan or "pro"  # the operator's own key: not held to the free plan
+    owner.is_admin = True  # its key works with the admin API
     db.session.add(owner)
     db.session.commit()
     if Decimal(amount):
@@ -239,17 +299,21 @@ def first_key(amount):
 @click.argument("user")
 @click.argument("amount")
 @click.option("--reason", default="", help="Why, for the record (an invoice number, say).")
-def credits_grant(user, amount, reason):
+@click.option("--idempotency-key", help="Apply this grant once however often it is run.")
+def credits_grant(user, amount, reason, idempotency_key):
     """Add AMOUNT credits to USER's balance (a negative amount takes them back)."""
     owner = find_user(user)
-    try:
-        value = Decimal(amount)
-    except InvalidOperation:
-        raise click.ClickException(f"not a number: {amount}") from None
-    if not value.is_finite() or value == 0 or value.as_tuple().exponent < -6:
-        raise click.ClickException("the amount must be non-zero with at most 6 decimals")
-    account = grant(db.session, owner.id, value, reason)
-    click.echo(f"{owner.name}: balance {account.balance}, credited in all {account.credited}")
+    value = _service(accounts.parse_amount, amount)
+    reason = _service(text.clean, reason, field="reason", max_length=500)
+    if idempotency_key:
+        key = _service(text.clean, idempotency_key, field="idempotency_key", max_length=128)
+        _, replayed = _service(accounts.grant_once, db.session, owner.id, value, reason, key)
+        if replayed:
+            click.echo("already granted with this idempotency key; nothing changed", err=True)
+    else:
+        grant(db.session, owner.id, value, reason)
+    bal, credited = balance(db.session, owner.id)
+    click.echo(f"{owner.name}: balance {bal}, credited in all {credited}")
 
 
 @credits.command("show")

@@ -1,6 +1,7 @@
 """Configuration: defaults -> gateway.toml -> environment -> test overrides."""
 
 import os
+import secrets
 import tomllib
 
 from services.plans import DEFAULT_PLANS
@@ -36,6 +37,9 @@ DEFAULTS = {
     "PRICING": {},
     "HOLD_TTL": 3600.0,
     "SETTLE_QUEUE_SIZE": 10_000,
+    # A testing aid, off ("") in service: the database driver refuses every statement that
+    # carries this exact string, as PostgreSQL refuses a NUL, to exercise refused charges.
+    "STORAGE_REFUSE_VALUE": "",
     # Plans: see gateway.example.toml. Users without a plan of their own are on DEFAULT_PLAN.
     "PLANS": DEFAULT_PLANS,
     "DEFAULT_PLAN": "free",
@@ -48,6 +52,13 @@ DEFAULTS = {
     "RATELIMIT_STORAGE_RETRY": 5.0,  # seconds an unreachable storage is left alone
     "AUTH_FAILURE_LIMIT": "20/minute",  # failed key checks per client address; "" for none
     "TRUSTED_PROXY_HOPS": 0,  # reverse proxies in front whose X-Forwarded-For is trusted
+    # The people's side: sign-up, log-in, the console, the playground and the admin pages.
+    "ALLOW_SIGNUP": True,  # False: only operators create users (CLI, admin API, /admin)
+    "SIGNUP_CREDITS": 0,  # credits granted to every new account
+    "SIGNUP_LIMIT": "5/hour",  # sign-ups per client address
+    "LOGIN_LIMIT": "10/minute;50/hour",  # failed log-ins per client address and per account
+    "SESSION_LIFETIME": 14 * 86400,  # seconds a log-in lasts
+    "SECRET_KEY": None,  # from SECRET_KEY / GATEWAY_SECRET_KEY, else instance/secret_key
 }
 # Short Redis timeouts: a dead or blackholed Redis costs a quarter second, then the policy applies.
 REDIS_STORAGE_OPTIONS = {"socket_connect_timeout": 0.25, "socket_timeout": 0.25,
@@ -64,17 +75,42 @@ def load_config(app, overrides=None):
         app.config["CONFIG_FILE"] = os.path.abspath(path)
     if os.environ.get("DATABASE_URL"):
         app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["DATABASE_URL"]
+    if os.environ.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = os.environ["SECRET_KEY"]
     if os.environ.get("REDIS_URL"):
         app.config["RATELIMIT_STORAGE_URI"] = os.environ["REDIS_URL"]
     app.config.from_prefixed_env("GATEWAY")  # values parsed as JSON: GATEWAY_KEY_CACHE_TTL=2
     app.config.from_mapping(overrides or {})
     app.config["SQLALCHEMY_DATABASE_URI"] = url = database_url(app)
     app.config["RATELIMIT_STORAGE_OPTIONS"] = storage_options(app.config)
+    app.config["SECRET_KEY"] = app.config["SECRET_KEY"] or instance_secret(app)
     if url.startswith("postgresql"):  # room for the greenlets that hold a connection at once
         options = app.config["SQLALCHEMY_ENGINE_OPTIONS"] = dict(
             app.config["SQLALCHEMY_ENGINE_OPTIONS"])
         options.setdefault("pool_size", app.config["DATABASE_POOL_SIZE"])
         options.setdefault("max_overflow", app.config["DATABASE_POOL_SIZE"])
+
+
+def instance_secret(app) -> str:
+    """The key that signs session cookies when none is configured: made once, kept in the
+    instance folder (readable by its owner only), so that every worker and restart shares it.
+    Published with a hard link, so a process starting at the same moment never reads it half
+    written."""
+    os.makedirs(app.instance_path, exist_ok=True)
+    path = os.path.join(app.instance_path, "secret_key")
+    if not os.path.exists(path):
+        draft = f"{path}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another process published its key first: everyone uses that one
+        finally:
+            os.unlink(draft)
+    with open(path) as fh:
+        return fh.read().strip()
 
 
 def database_url(app):

@@ -110,3 +110,9 @@ def redact(text: str, *secrets: str) -> str:
         if secret:
             text = text.replace(secret, "[redacted]")
     return _SECRET_PATTERNS.sub("[redacted]", text)
+
+
+def redact_event(event: bytes, *secrets: str) -> bytes:
+    """One stream event (bytes, framing kept) with keys and the given secrets removed."""
+    return redact(event.decode("utf-8", "surrogateescape"), *secrets).encode(
+        "utf-8", "surrogateescape")

@@ -3,7 +3,7 @@
 import os
 
 bind = os.environ.get("TOLLGATE_BIND", "127.0.0.1:8080")
-worker_class = "gevent"
+worker_class = "gunicorn_worker.JsonErrorWorker"  # gevent, with JSON error answers
 # One worker suits the embedded SQLite default and per-process memory limits; with PostgreSQL
 # and Redis, raise it (WEB_CONCURRENCY) to about the number of cores.
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))

@@ -28,6 +28,9 @@ def prepare_database(app):
         engine = db.engine
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
+        if app.config["STORAGE_REFUSE_VALUE"]:
+            event.listen(engine, "before_cursor_execute",
+                         _refusing(app.config["STORAGE_REFUSE_VALUE"]))
         if app.config["CREATE_TABLES"]:
             upgrade_database(app)
 
@@ -84,6 +87,17 @@ def _sqlite_pragmas(dbapi_connection, _record):
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _refusing(value: str):
+    """A statement hook that fails like the driver does on a value it cannot store."""
+    def refuse(conn, _cursor, _statement, parameters, _context, executemany):
+        rows = parameters if executemany else [parameters]
+        for row in rows:
+            values = row.values() if isinstance(row, dict) else (row or ())
+            if value in values:
+                raise conn.dialect.loaded_dbapi.DataError(f"refused value {value!r}")
+    return refuse
 
 
 def start_billing(app) -> Billing:

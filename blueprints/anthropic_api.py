@@ -4,9 +4,10 @@ from flask import Blueprint, current_app, g, jsonify, request
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
 from edge.ratelimit import limited, reports
-from edge.schemas import StrictBoolean, StrictInteger, StrictNumber
+from edge.schemas import StoredName, StrictBoolean, StrictInteger, StrictNumber
 from edge.views import authenticate, json_body, require_model, to_response
 from edge.views import validate as check
+from services.names import MODEL_MAX, PROVIDER_MAX
 from translation.inbound import Inbound
 
 bp = Blueprint("anthropic_api", __name__)
@@ -60,13 +61,13 @@ class CountTokensIn(Schema):
     class Meta:
         unknown = INCLUDE  # fields we do not model are forwarded
 
-    model = fields.String(required=True, validate=validate.Length(min=1, max=256))
+    model = StoredName(MODEL_MAX, required=True)
     messages = fields.List(fields.Nested(MessageIn), required=True,
                            validate=validate.Length(min=1))
     system = SystemPrompt()
     tools = fields.List(fields.Nested(ToolIn))
     tool_choice = fields.Dict()
-    provider = fields.String(validate=validate.Length(min=1, max=64))
+    provider = StoredName(PROVIDER_MAX)
 
 
 class MessagesIn(CountTokensIn):

@@ -30,11 +30,12 @@ def get_credits():
         if include_usage:
             rows, next_id = usage_page(session, g.caller.user_id, size, before)
             data["usage"] = {"pageSize": size, "nextId": "" if next_id is None else str(next_id),
-                             "list": [_record(r) for r in rows]}
+                             "list": [record_json(r) for r in rows]}
     return jsonify(data=data)
 
 
-def _record(row) -> dict:
+def record_json(row) -> dict:
+    """A usage record as the credits API (and the console) show it."""
     return {"id": row.id, "model": row.model,
             "tokens": row.input_tokens + row.cache_read_tokens + row.cache_write_tokens
             + row.output_tokens,

@@ -5,9 +5,10 @@ from marshmallow import INCLUDE, Schema, fields, validate
 
 from edge.errors import sdk_family
 from edge.ratelimit import limited, reports
-from edge.schemas import StopSequences, StrictBoolean, StrictInteger, StrictNumber
+from edge.schemas import StopSequences, StoredName, StrictBoolean, StrictInteger, StrictNumber
 from edge.views import authenticate, json_body, model_list, one_model, require_model, to_response
 from edge.views import validate as check
+from services.names import MODEL_MAX, PROVIDER_MAX
 from translation.inbound import Inbound
 
 bp = Blueprint("openai_api", __name__)
@@ -26,7 +27,7 @@ class ChatCompletionIn(Schema):
     class Meta:
         unknown = INCLUDE  # fields we do not model are forwarded: upstream APIs grow monthly
 
-    model = fields.String(required=True, validate=validate.Length(min=1, max=256))
+    model = StoredName(MODEL_MAX, required=True)
     messages = fields.List(fields.Nested(MessageIn), required=True,
                            validate=validate.Length(min=1))
     temperature = StrictNumber(allow_none=True, validate=validate.Range(0, 2))
@@ -37,7 +38,7 @@ class ChatCompletionIn(Schema):
     stop = StopSequences(allow_none=True)
     stream = StrictBoolean(allow_none=True)
     stream_options = fields.Dict(allow_none=True)
-    provider = fields.String(validate=validate.Length(min=1, max=64))
+    provider = StoredName(PROVIDER_MAX)
 
 
 CHAT_COMPLETION_IN = ChatCompletionIn()  # built once: a schema instance costs ~0.4 ms to make

@@ -23,7 +23,7 @@ from translation.registry import FORMATS
 
 log = logging.getLogger(__name__)
 ANTHROPIC_PATHS = ("/v1/messages", "/api/v1/messages")
-GEMINI_PATHS = ("/v1beta/", "/api/v1beta/")
+GEMINI_PATHS = ("/v1beta/", "/api/v1beta/", "/upload/v1beta/")
 GEMINI_CALL = re.compile(r"(/api)?/v1(beta)?/models/[^/]+:\w+")
 # GET /v1/models is what the OpenAI SDK, the Anthropic SDK and google-genai (API version v1) call.
 SHARED_MODEL_PATHS = re.compile(r"(/api(/v1/ai|/v1)|/v1)/models(/.*)?")
@@ -41,8 +41,8 @@ def caller_family() -> str:
         return "anthropic"
     if request.method == "POST" and path.startswith(GEMINI_MODEL_POSTS):
         return "gemini"
-    if SHARED_MODEL_PATHS.fullmatch(path):
-        return sdk_family()
+    if SHARED_MODEL_PATHS.fullmatch(path) or request.url_rule is None:
+        return sdk_family()  # a shared path, or an unknown route: the caller's SDK decides
     return "openai"
 
 
@@ -64,14 +64,17 @@ def render_error(err: GatewayError):
     return response
 
 
+def http_error(exc):
+    """An HTTP error (unknown route, wrong method, ...) in the path's API envelope."""
+    return render_error(_translate(exc))
+
+
 def register_error_handlers(app):
     @app.errorhandler(GatewayError)
     def gateway_error(err):
         return render_error(err)
 
-    @app.errorhandler(HTTPException)
-    def http_error(exc):
-        return render_error(_translate(exc))
+    app.register_error_handler(HTTPException, http_error)
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)

@@ -26,7 +26,8 @@ HEADERS = ("X-RateLimit-Limit-Requests", "X-RateLimit-Remaining-Requests",
 def init_app(app):
     """Attach the limiter and our policy objects, and add the headers to every response."""
     if app.config["TRUSTED_PROXY_HOPS"]:  # client addresses come from X-Forwarded-For
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXY_HOPS"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXY_HOPS"],
+                                x_proto=app.config["TRUSTED_PROXY_HOPS"])
     limiter.init_app(app)
     guard = StorageGuard(app.config["RATELIMIT_ON_STORAGE_ERROR"],
                          app.config["RATELIMIT_STORAGE_RETRY"])

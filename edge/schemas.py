@@ -2,6 +2,8 @@
 
 from marshmallow import ValidationError, fields
 
+from services.names import text_problem
+
 
 class StrictBoolean(fields.Boolean):
     """true or false only ("yes" and 1 are rejected, unlike fields.Boolean)."""
@@ -40,3 +42,18 @@ class StopSequences(fields.Field):
                 and all(isinstance(v, str) for v in value)):
             return value
         raise ValidationError(f"Must be a string or a list of at most {self.most} strings.")
+
+
+class StoredName(fields.String):
+    """A string that reaches a database row or query: no control characters, valid Unicode,
+    within `max_length` (see services.names)."""
+
+    def __init__(self, max_length: int, **kwargs):
+        super().__init__(**kwargs)
+        self.max_length = max_length
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        problem = text_problem(value, self.max_length)
+        if problem:
+            raise ValidationError(problem)
+        return value

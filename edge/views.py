@@ -4,6 +4,7 @@ import json
 
 from flask import Response, current_app, g, jsonify, request
 
+from edge.errors import caller_family
 from edge.ratelimit import client_address
 from errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from extensions import db
@@ -29,7 +30,7 @@ def authenticate():
         if key:  # a wrong key is a guess; a missing one is a misconfigured client
             failures.record(address)
         raise AuthenticationFailed("Incorrect or missing API key. Pass a valid key as "
-                                   "'Authorization: Bearer KEY'.")
+                                   f"'{FORMATS[caller_family()].key_header}'.")
     g.caller = caller
 
 

@@ -91,15 +91,22 @@ class UsageRecord(db.Model):
     estimated: Mapped[bool] = mapped_column(Boolean, default=False)  # we counted, not upstream
     partial: Mapped[bool] = mapped_column(Boolean, default=False)  # the stream was cut short
     created_at: Mapped[object] = mapped_column(DateTime, default=utcnow)
+    # the request's id (its x-request-id): at most one record per request, however often its
+    # settlement is retried
+    request_id: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
 
 
 class Grant(db.Model):
     """Credits added by an operator, with the reason given."""
 
     __tablename__ = "grants"
+    __table_args__ = (Index("ux_grants_user_idempotency", "user_id", "idempotency_key",
+                            unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     amount: Mapped[Decimal] = mapped_column(Credits)
     reason: Mapped[str] = mapped_column(String(500), default="")
     created_at: Mapped[object] = mapped_column(DateTime, default=utcnow)
+    # Set by callers that may retry (the admin API): one grant per user and key, ever.
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), nullable=True)

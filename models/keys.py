@@ -1,4 +1,4 @@
-from sqlalchemy import DateTime, ForeignKey, Integer, String
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from extensions import db
@@ -14,10 +14,12 @@ class ApiKey(db.Model):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     name: Mapped[str] = mapped_column(String(120), default="")
     digest: Mapped[str] = mapped_column(String(64), unique=True)
-    hint: Mapped[str] = mapped_column(String(16))  # "tg-…last4", for lists
+    hint: Mapped[str] = mapped_column(String(16))  # "tg-Ab12…last4", the prefix shown in lists
     created_at: Mapped[object] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[object] = mapped_column(DateTime, nullable=True)
     revoked_at: Mapped[object] = mapped_column(DateTime, nullable=True)
+    # Optional restriction to some models (names or glob patterns), on top of the user's plan.
+    models: Mapped[list | None] = mapped_column(JSON, nullable=True)
 
     user = relationship("User")
 

@@ -48,6 +48,7 @@ class UpstreamResponse:
         self._resp, self.upstream = resp, upstream
         self.status = resp.status_code
         self.content_type = resp.headers.get("content-type", "")
+        self._read1 = resp.raw.read1
 
     def body(self) -> bytes:
         """The whole body; a JSON error object sent with a 2xx status raises UpstreamError."""
@@ -80,7 +81,7 @@ class UpstreamResponse:
     def read(self, size: int = READ_SIZE) -> bytes:
         """The next bytes of a stream as they arrive (b"" at its end)."""
         try:
-            return self._resp.raw.read1(size, decode_content=True)
+            return self._read1(size, decode_content=True)
         except (ReadTimeoutError, TimeoutError, requests.Timeout) as exc:
             raise UpstreamTimeout("the upstream stopped sending") from exc
         except Exception as exc:  # urllib3 ProtocolError, OSError, a bad chunk: the link broke

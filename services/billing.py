@@ -11,16 +11,20 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
 from sqlalchemy import bindparam, delete, func, insert, select, type_coerce, update
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import sessionmaker
 
 from errors import InsufficientCredits
 from models import Account, Grant, Hold, UsageRecord, utcnow
 from models.credits import Credits
+from services.names import REASON_MAX, check_text
 from translation.ir import Usage
 
 log = logging.getLogger(__name__)
@@ -36,6 +40,7 @@ GIVE = (update(Account).where(Account.user_id == bindparam("account"))
 HOLD = insert(Hold).returning(Hold.id)
 DROP_HOLD = delete(Hold).where(Hold.id == bindparam("hold_id"))
 RECORD = insert(UsageRecord)
+RECORDED = select(UsageRecord.id).where(UsageRecord.request_id == bindparam("rid"))
 
 
 @dataclass
@@ -49,6 +54,7 @@ class Ticket:
     model: str
     price: object  # services.pricing.Price
     prompt_estimate: int  # our own count of the prompt's tokens, used when upstream gives none
+    request_id: str = ""  # names the request in logs (a set-aside charge, say)
 
 
 @dataclass
@@ -74,10 +80,11 @@ class Billing:
         self._worker = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self.set_aside = 0  # charges the database refused, kept for an operator (see _set_aside)
 
     # ---- on the request path -------------------------------------------------------------
     def reserve(self, caller, model: str, prompt_tokens: int, max_output: int,
-                price=None) -> Ticket:
+                price=None, request_id: str = "") -> Ticket:
         """Hold the most this request can cost; raises InsufficientCredits (402) when it can't.
 
         `price` is the model's (services.pricing.Price) when the caller looked it up already;
@@ -95,7 +102,8 @@ class Billing:
                     "Top up, or lower max_tokens.", headers={"x-should-retry": "false"})
             hold_id = conn.execute(HOLD, {"user_id": caller.user_id, "amount": amount,
                                           "created_at": utcnow()}).scalar_one()
-        return Ticket(hold_id, amount, caller.user_id, caller.key_id, model, price, prompt_tokens)
+        return Ticket(hold_id, amount, caller.user_id, caller.key_id, model, price, prompt_tokens,
+                      request_id or uuid.uuid4().hex)
 
     def charge(self, ticket: Ticket, usage, *, estimated=False, partial=False) -> Decimal:
         """Queue the settlement of a finished request; returns its cost. No database wait."""
@@ -116,7 +124,7 @@ class Billing:
             self.queue.put_nowait(item)
         except queue.Full:  # back-pressure instead of loss: settle on the caller's time
             log.warning("settlement queue full; settling inline")
-            self._settle_batch([item])
+            self._settle_with_retry([item])
 
     # ---- off the request path ------------------------------------------------------------
     def _ensure_worker(self):
@@ -151,16 +159,56 @@ class Billing:
                 self._sweep_safely()
 
     def _settle_with_retry(self, batch):
+        """Write a batch of charges. A database that is away is waited for (the batch is kept
+        and retried with back-off); a batch the database refuses is written charge by charge,
+        so one charge it can never store does not hold back the others."""
         delay = 0.1
-        while True:
+        while batch:
             try:
                 self._settle_batch(batch)
                 return
-            except Exception as exc:  # database away: keep the batch, retry with back-off
+            except Exception as exc:
+                if not is_outage(exc):
+                    log.warning("settling %d charges was refused (%s); writing them one by one",
+                                len(batch), type(exc).__name__)
+                    batch = self._settle_each(batch)
+                    if not batch:
+                        return
                 log.error("settling %d charges failed (%s); retrying", len(batch),
                           type(exc).__name__)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    def _settle_each(self, batch) -> list:
+        """Write each charge in its own transaction; returns those left when the database went
+        away meanwhile. A charge refused twice is set aside (see _set_aside)."""
+        for i, item in enumerate(batch):
+            for attempt in (1, 2):
+                try:
+                    self._settle_batch([item])
+                    break
+                except Exception as exc:
+                    if is_outage(exc):
+                        return batch[i:]
+                    if attempt == 2:
+                        self._set_aside(item, exc)
+        return []
+
+    def _set_aside(self, item: Charge, exc: Exception):
+        """A charge the database cannot store: log all an operator needs to settle it by hand.
+
+        Its hold stays open, so the credits stay reserved until an operator settles it or the
+        hold sweep releases it; the ledger invariant holds either way.
+        """
+        with self._lock:
+            self.set_aside += 1
+        t, u = item.ticket, item.usage
+        tokens = "release" if u is None else (f"in {u.input} cache {u.cache_read}/"
+                                              f"{u.cache_write} out {u.output}")
+        log.error("charge set aside, the database refused it (%s: %s): request %s user %s key %s "
+                  "hold %s model %s cost %s tokens %s", type(exc).__name__,
+                  _reason(exc), t.request_id, t.user_id, t.key_id, t.hold_id,
+                  ascii(t.model)[:300], item.cost, tokens)
 
     def _settle_batch(self, batch):
         with self.engine.begin() as conn:
@@ -213,6 +261,21 @@ class Billing:
             log.error("hold sweep failed: %s", type(exc).__name__)
 
 
+# The database is away (or this connection to it is): retry the same charges later. Anything
+# else (a value it refuses, a constraint) is about the charges themselves.
+OUTAGES = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)
+
+
+def is_outage(exc: Exception) -> bool:
+    """True when `exc` says the database cannot be reached, not that it refused the data."""
+    return isinstance(exc, OUTAGES) or bool(getattr(exc, "connection_invalidated", False))
+
+
+def _reason(exc: Exception) -> str:
+    """The driver's own message, without SQLAlchemy's statement and parameters."""
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0][:200] if str(exc) else ""
+
+
 def settle(conn, batch: list[Charge]):
     """Charge each real cost, release the rest of its hold, write its record: one transaction.
 
@@ -224,6 +287,8 @@ def settle(conn, batch: list[Charge]):
         ticket = item.ticket
         held = ticket.amount
         if not conn.execute(DROP_HOLD, {"hold_id": ticket.hold_id}).rowcount:
+            if ticket.request_id and conn.execute(RECORDED, {"rid": ticket.request_id}).first():
+                continue  # settled already: a retry after a commit whose answer was lost
             held = Decimal(0)  # already released by a sweep: charge from the balance alone
         price = Decimal(0) if item.usage is None else item.cost
         if price > held:  # the hold is all spent; the excess comes from the balance
@@ -237,7 +302,7 @@ def settle(conn, batch: list[Charge]):
                             "cache_read_tokens": u.cache_read, "cache_write_tokens": u.cache_write,
                             "output_tokens": u.output, "price": price,
                             "estimated": item.estimated, "partial": item.partial,
-                            "created_at": utcnow()})
+                            "created_at": utcnow(), "request_id": ticket.request_id or None})
     if records:
         conn.execute(RECORD, records)
 
@@ -258,6 +323,7 @@ def _take(conn, user_id, wanted: Decimal) -> Decimal:
 # ---- the ledger, for the API and the CLI ----------------------------------------------------
 def grant(session, user_id: int, amount: Decimal, reason: str = "") -> Account:
     """Add credits to a user's balance and to the total credited, recording the grant."""
+    check_text(reason, param="reason", max_length=REASON_MAX, allow_empty=True)
     account = session.get(Account, user_id)
     if account is None:
         account = Account(user_id=user_id, balance=Decimal(0), credited=Decimal(0))

@@ -41,8 +41,9 @@ def exchange_for(inbound, route, limit: int, *, fetcher=None):
 class Passthrough:
     def __init__(self, fmt, inbound, route, limit):
         self.format, self.inbound = fmt, inbound
+        self.upstream = route.provider.upstream
         self.payload = fmt.passthrough_payload(inbound, route.upstream_model, limit,
-                                               route.provider.upstream)
+                                               self.upstream)
         self.headers = inbound.headers
 
     def answer(self, resp) -> Answer:
@@ -51,7 +52,9 @@ class Passthrough:
                       self.format.usage_of_body(content))
 
     def tap(self, price):
-        return self.format.passthrough_tap(self.inbound, price)
+        tap = self.format.passthrough_tap(self.inbound, price)
+        tap.secrets = (self.upstream.api_key,)  # error events are redacted of the key
+        return tap
 
 
 class Translated:
@@ -79,4 +82,6 @@ class Translated:
 
     def tap(self, price):
         encoder = self.src.stream_encoder(self.req, self.inbound, price)
-        return TranslatingTap(self.dst.stream_decoder(), encoder, tool_names=self.tool_names)
+        tap = TranslatingTap(self.dst.stream_decoder(), encoder, tool_names=self.tool_names)
+        tap.secrets = (self.upstream.api_key,)  # error messages are redacted of the key
+        return tap

@@ -11,6 +11,7 @@ from cachetools import TTLCache
 from sqlalchemy import select
 
 from models import ApiKey, User, utcnow
+from services.names import KEY_NAME_MAX, check_text
 from services.plans import UNLIMITED, Plan, PlanBook
 
 KEY_PREFIX = "tg-"
@@ -25,6 +26,13 @@ class Caller:
     user_name: str
     expires_at: object = None  # naive UTC datetime or None
     plan: Plan = UNLIMITED  # the user's plan with the user's overrides applied
+    is_admin: bool = False
+
+    @property
+    def rate_key(self) -> str:
+        """What request limits count against: the key, or the user for the browser console
+        (the playground calls on a logged-in user's behalf with key_id 0)."""
+        return f"key:{self.key_id}" if self.key_id else f"user:{self.user_id}"
 
 
 def digest(key: str) -> str:
@@ -32,11 +40,15 @@ def digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def create_key(session, user: User, name: str = "", expires_at=None) -> tuple[ApiKey, str]:
-    """Make a key for user; returns the row and the plaintext, which is never stored."""
+def create_key(session, user: User, name: str = "", expires_at=None,
+               models=None) -> tuple[ApiKey, str]:
+    """Make a key for user; returns the row and the plaintext, which is never stored.
+    `models` (names or globs) restricts the key to those of its plan's models."""
+    check_text(name, param="name", max_length=KEY_NAME_MAX, allow_empty=True)
     plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
     row = ApiKey(user_id=user.id, name=name, digest=digest(plaintext),
-                 hint=f"{KEY_PREFIX}…{plaintext[-4:]}", expires_at=expires_at)
+                 hint=f"{plaintext[:7]}…{plaintext[-4:]}", expires_at=expires_at,
+                 models=list(models) if models else None)
     session.add(row)
     session.commit()
     return row, plaintext
@@ -87,17 +99,21 @@ class KeyStore:
         try:
             row = session.execute(
                 select(ApiKey.id, ApiKey.user_id, ApiKey.digest, ApiKey.revoked_at,
-                       ApiKey.expires_at, User.name, User.plan, User.plan_overrides)
+                       ApiKey.expires_at, ApiKey.models, User.name, User.plan,
+                       User.plan_overrides, User.is_admin, User.disabled)
                 .join(User, User.id == ApiKey.user_id)
                 .where(ApiKey.digest == wanted)
             ).first()
         finally:
             session.rollback()  # hand the pooled connection back before a long stream starts
-        if row is None or not hmac.compare_digest(row.digest, wanted) or row.revoked_at:
+        if (row is None or not hmac.compare_digest(row.digest, wanted) or row.revoked_at
+                or row.disabled):
             return None
+        plan = self.plans.for_user(row.plan, row.plan_overrides)
+        if row.models:
+            plan = plan.restricted_to(row.models)
         return Caller(key_id=row.id, user_id=row.user_id, user_name=row.name,
-                      expires_at=row.expires_at,
-                      plan=self.plans.for_user(row.plan, row.plan_overrides))
+                      expires_at=row.expires_at, plan=plan, is_admin=bool(row.is_admin))
 
 
 _MISSING = object()

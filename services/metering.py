@@ -2,12 +2,21 @@
 
 - A whole answer is charged the usage the upstream reported; when it reported none, the output
   is counted from the answer the client got (marked `estimated`), the prompt from our estimate.
-- A stream is charged the last usage the upstream reported, `partial` unless it completed;
-  without any, the output relayed to the client is counted (`estimated`). A stream that relayed
-  no output and did not complete (an upstream error before the first token) is free: its hold
-  is released.
+- A stream that completed is charged the last usage the upstream reported (the output relayed,
+  counted, when it reported none: `estimated`).
+- A stream that did not complete (the client left, the upstream broke, the time limit cut it) is
+  charged the larger of the output the upstream reported so far and the output counted from what
+  was relayed, `partial` (and `estimated` when the count is ours): usage sent mid-stream is
+  interim (Anthropic's message_start says output_tokens 1; Gemini's chunks carry no
+  candidatesTokenCount before the last).
+- A stream whose upstream failed before any output is free: its hold is released. One whose
+  client left first (even before its first byte) is not: the upstream had accepted the request,
+  providers bill its prompt, and the relay closed the upstream at once, so it costs at least the
+  prompt.
 - A request that failed before anything was relayed is free (release).
 """
+
+from dataclasses import replace
 
 from translation.ir import Usage
 
@@ -34,15 +43,17 @@ class Meter:
 
     def stream_ended(self, tap, outcome: str) -> None:
         """Settle a stream once it ended (translation.taps.Tap; outcome from the relay)."""
-        partial = outcome != "complete"
-        if tap.usage is not None:
-            self.billing.charge(self.ticket, tap.usage, partial=partial)
+        complete = outcome == "complete"
+        if tap.usage is not None and complete:
+            self.billing.charge(self.ticket, tap.usage)
             return
         text = self.format.output_text_of_events(bytes(tap.relayed))
-        if not text and partial:
+        if tap.usage is None and not text and outcome in ("upstream_error", "truncated"):
             self.release()
             return
-        self.billing.charge(self.ticket, self._estimate(text), estimated=True, partial=partial)
+        counted = self.format.estimate_text_tokens(text) if text else 0
+        usage, estimated = cut_stream_usage(tap.usage, counted, self.ticket.prompt_estimate)
+        self.billing.charge(self.ticket, usage, estimated=estimated, partial=not complete)
 
     def release(self) -> None:
         """Nothing billable was produced: give the whole hold back."""
@@ -51,3 +62,13 @@ class Meter:
     def _estimate(self, text: str) -> Usage:
         return Usage(input=self.ticket.prompt_estimate,
                      output=self.format.estimate_text_tokens(text))
+
+
+def cut_stream_usage(reported, counted: int, prompt_estimate: int) -> tuple[Usage, bool]:
+    """(usage, estimated) of a stream without final usage: the upstream's counts so far, with
+    the output raised to what we counted from the relayed text when that is more."""
+    if reported is None:
+        return Usage(input=prompt_estimate, output=counted), True
+    if counted > reported.output:
+        return replace(reported, output=counted), True
+    return reported, False

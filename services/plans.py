@@ -3,7 +3,7 @@ models it may use. Plain data parsed from config and per-user overrides; no Flas
 
 import fnmatch
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ class Plan:
     per_hour: int | None = None
     per_minute: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # family->n
     models: tuple[str, ...] | None = None  # glob patterns of client-facing model names
+    key_models: tuple[str, ...] | None = None  # a key's own restriction, within the plan's
 
     def minute_limit(self, family: str) -> int | None:
         """Requests per minute allowed in an API family (chat, images, ...), None for no limit."""
@@ -36,7 +37,11 @@ class Plan:
 
     def allows(self, model: str) -> bool:
         """True when the plan lets the caller use this model."""
-        return self.models is None or any(fnmatch.fnmatchcase(model, p) for p in self.models)
+        return _matches(model, self.models) and _matches(model, self.key_models)
+
+    def restricted_to(self, models) -> "Plan":
+        """This plan, narrowed to the models a key is restricted to."""
+        return replace(self, key_models=tuple(models))
 
     def describe(self) -> str:
         """One line for operators: 'pro: 2000/hour, chat 300/min, images 60/min, all models'."""
@@ -48,6 +53,10 @@ class Plan:
 
 
 UNLIMITED = Plan("unlimited")
+
+
+def _matches(model: str, patterns: tuple[str, ...] | None) -> bool:
+    return patterns is None or any(fnmatch.fnmatchcase(model, p) for p in patterns)
 
 
 def build_plan(name: str, table: dict, base: Plan | None = None) -> Plan:

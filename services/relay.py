@@ -37,7 +37,7 @@ class Relay:
         self.registry = registry
         self.billing = billing
         self.max_stream_seconds = max_stream_seconds
-        self.fetcher = fetcher  # services.media.ImageFetcher, for providers needing inline images
+        self.fetcher = fetcher  # providers.media.ImageFetcher, for providers needing inline images
 
     def chat(self, inbound, *, caller, client_socket=None) -> Reply:
         """Serve one validated chat request (a translation.inbound.Inbound).
@@ -58,8 +58,9 @@ class Relay:
             meter.release()
             raise
         if isinstance(served, Answer):
-            return Reply(served.status, meter.whole(served.body, served.usage),
-                         served.content_type)
+            served = Reply(served.status, meter.whole(served.body, served.usage),
+                           served.content_type)
+        served.headers["x-request-id"] = ticket.request_id  # names this charge in the logs
         return served
 
     def _serve(self, inbound, routes, limit, meter, client_socket) -> Answer | Reply:

@@ -14,11 +14,13 @@ from extensions import db, limiter
 from models import User
 from services.billing import grant
 from services.keys import create_key
+from tests import canaries
+from tests.canaries import PLAIN_UPSTREAM_KEY, UPSTREAM_KEY
 from tests.fake_upstream import FakeUpstream
 
-# Canary secrets: they must never show up in a response body, a page or a log line.
-UPSTREAM_KEY = "sk-CANARY-upstream-0123456789abcdef"
+# Canary secrets (tests/canaries.py): never in a response body, a page, a log line or a row.
 UPSTREAM_KEY_ENV = "TOLLGATE_TEST_UPSTREAM_KEY"
+PLAIN_UPSTREAM_KEY_ENV = "TOLLGATE_TEST_PLAIN_UPSTREAM_KEY"
 
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
 # Rate-limit storages: per-process memory always, Redis when TEST_REDIS_URL is set (CI sets it).
@@ -33,6 +35,29 @@ def limit_storage(kind: str) -> dict:
         return {"RATELIMIT_STORAGE_URI": "memory://"}
     return {"RATELIMIT_STORAGE_URI": REDIS_URL,
             "RATELIMIT_STORAGE_OPTIONS": {"key_prefix": f"tollgate-test-{uuid.uuid4().hex}"}}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def log_lines():
+    """Keep every log line of the session, to look for canaries in when it ends."""
+    import logging
+    handler = canaries.LogLines.handler()
+    logging.getLogger().addHandler(handler)
+    yield
+    logging.getLogger().removeHandler(handler)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The session fails if any canary secret showed up where it must not."""
+    for i, line in enumerate(canaries.LOG_LINES):
+        canaries.scan(line, f"log line {i}")
+    if canaries.LEAKS:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"CANARY SECRETS LEAKED ({len(canaries.LEAKS)}):", red=True)
+            for leak in sorted(set(canaries.LEAKS))[:50]:
+                reporter.write_line(f"  {leak}", red=True)
+        session.exitstatus = 1
 
 
 @pytest.fixture(scope="session")
@@ -98,6 +123,7 @@ def every_provider_type(upstream) -> list[dict]:
 @pytest.fixture
 def app(upstream, database_url, settings, tmp_path, monkeypatch):
     monkeypatch.setenv(UPSTREAM_KEY_ENV, UPSTREAM_KEY)
+    monkeypatch.setenv(PLAIN_UPSTREAM_KEY_ENV, PLAIN_UPSTREAM_KEY)
     monkeypatch.setenv("GATEWAY_CONFIG", str(tmp_path / "absent.toml"))
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("REDIS_URL", raising=False)  # Redis only with a key prefix of the test's
@@ -108,6 +134,7 @@ def app(upstream, database_url, settings, tmp_path, monkeypatch):
               # holds the migrations to the same schema.
               "CREATE_TABLES": False, **settings}
     app = create_app(config)
+    app.wsgi_app = canaries.ScanResponses(app.wsgi_app)  # no canary in any response body
     with app.app_context():
         db.drop_all()
         db.create_all()
@@ -117,6 +144,7 @@ def app(upstream, database_url, settings, tmp_path, monkeypatch):
         limiter.storage.reset()  # this test's own key prefix only
     with app.app_context():
         db.session.remove()
+        canaries.scan_rows(db.engine, "database")  # nor in any row
         db.engine.dispose()
 
 
@@ -136,7 +164,7 @@ def make_user(app, name="alice", credits=Decimal(1000), **key_options):
             if credits:
                 grant(db.session, user.id, Decimal(credits), "test")
         row, plaintext = create_key(db.session, user, **key_options)
-        return user.id, plaintext
+        return user.id, canaries.add(plaintext)
 
 
 @pytest.fixture

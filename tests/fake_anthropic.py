@@ -16,6 +16,11 @@ def error_body(status):
                                        "message": f"fake upstream error {status}"}}
 
 
+def error_event(message) -> bytes:
+    body = {"type": "error", "error": {"type": "authentication_error", "message": message}}
+    return b"event: error\ndata: " + json.dumps(body).encode() + b"\n\n"
+
+
 def last_user_text(payload) -> str:
     for message in reversed((payload or {}).get("messages") or []):
         if message.get("role") == "user":

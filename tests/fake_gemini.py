@@ -15,6 +15,11 @@ def error_body(status):
                       "status": STATUS_NAMES.get(status, "UNKNOWN")}}
 
 
+def error_event(message) -> bytes:
+    body = {"error": {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}}
+    return b"data: " + json.dumps(body).encode() + b"\r\n\r\n"
+
+
 def last_user_text(payload) -> str:
     for content in reversed((payload or {}).get("contents") or []):
         if content.get("role", "user") == "user":
@@ -81,6 +86,9 @@ def stream_events(request, payload, script) -> list[bytes]:
                 "responseId": "resp_fake"}
         if with_usage and usage is not None:
             body["usageMetadata"] = usage
+        elif script.interim_usage and usage is not None:  # as Gemini does: the prompt so far
+            body["usageMetadata"] = {"promptTokenCount": usage["promptTokenCount"],
+                                     "totalTokenCount": usage["promptTokenCount"]}
         return body
 
     bodies = [chunk([{"text": w if i == 0 else " " + w}])

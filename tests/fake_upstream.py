@@ -42,6 +42,8 @@ class Script:
     content_type: str | None = None
     raw_stream: bytes | None = None  # exact bytes to stream instead of generated chunks
     reasoning: bool = False  # Responses format: a reasoning item with a summary comes first
+    quote_key: bool = False  # fail quoting the key received (mid-stream after a few events)
+    interim_usage: bool = False  # Gemini: usageMetadata without candidatesTokenCount on chunks
 
 
 @dataclass
@@ -111,6 +113,8 @@ class FakeUpstream:
         if request.path.endswith("/models") and request.method == "GET":
             return Response(json.dumps({"object": "list", "data": []}),
                             content_type="application/json")
+        if script.quote_key:
+            return self._quote_key(request, payload, script, record, environ, fmt)
         if script.status != 200 or script.body is not None:
             return Response(json.dumps(script.body if script.body is not None
                                        else fmt.error_body(script.status)),
@@ -126,6 +130,18 @@ class FakeUpstream:
                             content_type=script.content_type or content_type)
         return Response(json.dumps(fmt.completion(payload, script)), headers=script.headers,
                         content_type=script.content_type or "application/json")
+
+    def _quote_key(self, request, payload, script, record, environ, fmt):
+        """An error that quotes the credential the gateway sent, as some servers' errors do."""
+        message = f"the key {received_key(request)} was rejected for this request"
+        if not fmt.is_stream(request, payload):
+            body = fmt.error_body(400)
+            body["error"]["message"] = message
+            return Response(json.dumps(body), status=400, content_type="application/json")
+        events = fmt.stream_events(request, payload, script)
+        events = events[:len(events) // 2] + [fmt.error_event(message)]  # some content first
+        return Response(self._stream(events, script, record, environ.get("werkzeug.socket")),
+                        content_type=fmt.stream_content_type(request))
 
     def _stream(self, events, script, record, sock):
         events = [script.raw_stream] if script.raw_stream is not None else events
@@ -152,6 +168,13 @@ class FakeUpstream:
         except (BrokenPipeError, ConnectionResetError, GeneratorExit):
             record.stream_closed_by_peer_at = record.stream_closed_by_peer_at or time.monotonic()
             raise
+
+
+def received_key(request) -> str:
+    """The credential a request carried, wherever its wire format puts it."""
+    auth = request.headers.get("Authorization", "")
+    return (auth.removeprefix("Bearer ") or request.headers.get("x-api-key")
+            or request.headers.get("x-goog-api-key") or "")
 
 
 def _wait_for_hangup(sock, seconds) -> bool:
@@ -187,6 +210,12 @@ def error_body(status):
              503: "server_error"}
     return {"error": {"message": f"fake upstream error {status}", "param": None, "code": None,
                       "type": kinds.get(status, "error")}}
+
+
+def error_event(message) -> bytes:
+    body = {"error": {"message": message, "type": "invalid_request_error", "param": None,
+                      "code": "invalid_api_key"}}
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
 
 
 def last_user_text(payload) -> str:
@@ -289,6 +318,7 @@ class _OpenAIWire:
     """The OpenAI format behind the interface every fake wire format offers."""
 
     error_body = staticmethod(error_body)
+    error_event = staticmethod(error_event)
     completion = staticmethod(completion)
 
     @staticmethod

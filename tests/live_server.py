@@ -60,7 +60,10 @@ class GunicornServer:
             self.flask("users", "create", user)
             if credits:
                 self.flask("credits", "grant", user, credits, "--reason", "test")
-        return self.flask("keys", "create", user).strip()
+        from tests import canaries
+        out = self.flask("keys", "create", user).strip()
+        canaries.add(out.splitlines()[-1].strip())
+        return out
 
     def start(self):
         self.log = open(self.log_path, "w")
@@ -91,3 +94,17 @@ class GunicornServer:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+        self.scan_for_canaries()
+
+    def scan_for_canaries(self):
+        """No canary secret in this server's log or in its database's rows."""
+        from sqlalchemy import create_engine
+
+        from tests import canaries
+        canaries.scan(self.log_path.read_text(), f"gunicorn log {self.log_path.name}")
+        engine = create_engine(self.env["DATABASE_URL"].replace("postgresql://",
+                                                                "postgresql+psycopg://", 1))
+        try:
+            canaries.scan_rows(engine, "gunicorn database")
+        finally:
+            engine.dispose()

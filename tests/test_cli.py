@@ -57,3 +57,21 @@ def test_providers_listing(app):
     out = run(app, "providers").output
     assert "fake\topenai\thttp://127.0.0.1" in out and "key set" in out
     assert "gpt-test" in out and "CANARY" not in out
+
+
+def test_names_the_database_cannot_store_are_refused(app):
+    """User and key names, grant reasons and look-ups are checked before they reach a row or a
+    query: no control characters, valid Unicode, within the column's length."""
+    from models import User
+    for bad in ("bo\x00b", "bo\x1bb", "x" * 121):
+        result = run(app, "users", "create", bad)
+        assert result.exit_code != 0 and "name" in result.output
+    assert run(app, "users", "create", "bob").exit_code == 0
+    result = run(app, "keys", "create", "bob", "--name", "lap\x00top")
+    assert result.exit_code != 0 and "name" in result.output
+    result = run(app, "credits", "grant", "bob", "5", "--reason", "r" * 501)
+    assert result.exit_code != 0 and "reason" in result.output
+    assert run(app, "keys", "list", "--user", "bo\x00b").exit_code != 0
+    with app.app_context():
+        assert [u.name for u in db.session.query(User).all()] == ["bob"]
+        assert db.session.query(ApiKey).count() == 0

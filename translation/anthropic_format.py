@@ -10,7 +10,7 @@ from translation import anthropic
 from translation.anthropic import event_name
 from translation.anthropic_stream import PassthroughTap, StreamDecoder, StreamEncoder
 from translation.format import WireFormat
-from translation.sse import event_data
+from translation.sse import event_data, split_events
 from translation.tokens import json_tokens
 
 
@@ -39,7 +39,7 @@ def output_text_of_body(content: bytes) -> str:
 def output_text_of_events(events: bytes) -> str:
     """The generated text and tool-input fragments in relayed Messages events."""
     text = []
-    for event in events.split(b"\n\n"):
+    for event in split_events(events):
         if event_name(event) != "content_block_delta":
             continue
         try:
@@ -53,6 +53,7 @@ def output_text_of_events(events: bytes) -> str:
 
 class AnthropicFormat(WireFormat):
     name = anthropic.WIRE
+    key_header = "x-api-key: KEY"  # what its SDK sends (a 401 names it)
 
     def request_to_ir(self, inbound):
         return anthropic.request_to_ir(inbound.body)

@@ -199,13 +199,13 @@ class PassthroughTap(Watcher):
 
     def watch(self, event: bytes) -> bytes | None:
         name = event_name(event)
-        if name in ("message_start", "message_delta", "error"):
+        if name == "error":  # it may quote what the gateway sent upstream, its key too
+            self.failed = True
+            return self.redacted(event)
+        if name in ("message_start", "message_delta"):
             try:
                 data = json.loads(event_data(event))
             except ValueError:
-                return event
-            if name == "error":
-                self.failed = True
                 return event
             usage = (data.get("message") or {}).get("usage") if name == "message_start" \
                 else data.get("usage")

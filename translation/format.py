@@ -53,8 +53,10 @@ class StreamEncoder(ABC):
 
 class WireFormat(ABC):
     name: str
-    # Provider side: image URLs must be fetched and sent inline (services.media.ImageFetcher).
+    # Provider side: image URLs must be fetched and sent inline (providers.media.ImageFetcher).
     needs_inline_images = False
+    # Client side: where this format's official SDK sends the key, as a 401 names it.
+    key_header = "Authorization: Bearer KEY"
 
     # ---- request codec ------------------------------------------------------------------
     @abstractmethod

@@ -56,6 +56,28 @@ def normalize_keys(body: dict) -> dict:
     return out
 
 
+SYSTEM_ROLES = ("system", "developer")
+
+
+def lift_system_turns(body: dict) -> dict:
+    """`contents` entries with role system or developer (a form some services' docs show)
+    moved into systemInstruction, after any given there: Gemini itself accepts only user,
+    model and function turns. Entries of any other shape are left for validation to name."""
+    contents = body.get("contents")
+    if not isinstance(contents, list):
+        return body
+    lifted = [c for c in contents if isinstance(c, dict) and c.get("role") in SYSTEM_ROLES
+              and isinstance(c.get("parts"), list)]
+    given = body.get("systemInstruction")
+    if not lifted or not (given is None or isinstance(given, dict)
+                          and isinstance(given.get("parts", []), list)):
+        return body
+    system = dict(given or {})
+    system["parts"] = [*system.get("parts", []), *(p for c in lifted for p in c["parts"])]
+    return {**body, "contents": [c for c in contents if not any(c is x for x in lifted)],
+            "systemInstruction": system}
+
+
 def _get(obj, key, default=None):
     """A field by its camelCase name, or its snake_case spelling."""
     if not isinstance(obj, dict):

@@ -9,7 +9,7 @@ from translation import gemini
 from translation.format import WireFormat
 from translation.gemini_stream import ArrayTap, PassthroughTap, StreamDecoder, StreamEncoder
 from translation.inbound import JSON_ARRAY, SSE
-from translation.sse import event_data
+from translation.sse import event_data, split_events
 from translation.tokens import json_tokens
 
 
@@ -45,7 +45,7 @@ def output_text_of_events(events: bytes) -> str:
     if events.startswith(b"["):
         pieces = events[1:].rstrip(b"]").split(b",\r\n")
     else:
-        pieces = [event_data(e) for e in events.split(b"\n\n")]
+        pieces = [event_data(e) for e in split_events(events)]
     text = []
     for piece in pieces:
         try:
@@ -67,6 +67,7 @@ def _chunk_text(chunk) -> str:
 
 class GeminiFormat(WireFormat):
     name = gemini.WIRE
+    key_header = "x-goog-api-key: KEY"  # what its SDK sends (a 401 names it)
     needs_inline_images = True  # inlineData wants the bytes; fileData only takes uploaded files
 
     def request_to_ir(self, inbound):

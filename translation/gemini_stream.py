@@ -182,9 +182,11 @@ class PassthroughTap(Watcher):
             try:
                 chunk = json.loads(data)
             except ValueError:
-                return event
+                return self.redacted(event) if b"error" in data else event
+            if isinstance(chunk, dict) and "error" in chunk:  # it may quote the gateway's key
+                self.failed = True
+                return self.redacted(event)
             if isinstance(chunk, dict):
-                self.failed = self.failed or "error" in chunk
                 self.usage = usage_from(chunk.get("usageMetadata")) or self.usage
                 self.finished = self.finished or any(
                     c.get("finishReason") for c in chunk.get("candidates") or [])
@@ -202,8 +204,12 @@ class ArrayTap(PassthroughTap):
         self.sent = 0
         self.closed = False
 
-    def relay(self, event: bytes) -> bytes | None:
-        if self.closed or self.watch(event) is None:
+    def feed(self, event: bytes) -> bytes | None:
+        return self._kept(self._element(event))
+
+    def _element(self, event: bytes) -> bytes | None:
+        event = None if self.closed else self.watch(event)  # error events come back redacted
+        if event is None:
             return None
         data = event_data(event).strip()
         if not data and event.lstrip().startswith(b"{"):

@@ -8,7 +8,7 @@ from errors import ModelNotFound
 from translation import openai
 from translation.format import WireFormat
 from translation.openai_stream import PassthroughTap, StreamDecoder, StreamEncoder
-from translation.sse import event_data
+from translation.sse import event_data, split_events
 
 
 # ---- metering -------------------------------------------------------------------------------
@@ -65,7 +65,7 @@ def output_text_of_body(content: bytes) -> str:
 def output_text_of_events(events: bytes) -> str:
     """The generated text and tool arguments in relayed stream events."""
     text = []
-    for event in events.split(b"\n\n"):
+    for event in split_events(events):
         data = event_data(event)
         if not data.startswith(b"{"):
             continue

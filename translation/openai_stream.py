@@ -182,11 +182,12 @@ class PassthroughTap(Watcher):
         try:
             chunk = json.loads(data)
         except ValueError:
-            return event
+            return self.redacted(event) if b"error" in data else event
         if not isinstance(chunk, dict):
             return event
-        if "error" in chunk:
+        if "error" in chunk:  # it may quote what the gateway sent upstream, its key too
             self.failed = True
+            return self.redacted(event)
         usage = usage_from(chunk.get("usage"))
         if usage is None or chunk.get("choices"):
             if usage is not None:

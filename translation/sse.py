@@ -26,6 +26,11 @@ class EventSplitter:
         return self._buf
 
 
+def split_events(data: bytes) -> list[bytes]:
+    """Whole events of a recorded stream, whichever line ends it used (Google's are CRLF)."""
+    return [e for e in _BOUNDARY.split(data) if e]
+
+
 def event_data(event: bytes) -> bytes:
     """The joined `data:` payload of one event (b"" when it has none, as with comments)."""
     parts = []

@@ -7,6 +7,7 @@ an error inside it (`failed`), and the first bytes sent (`relayed`), from which 
 are counted when the upstream reports no usage.
 """
 
+from errors import redact, redact_event
 from translation import ir
 
 
@@ -21,6 +22,8 @@ class Tap:
         self.finished = False
         self.failed = False
         self.relayed = bytearray()
+        # what must never reach the client in an error (the provider's key; set by the exchange)
+        self.secrets = ()
 
     def feed(self, event: bytes) -> bytes | None:
         """The bytes to send for one upstream event (None: nothing)."""
@@ -40,6 +43,11 @@ class Tap:
         """An in-stream error in the client's format (a GatewayError)."""
         raise NotImplementedError
 
+    def redacted(self, event: bytes) -> bytes:
+        """An error event without anything key-like or secret: it may quote what the gateway
+        sent upstream, credentials too. Content events are never passed through this."""
+        return redact_event(event, *self.secrets)
+
     def _kept(self, out):
         if out and len(self.relayed) < self.KEEP:
             self.relayed += out
@@ -53,8 +61,12 @@ class PassthroughTap(Tap):
         super().__init__()
         self._error_event = error_event
 
-    def relay(self, event: bytes) -> bytes | None:
-        return self.watch(event)
+    def feed(self, event: bytes) -> bytes | None:
+        # Tap.feed with relay() inlined: this runs for every event of every same-format stream
+        out = self.watch(event)
+        if out and len(self.relayed) < self.KEEP:
+            self.relayed += out
+        return out
 
     def watch(self, event: bytes) -> bytes | None:
         """Record usage/finished/failed from one event; return what to send (usually `event`)."""
@@ -92,6 +104,7 @@ class TranslatingTap(Tap):
                 self.finished = True
             elif isinstance(event, ir.Failure):
                 self.failed = True
+                event.error.message = redact(event.error.message, *self.secrets)
             elif isinstance(event, ir.ToolCallStart) and event.name in self.tool_names:
                 event.name = self.tool_names[event.name]
             out += self.encoder.encode(event)

@@ -213,10 +213,15 @@ def test_balance_never_negative_under_a_burst(app, gateway, upstream):
 def test_balance_api_and_pagination(app, gateway, upstream, user):
     user_id, key = user
     other_id, other_key = make_user(app, "bob")
+    # Small holds, and each settlement (written off the response path) awaited: a settle worker
+    # starved by a busy machine must not make a later request a 402.
+    small = {**BODY, "max_tokens": 50}
     for _ in range(3):
-        assert post(gateway, other_key).status_code == 200
+        assert post(gateway, other_key, small).status_code == 200
+        assert app.extensions["billing"].flush()
     for _ in range(25):
-        assert post(gateway, key).status_code == 200
+        assert post(gateway, key, small).status_code == 200
+        assert app.extensions["billing"].flush()
     books(app, user_id)
     auth = {"Authorization": f"Bearer {key}"}
     plain = requests.get(f"{gateway}/api/v1/credits", headers=auth, timeout=5).json()
@@ -229,7 +234,7 @@ def test_balance_api_and_pagination(app, gateway, upstream, user):
         next_id = page["nextId"]
         if not next_id:
             break
-        post(gateway, key)  # a new record while paging: never seen again, never skipped
+        post(gateway, key, small)  # a new record while paging: never seen again, never skipped
     ids = [r["id"] for r in seen]
     assert len(ids) == 25 == len(set(ids)) and ids == sorted(ids, reverse=True)
     item = seen[0]

@@ -110,7 +110,7 @@ def test_connection_to_a_private_peer_is_refused_whatever_the_name_said(upstream
     sending a byte of the request."""
     import requests
 
-    from services.media import PublicOnlyAdapter, _caused_by_private
+    from providers.media import PublicOnlyAdapter, _caused_by_private
     upstream.files["/img/dot.png"] = ("image/png", PNG)
     session = requests.Session()
     session.mount("http://", PublicOnlyAdapter())

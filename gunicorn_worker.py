@@ -1,0 +1,33 @@
+"""The gunicorn worker: gevent's, with gunicorn's own error answers as JSON.
+
+gunicorn answers a request it cannot parse (a malformed request line, oversized headers, an
+unknown transfer coding) itself, before the app sees it, with an HTML page. This worker keeps
+gunicorn's choice of status and message and sends them in the OpenAI error envelope instead,
+which every client of the gateway can read. Only errors.redact is imported from the app.
+"""
+
+import json
+
+from gunicorn import util
+from gunicorn.workers.ggevent import GeventWorker
+
+from errors import redact
+
+
+def write_json_error(sock, status_int, reason, mesg):
+    """What gunicorn.util.write_error sends, as a JSON error body."""
+    kind = "server_error" if status_int >= 500 else "invalid_request_error"
+    # gunicorn quotes the offending request line, which may carry a key (?key=...)
+    body = json.dumps({"error": {"message": redact(mesg or reason), "type": kind, "param": None,
+                                 "code": None}}).encode()
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+    util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+class JsonErrorWorker(GeventWorker):
+    def init_process(self):
+        # gunicorn's Worker.handle_error looks write_error up on the util module at each call;
+        # this process is the worker alone, so the HTML writer is replaced for it only.
+        util.write_error = write_json_error
+        super().init_process()
