@@ -79,6 +79,17 @@ def response(payload, script, status, output) -> dict:
     return body
 
 
+def error_event(message) -> bytes:
+    """A mid-stream failure as OpenAI ends a stream: response.failed, then an error event."""
+    failed = {"id": "resp_fake", "object": "response", "status": "failed",
+              "error": {"code": "invalid_api_key", "message": message}}
+    events = [("response.failed", {"response": failed}),
+              ("error", {"code": "invalid_api_key", "message": message, "param": None})]
+    return b"".join(
+        f"event: {kind}\ndata: {json.dumps({'type': kind, 'sequence_number': 900 + i, **fields})}"
+        f"\n\n".encode() for i, (kind, fields) in enumerate(events))
+
+
 def final_status(script) -> str:
     return {"length": "incomplete", "failed": "failed"}.get(script.finish_reason, "completed")
 

@@ -274,7 +274,8 @@ class PassthroughTap(Watcher):
         if b'"response.created"' in head or b'"response.completed"' in head or \
                 b'"response.incomplete"' in head or b'"response.failed"' in head or \
                 b'"error"' in head:
-            self._lifecycle(data)
+            if self._lifecycle(data):  # a failure may quote what it was sent, the key too
+                return self.redacted(event)
         else:
             self._sequence(data)
         return event
@@ -286,13 +287,14 @@ class PassthroughTap(Watcher):
             if digits.strip().isdigit():
                 self.seq = int(digits)
 
-    def _lifecycle(self, data: bytes) -> None:
+    def _lifecycle(self, data: bytes) -> bool:
+        """Read a lifecycle event; True when it reports a failure (or may: unreadable)."""
         try:
             payload = json.loads(data)
         except ValueError:
-            return
+            return b"error" in data
         if not isinstance(payload, dict):
-            return
+            return False
         self.seq = int(payload.get("sequence_number") or self.seq)
         kind = payload.get("type")
         response = payload.get("response") if isinstance(payload.get("response"), dict) else {}
@@ -303,6 +305,8 @@ class PassthroughTap(Watcher):
         elif kind in ("response.failed", "error"):
             self.failed = True
             self.usage = usage_from(response.get("usage")) or self.usage
+            return True
+        return False
 
     def error_event(self, err) -> bytes:
         """A failure the gateway adds (a cut or stalled upstream): response.failed, error."""
