@@ -7,11 +7,12 @@ from flask import Blueprint, current_app, g, jsonify, request
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
 from edge.ratelimit import limited, reports
-from edge.schemas import StrictBoolean, StrictInteger, StrictNumber
+from edge.schemas import StoredName, StrictBoolean, StrictInteger, StrictNumber
 from edge.views import authenticate, json_body, require_model, to_response
 from edge.views import validate as check
 from errors import InvalidRequest
 from services import conversations
+from services.names import MODEL_MAX, PROVIDER_MAX
 from translation.inbound import Inbound
 
 bp = Blueprint("responses_api", __name__)
@@ -59,7 +60,7 @@ class ResponseIn(Schema):
     class Meta:
         unknown = INCLUDE  # fields we do not model are forwarded: upstream APIs grow monthly
 
-    model = fields.String(required=True, validate=[validate.Length(min=1, max=256), _printable])
+    model = StoredName(MODEL_MAX, required=True)
     input = Input(required=True)
     instructions = fields.String(allow_none=True)
     max_output_tokens = StrictInteger(allow_none=True, validate=validate.Range(min=1))
@@ -77,7 +78,7 @@ class ResponseIn(Schema):
         allow_none=True, validate=validate.Regexp(conversations.RESPONSE_ID,
                                                   error="Expected an id like 'resp_123'."))
     truncation = fields.String(allow_none=True, validate=validate.OneOf(("auto", "disabled")))
-    provider = fields.String(validate=validate.Length(min=1, max=64))
+    provider = StoredName(PROVIDER_MAX)
 
 
 class InputTokensIn(ResponseIn):
