@@ -25,6 +25,7 @@ from providers import build_registry
 from providers.http import pooled_session
 from providers.media import ImageFetcher
 from services.conversations import ConversationStore
+from services.embeddings import Embeddings
 from services.health import ProviderHealth
 from services.keys import KeyStore
 from services.plans import PlanBook
@@ -53,6 +54,9 @@ def create_app(overrides=None):
         fetcher=fetcher)
     app.extensions["conversations"] = ConversationStore(
         billing.engine, retention_days=app.config["RESPONSES_RETENTION_DAYS"])
+    app.extensions["embeddings"] = Embeddings(
+        registry, billing, max_input_tokens=app.config["EMBEDDING_MAX_INPUT_TOKENS"],
+        concurrency=app.config["EMBEDDING_UPSTREAM_CONCURRENCY"])
     app.extensions["provider_health"] = health = ProviderHealth()
     for provider in registry.providers.values():
         health.watch(provider)

@@ -268,9 +268,11 @@ def providers():
         key = "key set" if up.api_key else "no key"
         click.echo(f"{name}\t{up.type}\t{up.base_url}\t{key}")
         for model, target in sorted(up.models.items()):
-            click.echo(f"    {model}" + (f" -> {target}" if target != model else ""))
+            click.echo(f"    {model}" + (f" -> {target}" if target != model else "")
+                       + (" (embedding)" if model in up.embedding_models else ""))
         for pattern in up.patterns:
-            click.echo(f"    {pattern} (any matching name)")
+            click.echo(f"    {pattern} (any matching name"
+                       + (", embedding)" if pattern in up.embedding_models else ")"))
 
 
 @click.command("first-key")

@@ -27,6 +27,10 @@ DEFAULTS = {
     # Stored Responses (POST /v1/responses with store, the default): kept this many days, then
     # swept (hourly by each worker, or `flask responses sweep`).
     "RESPONSES_RETENTION_DAYS": 30,
+    # Embeddings: the most (estimated) input tokens one request may embed, and how many upstream
+    # calls of one request (Gemini takes 100 inputs a call) run at once.
+    "EMBEDDING_MAX_INPUT_TOKENS": 500_000,
+    "EMBEDDING_UPSTREAM_CONCURRENCY": 4,
     # Providers: a list of tables, see gateway.example.toml. Empty: take presets whose key is set.
     "PROVIDERS": [],
     # Run pending schema migrations at start-up (one process at a time; `flask db upgrade`

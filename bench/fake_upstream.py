@@ -2,8 +2,10 @@
 
 POST /v1/chat/completions answers with a fixed, realistic chat completion (with usage), or with
 `"stream": true` a realistic SSE stream: a role chunk, 20 content chunks, a finish chunk, a usage
-chunk when `stream_options.include_usage` is true, then `data: [DONE]`. Bodies are built once at
-import, so a request costs little more than reading the JSON it came with.
+chunk when `stream_options.include_usage` is true, then `data: [DONE]`. POST /v1/embeddings
+answers 16 base64 vectors of 1536 dimensions (what the official SDKs ask for by default), one per
+input. Bodies are built once at import, so a request costs little more than reading the JSON it
+came with.
 
 An optional pause between stream chunks (to show the gateway relays without buffering) comes from
 the query string `?chunk_delay_ms=N`, else from the environment BENCH_CHUNK_DELAY_MS (default 0).
@@ -13,8 +15,10 @@ Served by gunicorn's gevent worker, as bench/run.py does:
     gunicorn -k gevent -w 1 --chdir bench -b 127.0.0.1:9000 fake_upstream:app
 """
 
+import base64
 import json
 import os
+import struct
 from urllib.parse import parse_qs
 
 import gevent
@@ -69,7 +73,20 @@ def _stream_events(include_usage: bool) -> list[bytes]:
     return [b"data: " + _dumps(c) + b"\n\n" for c in chunks] + [b"data: [DONE]\n\n"]
 
 
+EMBEDDING_INPUTS, EMBEDDING_DIMENSIONS = 16, 1536
+
+
+def _embeddings() -> bytes:
+    vectors = [[((i * 7 + d * 13) % 257 - 128) / 256 for d in range(EMBEDDING_DIMENSIONS)]
+               for i in range(EMBEDDING_INPUTS)]
+    return _dumps({"object": "list", "model": "bench-embedding", "data": [
+        {"object": "embedding", "index": i,
+         "embedding": base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode()}
+        for i, v in enumerate(vectors)], "usage": {"prompt_tokens": 160, "total_tokens": 160}})
+
+
 COMPLETION = _completion()
+EMBEDDINGS = _embeddings()
 STREAMS = {False: _stream_events(False), True: _stream_events(True)}
 JSON_HEADERS = [("Content-Type", "application/json"), ("Content-Length", str(len(COMPLETION)))]
 SSE_HEADERS = [("Content-Type", "text/event-stream; charset=utf-8"),
@@ -91,8 +108,23 @@ def _paced(events: list[bytes], delay: float):
         yield event
 
 
+def embeddings(environ, start_response):
+    try:
+        body = json.loads(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)))
+        inputs = body["input"]
+    except (ValueError, KeyError, TypeError):
+        return _error(start_response, "400 Bad Request", "expected an embeddings request")
+    if not isinstance(inputs, list) or len(inputs) != EMBEDDING_INPUTS:
+        return _error(start_response, "400 Bad Request", f"send {EMBEDDING_INPUTS} inputs")
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(EMBEDDINGS)))])
+    return [EMBEDDINGS]
+
+
 def app(environ, start_response):
     """The WSGI application."""
+    if environ["PATH_INFO"] == "/v1/embeddings" and environ["REQUEST_METHOD"] == "POST":
+        return embeddings(environ, start_response)
     if environ["PATH_INFO"] != "/v1/chat/completions":
         return _error(start_response, "404 Not Found", "no such endpoint")
     if environ["REQUEST_METHOD"] != "POST":

@@ -4,7 +4,8 @@
 back for `--warmup` + `--seconds` seconds; only requests that complete inside the measured
 window count. It speaks just enough HTTP/1.1 (Content-Length and chunked bodies, Connection:
 close) over plain gevent sockets to stay cheap, checks every answer (status 200 and a well-formed
-completion or a complete SSE stream), and prints one JSON object with the results on stdout.
+completion, a complete SSE stream or a list of embeddings), and prints one JSON object with the
+results on stdout.
 
 For streams it also records the time to the first body byte, i.e. to the first SSE event.
 It reports the CPU its own process, the `--pids` processes (with their children) and the whole
@@ -128,6 +129,18 @@ def check_completion(body: bytes):
         raise BadResponse("not a chat completion")
 
 
+def check_embeddings(body: bytes, count: int):
+    try:
+        data = json.loads(body)
+        ok = (data["object"] == "list" and [d["index"] for d in data["data"]] == list(range(count))
+              and all(isinstance(d["embedding"], str) for d in data["data"])
+              and data["usage"]["prompt_tokens"] > 0)
+    except (ValueError, KeyError, IndexError, TypeError):
+        ok = False
+    if not ok:
+        raise BadResponse("not an embeddings answer")
+
+
 def check_stream(body: bytes, events: int):
     if not body.endswith(b"data: [DONE]\n\n"):
         raise BadResponse("stream did not end with [DONE]")
@@ -170,6 +183,10 @@ def build_request(args) -> bytes:
                          {"role": "user", "content": "In one sentence, what does an API "
                                                      "gateway do?"}],
             "temperature": 0.7, "max_tokens": 256}
+    if args.embeddings:  # as the openai SDK sends it: base64 unless told otherwise
+        body = {"model": args.model, "encoding_format": "base64",
+                "input": [f"Passage {i}: an API gateway routes, meters and secures model calls."
+                          for i in range(args.embeddings)]}
     if args.stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
@@ -216,6 +233,8 @@ def run(args) -> dict:
                     raise BadResponse(f"HTTP {status}: {body[:120]!r}")
                 if args.stream:
                     check_stream(body, args.events)
+                elif args.embeddings:
+                    check_embeddings(body, args.embeddings)
                 else:
                     check_completion(body)
             except BadResponse as exc:
@@ -271,6 +290,8 @@ def main():
     parser.add_argument("--key", required=True)
     parser.add_argument("--model", default="bench-model")
     parser.add_argument("--stream", action="store_true")
+    parser.add_argument("--embeddings", type=int, default=0, metavar="N",
+                        help="POST an embeddings request of N inputs instead (use --path)")
     parser.add_argument("--events", type=int, default=24, help="SSE events in a whole stream")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--warmup", type=float, default=2)

@@ -28,7 +28,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
 BIN = os.path.dirname(sys.executable)
 UPSTREAM_KEY = "sk-bench"
-MODEL = "bench-model"
+MODEL, EMBEDDING_MODEL = "bench-model", "bench-embedding"
+EMBEDDING_INPUTS = 16  # what bench/fake_upstream.py answers
 
 
 def free_port() -> int:
@@ -132,7 +133,8 @@ def start_gateway(servers: Servers, root: str, upstream_url: str
                   ) -> tuple[str, str, subprocess.Popen]:
     port = free_port()
     provider = {"name": "bench", "type": "openai", "base_url": upstream_url + "/v1",
-                "api_key_env": "BENCH_UPSTREAM_KEY", "models": [MODEL]}
+                "api_key_env": "BENCH_UPSTREAM_KEY", "models": [MODEL],
+                "embedding_models": [EMBEDDING_MODEL]}
     env = {**os.environ,
            "GATEWAY_CONFIG": "/nonexistent.toml",
            "GATEWAY_PROVIDERS": json.dumps([provider]),
@@ -148,7 +150,7 @@ def start_gateway(servers: Servers, root: str, upstream_url: str
         flask_cli(root, env, "credits", "grant", "bench", "1000000000", "--reason", "benchmark")
     if "limits" in flask_cli(root, env, "users", "--help"):  # per-key rate limits: never reached
         flask_cli(root, env, "users", "limits", "bench", "--per-hour", "100000000",
-                  "--per-minute", "chat=100000000")
+                  "--per-minute", "chat=100000000", "--per-minute", "embeddings=100000000")
     key = flask_cli(root, env, "keys", "create", "bench").strip().splitlines()[-1]
     proc = servers.start("gateway", [os.path.join(BIN, "gunicorn"), "-c", "gunicorn.conf.py",
                                      "wsgi:app"], env, cwd=root)
@@ -158,33 +160,44 @@ def start_gateway(servers: Servers, root: str, upstream_url: str
 
 
 def sanity_check(upstream_url: str, gateway_url: str, key: str):
-    """One request each way: the gateway must hand back the upstream's completion (it may add
-    fields of its own, such as what the request cost)."""
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 256}
-    direct = post(upstream_url + "/v1/chat/completions", UPSTREAM_KEY, body)
-    via = post(gateway_url + "/v1/chat/completions", key, body)
-    try:
-        same = direct[0] == via[0] == 200 and all(
-            json.loads(via[1]).get(name) == value for name, value in json.loads(direct[1]).items())
-    except ValueError:
-        same = False
-    if not same:
-        sys.exit(f"sanity check failed:\n  direct: {direct}\n  gateway: {via}")
+    """One request each way per endpoint: the gateway must hand back the upstream's answer (it
+    may add fields of its own, such as what the request cost)."""
+    chat = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 256}
+    embed = {"model": EMBEDDING_MODEL, "encoding_format": "base64",
+             "input": [f"text {i}" for i in range(EMBEDDING_INPUTS)]}
+    for path, body in (("/v1/chat/completions", chat), ("/v1/embeddings", embed)):
+        direct = post(upstream_url + path, UPSTREAM_KEY, body)
+        via = post(gateway_url + path, key, body)
+        try:
+            same = direct[0] == via[0] == 200 and all(
+                json.loads(via[1]).get(name) == value
+                for name, value in json.loads(direct[1]).items())
+        except ValueError:
+            same = False
+        if not same:
+            sys.exit(f"sanity check failed on {path}:\n  direct: {direct[:300]}\n"
+                     f"  gateway: {via[:300]}")
 
 
-def run_scenario(url: str, key: str, *, stream: bool, args, pids: list[int]) -> dict:
+def run_scenario(url: str, key: str, *, kind: str, args, pids: list[int]) -> dict:
     port = int(url.rsplit(":", 1)[1])
+    model = EMBEDDING_MODEL if kind == "embeddings" else MODEL
     argv = [sys.executable, os.path.join(BENCH, "loadgen.py"), "--port", str(port),
-            "--key", key, "--model", MODEL, "--seconds", str(args.seconds),
+            "--key", key, "--model", model, "--seconds", str(args.seconds),
             "--warmup", str(args.warmup), "--concurrency", str(args.concurrency),
             "--pids", *map(str, pids)]
-    if stream:
+    if kind == "streaming":
         argv.append("--stream")
+    if kind == "embeddings":
+        argv += ["--embeddings", str(EMBEDDING_INPUTS), "--path", "/v1/embeddings"]
     done = subprocess.run(argv, capture_output=True, text=True,
                           timeout=args.seconds + args.warmup + 120)
     if done.returncode != 0:
         sys.exit(f"load generator failed:\n{done.stderr}")
     return json.loads(done.stdout)
+
+
+KINDS = ("non-streaming", "streaming", "embeddings")
 
 
 def fmt(value, digits=1) -> str:
@@ -213,7 +226,7 @@ def report(rows: list[tuple[str, dict]], args) -> str:
             f"| {fmt(r['ttfb_p99_ms'], 2)} | {' / '.join(fmt(c, 2) for c in cpu)} |")
     lines += ["", "| added by the gateway | p50 | p99 | TTFB p50 | TTFB p99 | rps "
               "| gateway CPU per request |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for kind in ("non-streaming", "streaming"):
+    for kind in KINDS:
         d, g = by_name.get(f"direct, {kind}"), by_name.get(f"gateway, {kind}")
         if not d or not g:
             continue
@@ -255,16 +268,15 @@ def main():
         gateway_url, key, gateway = start_gateway(servers, os.path.abspath(args.gateway_root),
                                                   upstream_url)
         sanity_check(upstream_url, gateway_url, key)
-        scenarios = [("direct, non-streaming", upstream_url, UPSTREAM_KEY, False),
-                     ("gateway, non-streaming", gateway_url, key, False),
-                     ("direct, streaming", upstream_url, UPSTREAM_KEY, True),
-                     ("gateway, streaming", gateway_url, key, True)]
+        scenarios = [(f"{side}, {kind}", url, api_key, kind) for kind in KINDS
+                     for side, url, api_key in (("direct", upstream_url, UPSTREAM_KEY),
+                                                ("gateway", gateway_url, key))]
         rows = []
-        for name, url, api_key, stream in scenarios:
+        for name, url, api_key, kind in scenarios:
             print(f"running {name} ...", file=sys.stderr, flush=True)
             before = worker_pids(gateway)
             pids = [upstream.pid] + ([gateway.pid] if url == gateway_url else [])
-            rows.append((name, run_scenario(url, api_key, stream=stream, args=args, pids=pids)))
+            rows.append((name, run_scenario(url, api_key, kind=kind, args=args, pids=pids)))
             if worker_pids(gateway) != before:
                 print(f"note: the gateway's worker was replaced during {name!r} "
                       "(gunicorn max_requests)", file=sys.stderr)

@@ -1,5 +1,5 @@
-"""The Gemini API (v1beta): generateContent, streamGenerateContent, countTokens and models,
-under /v1beta and /api/v1beta."""
+"""The Gemini API (v1beta): generateContent, streamGenerateContent, countTokens, embedContent,
+batchEmbedContents and models, under /v1beta and /api/v1beta."""
 
 from flask import Blueprint, current_app, g, jsonify, request
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
@@ -10,7 +10,10 @@ from edge.views import authenticate, json_body, model_list, one_model, require_m
 from edge.views import validate as check
 from errors import InvalidRequest, NotFound
 from services.names import PROVIDER_MAX, check_model
+from translation.embeddings import MAX_INPUTS
 from translation.gemini import METHODS, lift_system_turns, normalize_keys
+from translation.gemini_embeddings import METHODS as EMBED_METHODS
+from translation.gemini_embeddings import normalize_request
 from translation.inbound import JSON_ARRAY, SSE, Inbound
 
 bp = Blueprint("gemini_api", __name__)
@@ -63,7 +66,51 @@ class GenerateContentIn(Schema):
     provider = StoredName(PROVIDER_MAX)
 
 
-GENERATE_CONTENT_IN = GenerateContentIn()  # built once: a schema instance costs ~0.4 ms to make
+class EmbedParts(fields.Field):
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, list) or not value:
+            raise ValidationError("Must be a non-empty list of parts.")
+        for i, part in enumerate(value):
+            if not isinstance(part, dict) or not part:
+                raise ValidationError({i: ["Must be an object with one data field."]})
+            if "text" in part and not isinstance(part["text"], str):
+                raise ValidationError({i: ["'text' must be a string."]})
+        if all(part.get("text") == "" for part in value):
+            raise ValidationError("There is no text to embed.")
+        return value
+
+
+class EmbedContent(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    parts = EmbedParts(required=True)
+
+
+class EmbedContentIn(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    model = fields.String(validate=validate.Length(min=1, max=300))
+    content = fields.Nested(EmbedContent, required=True)
+    taskType = fields.String(validate=validate.Regexp(r"^[A-Za-z_]{1,64}$"))
+    title = fields.String()
+    outputDimensionality = StrictInteger(validate=validate.Range(min=1))
+    provider = StoredName(PROVIDER_MAX)
+
+
+class BatchEmbedContentsIn(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    requests = fields.List(fields.Nested(EmbedContentIn), required=True,
+                           validate=validate.Length(min=1, max=MAX_INPUTS))
+    provider = StoredName(PROVIDER_MAX)
+
+
+# built once: a schema instance costs ~0.4 ms to make
+GENERATE_CONTENT_IN, EMBED_CONTENT_IN, BATCH_IN = (GenerateContentIn(), EmbedContentIn(),
+                                                   BatchEmbedContentsIn())
 
 
 @bp.before_request
@@ -76,11 +123,14 @@ def require_key():
 @v1_bp.post("/models/<path:target>")
 def call_model(target):
     model, _, method = target.rpartition(":")
-    if not model or method not in METHODS:
+    if not model or method not in METHODS + EMBED_METHODS:
         raise NotFound(f"Method '{method}' is not supported on models; use one of "
-                       f"{', '.join(METHODS)}.")
+                       f"{', '.join(METHODS + EMBED_METHODS)}.")
     model = check_model(model.removeprefix("models/"))  # the path's model reaches the ledger
-    body = lift_system_turns(normalize_keys(json_body()))
+    body = normalize_keys(json_body())
+    if method in EMBED_METHODS:
+        return embed(model, method, body)
+    body = lift_system_turns(body)
     if method == "countTokens":
         return count_tokens(model, body)
     return generate(model, method, body)
@@ -116,6 +166,41 @@ def count_tokens(model, body):
     if estimated:
         response.headers["x-tollgate-token-count"] = "estimated"
     return response
+
+
+@limited("embeddings")
+def embed(model: str, method: str, body: dict):
+    """:embedContent and :batchEmbedContents for one model (keys already camelCase)."""
+    if method == "embedContent":
+        body = normalize_request(body)
+        check(EMBED_CONTENT_IN, body)
+        _same_model(model, body.get("model"), "model")
+        _capital_task_type(body)
+    else:
+        if isinstance(body.get("requests"), list):
+            body["requests"] = [normalize_request(r) if isinstance(r, dict) else r
+                                for r in body["requests"]]
+        check(BATCH_IN, body)
+        for i, request in enumerate(body["requests"]):
+            _same_model(model, request.get("model"), f"requests[{i}].model")
+            _capital_task_type(request)
+    require_model(model)
+    embeddings = current_app.extensions["embeddings"]
+    return to_response(embeddings.embed("gemini", {**body, "model": model}, caller=g.caller,
+                                        method=method))
+
+
+def _same_model(model: str, named: str | None, param: str) -> None:
+    """A request item may name its model, but only the one in the URL (as Gemini requires)."""
+    if named is not None and named.removeprefix("models/") != model:
+        raise InvalidRequest(f"'{param}' is '{named}', but the URL names 'models/{model}'; "
+                             "a batch embeds with one model.", param=param)
+
+
+def _capital_task_type(request: dict) -> None:
+    """Task types are enum names, in capitals on the wire; clients may write them in lower case."""
+    if "taskType" in request:
+        request["taskType"] = request["taskType"].upper()
 
 
 @bp.get("/models")

@@ -49,8 +49,9 @@ def act_for_user():
 @bp.get("")
 @login_required
 def page():
-    models = [m for m, _ in current_app.extensions["relay"].registry.models()
-              if g.caller.plan.allows(m)]
+    registry = current_app.extensions["relay"].registry
+    models = [m for m, _ in registry.models()  # the playground chats: no embedding models
+              if g.caller.plan.allows(m) and m not in registry.embedding_models()]
     return render_template("playground.html", models=models)
 
 

@@ -104,16 +104,19 @@ def allowed_models() -> list[tuple[str, str]]:
 
 def model_list(family: str) -> Response:
     """The models this caller may use, in the list shape of the `family` format."""
-    fmt, created = FORMATS[family], current_app.extensions["relay"].registry.created
-    return jsonify(fmt.model_list([fmt.model_entry(m, owner, created)
-                                   for m, owner in allowed_models()]))
+    registry = current_app.extensions["relay"].registry
+    embeds = registry.embedding_models()
+    return jsonify(FORMATS[family].model_list([
+        FORMATS[family].model_entry(m, owner, registry.created, embeds=m in embeds)
+        for m, owner in allowed_models()]))
 
 
 def one_model(family: str, segment: str) -> Response:
     """One model this caller may use, in the `family` format's shape; else its 404."""
-    fmt, created = FORMATS[family], current_app.extensions["relay"].registry.created
+    fmt, registry = FORMATS[family], current_app.extensions["relay"].registry
     name = fmt.model_id(segment)
     for model, owner in allowed_models():
         if model == name:
-            return jsonify(fmt.model_entry(model, owner, created))
+            return jsonify(fmt.model_entry(model, owner, registry.created,
+                                           embeds=model in registry.embedding_models()))
     raise fmt.model_missing(name)

@@ -12,6 +12,8 @@ class Provider:
 
     wire_format: str
     counts_tokens = False  # True: count_tokens() asks the upstream itself
+    supports_embeddings = False  # True: embed() asks the upstream for embeddings
+    max_embedding_inputs = 0  # the most inputs one embed() call may carry
     defaults: dict = {}  # upstream settings of this type when neither entry nor preset gives them
     # Other wire formats the same upstream speaks -> the adapter for each (providers.registry
     # fills it in; an OpenAI-type upstream with `responses = true` has a Responses dialect).
@@ -28,3 +30,8 @@ class Provider:
     def count_tokens(self, payload: dict, *, model: str) -> int:
         """Input tokens of a count body (translation.format.WireFormat.count_payload)."""
         raise NotImplementedError(f"{self.wire_format} upstreams do not count tokens")
+
+    def embed(self, payload: dict, *, model: str, **options) -> tuple[bytes, object]:
+        """POST an embeddings body (translation.embeddings.EmbeddingFormat) for `model`; the
+        answer's bytes and its JSON. `options` come with the body (Gemini: the method)."""
+        raise NotImplementedError(f"{self.wire_format} upstreams have no embeddings")

@@ -4,12 +4,14 @@ import json
 from urllib.parse import quote
 
 from providers.base import Provider
-from providers.http import read_count, send
+from providers.http import read_count, read_json, send
 
 
 class GeminiProvider(Provider):
     wire_format = "gemini"
     counts_tokens = True
+    supports_embeddings = True
+    max_embedding_inputs = 100  # requests per :batchEmbedContents call (the API refuses more)
 
     def open(self, payload, *, model, stream, headers=None, method=None):
         """The model goes into the URL, as Gemini wants (a `model` key in the body is dropped).
@@ -30,3 +32,7 @@ class GeminiProvider(Provider):
     def count_tokens(self, payload, *, model):
         resp = self.open(payload, model=model, stream=False, method="countTokens")
         return read_count(resp, "totalTokens")
+
+    def embed(self, payload, *, model, method="batchEmbedContents"):
+        resp = self.open(payload, model=model, stream=False, method=method)
+        return read_json(resp)

@@ -172,3 +172,14 @@ def read_count(resp: UpstreamResponse, field: str) -> int:
     except (ValueError, KeyError, TypeError) as exc:
         raise UpstreamUnavailable(f"provider {resp.upstream.name} sent an unreadable "
                                   "token count") from exc
+
+
+def read_json(resp: UpstreamResponse) -> tuple[bytes, object]:
+    """The whole body of a 2xx answer and its JSON (closes the response); a body that is not
+    JSON raises UpstreamUnavailable, an error object sent with a 2xx UpstreamError."""
+    content = resp.body()
+    try:
+        return content, json.loads(content)
+    except ValueError as exc:
+        raise UpstreamUnavailable(f"provider {resp.upstream.name} sent an unreadable "
+                                  "answer") from exc

@@ -3,7 +3,7 @@
 import json
 
 from providers.base import Provider
-from providers.http import send
+from providers.http import read_json, send
 
 
 class OpenAIProvider(Provider):
@@ -11,6 +11,8 @@ class OpenAIProvider(Provider):
     # OpenAI itself wants max_completion_tokens (its reasoning models reject max_tokens); many
     # OpenAI-compatible servers know only max_tokens: their presets and the alias say so.
     defaults = {"output_limit_field": "max_completion_tokens"}
+    supports_embeddings = True
+    max_embedding_inputs = 2048  # inputs per /embeddings call
 
     def open(self, payload, *, model, stream, headers=None, endpoint="chat/completions"):
         sent = {"Content-Type": "application/json",
@@ -20,3 +22,7 @@ class OpenAIProvider(Provider):
         body = json.dumps({**payload, "model": model}, separators=(",", ":")).encode()
         return send(self.session, f"{self.upstream.base_url}/{endpoint}", body=body,
                     headers=sent, timeout=self.timeout, upstream=self.upstream)
+
+    def embed(self, payload, *, model):
+        resp = self.open(payload, model=model, stream=False, endpoint="embeddings")
+        return read_json(resp)

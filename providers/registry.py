@@ -13,6 +13,7 @@ from providers.openai import OpenAIProvider
 from providers.responses import ResponsesProvider
 
 log = logging.getLogger(__name__)
+CHAT, EMBEDDINGS = "chat", "embeddings"  # purposes: which endpoints may call a model
 
 # One adapter class per upstream wire format; a provider's `type` is its wire format's name.
 ADAPTERS = (OpenAIProvider, AnthropicProvider, GeminiProvider, ResponsesProvider)
@@ -25,7 +26,9 @@ PRESETS = {
     "openai": {"type": "openai", "base_url": "https://api.openai.com/v1",
                "api_key_env": "OPENAI_API_KEY", "responses": True,
                "models": ["gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o", "gpt-4o-mini",
-                          "o3", "o3-mini", "o4-mini"]},
+                          "o3", "o3-mini", "o4-mini"],
+               "embedding_models": ["text-embedding-3-small", "text-embedding-3-large",
+                                    "text-embedding-ada-002"]},
     "deepseek": {"type": "openai", "output_limit_field": "max_tokens",
                  "base_url": "https://api.deepseek.com/v1",
                  "api_key_env": "DEEPSEEK_API_KEY",
@@ -38,7 +41,8 @@ PRESETS = {
                   "models": ["claude-opus-4-1", "claude-sonnet-4-5", "claude-haiku-4-5"]},
     "gemini": {"type": "gemini", "base_url": "https://generativelanguage.googleapis.com/v1beta",
                "api_key_env": "GEMINI_API_KEY", "api_key_env_fallback": "GOOGLE_API_KEY",
-               "models": ["gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite"]},
+               "models": ["gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite"],
+               "embedding_models": ["gemini-embedding-001", "gemini-embedding-2"]},
 }
 TYPES = tuple(adapter.wire_format for adapter in ADAPTERS)
 
@@ -59,6 +63,7 @@ class Upstream:
     api_key: str = field(repr=False, default="")
     models: dict = field(default_factory=dict)
     patterns: tuple = ()  # glob patterns routed as-is (e.g. "*/*" on OpenRouter)
+    embedding_models: frozenset = frozenset()  # names and patterns (of the above) that embed
     output_limit_field: str | None = None  # OpenAI type: max_completion_tokens or max_tokens
     responses: bool = False  # OpenAI type: the upstream also serves POST /responses
 
@@ -73,6 +78,17 @@ class Upstream:
         if any(fnmatch.fnmatchcase(model, p) for p in self.patterns):
             return model
         return None
+
+    def serves(self, model: str, purpose: str) -> bool:
+        """Whether this provider's `model` answers chat requests or embeddings requests."""
+        return self.embeds(model) == (purpose == EMBEDDINGS)
+
+    def embeds(self, model: str) -> bool:
+        """Whether a model this provider serves is an embedding model (its patterns first)."""
+        if model in self.models:
+            return model in self.embedding_models
+        return any(fnmatch.fnmatchcase(model, p) for p in self.patterns
+                   if p in self.embedding_models)
 
 
 @dataclass(frozen=True)
@@ -106,10 +122,14 @@ def parse_upstream(entry: dict, environ) -> Upstream:
     if "api_key" in entry:
         raise ValueError(f"provider {name}: put the key in an environment variable (api_key_env)")
     models, patterns = {}, []
-    for item in spec.get("models", []):
+    embedding = _embedding_models(name, entry, spec, adapter)
+    for item in [*spec.get("models", []), *embedding]:
         (patterns.append(item) if "*" in item else models.setdefault(item, item))
+    embedding = set(embedding)
     for alias, target in (spec.get("aliases") or {}).items():
         models[alias] = target
+        if target in embedding:  # an alias of an embedding model is one too
+            embedding.add(alias)
     responses = spec.get("responses", False)
     if not isinstance(responses, bool) or (responses and kind != OpenAIProvider.wire_format):
         raise ValueError(f"provider {name}: responses must be true or false, and only on "
@@ -119,7 +139,21 @@ def parse_upstream(entry: dict, environ) -> Upstream:
         environ.get(fallback, "") if fallback else "")
     return Upstream(name=name, type=spec["type"], base_url=spec["base_url"].rstrip("/"),
                     api_key=api_key, models=models, patterns=tuple(patterns),
+                    embedding_models=frozenset(embedding),
                     output_limit_field=spec.get("output_limit_field"), responses=responses)
+
+
+def _embedding_models(name: str, entry: dict, spec: dict, adapter) -> list[str]:
+    """The provider's embedding models; only OpenAI- and Gemini-type APIs have embeddings.
+    An entry that lists its own models replaces the preset's embedding models too."""
+    items = (entry.get("embedding_models") if "models" in entry
+             else spec.get("embedding_models")) or []
+    if not isinstance(items, list) or not all(isinstance(m, str) and m for m in items):
+        raise ValueError(f"provider {name}: embedding_models must be a list of model names")
+    if items and not adapter.supports_embeddings:
+        raise ValueError(f"provider {name}: {spec['type']}-type providers have no embeddings "
+                         "API; remove embedding_models")
+    return items
 
 
 def configured_upstreams(entries, environ=os.environ) -> list[Upstream]:
@@ -150,20 +184,31 @@ class Registry:
     def __init__(self, providers: list):
         self.providers = {p.upstream.name: p for p in providers}
         self.created = int(time.time())
+        self._embedding_models = frozenset(m for p in providers for m in p.upstream.models
+                                           if p.upstream.embeds(m))
 
-    def routes(self, model: str, provider: str | None = None) -> list[Route]:
-        """Candidates for a model, best first; raises when nothing serves it."""
+    def routes(self, model: str, provider: str | None = None, purpose: str = CHAT
+               ) -> list[Route]:
+        """Candidates for a model (for chat or embeddings requests), best first; raises when
+        nothing serves it (404), or nothing for this purpose (400)."""
         if provider is not None:
             if provider not in self.providers:
                 raise InvalidRequest(f"unknown provider '{provider}'", param="provider")
             candidates = [self.providers[provider]]
         else:
             candidates = list(self.providers.values())
-        routes = [Route(p, m) for p in candidates if (m := p.upstream.upstream_model(model))]
-        if not routes:
+        serving = [(p, m) for p in candidates if (m := p.upstream.upstream_model(model))]
+        if not serving:
             where = f" on provider '{provider}'" if provider else ""
             raise ModelNotFound(f"The model '{model}' does not exist{where}", param="model")
+        routes = [Route(p, m) for p, m in serving if p.upstream.serves(model, purpose)]
+        if not routes:
+            raise wrong_purpose(model, purpose, [p.upstream.type for p, _ in serving])
         return routes
+
+    def embedding_models(self) -> frozenset[str]:
+        """Client-facing names of every listed embedding model (worked out once)."""
+        return self._embedding_models
 
     def models(self) -> list[tuple[str, str]]:
         """(model, provider name) for every listed model, first provider wins."""
@@ -172,6 +217,20 @@ class Registry:
             for model in p.upstream.models:
                 seen.setdefault(model, p.upstream.name)
         return sorted(seen.items())
+
+
+def wrong_purpose(model: str, purpose: str, types: list[str]) -> InvalidRequest:
+    """The 400 for a chat request to an embedding model, or the reverse."""
+    if purpose == CHAT:
+        message = (f"The model '{model}' is an embedding model; it cannot chat. Call "
+                   "POST /v1/embeddings (or :embedContent / :batchEmbedContents) with it.")
+    elif all(t == "anthropic" for t in types):
+        message = (f"The model '{model}' is served by an Anthropic-type provider, and the "
+                   "Anthropic API has no embeddings; use an embedding model (see GET /v1/models).")
+    else:
+        message = (f"The model '{model}' is a chat model, not an embedding model; use an "
+                   "embedding model (see GET /v1/models).")
+    return InvalidRequest(message, param="model", code="unsupported_model")
 
 
 def build_registry(config, session_factory) -> Registry:

@@ -13,10 +13,10 @@ PER_HOUR, PER_MINUTE, MODELS = "requests_per_hour", "requests_per_minute", "mode
 FIELDS = (PER_HOUR, PER_MINUTE, MODELS)
 
 DEFAULT_PLANS = {
-    "free": {PER_HOUR: 200, PER_MINUTE: {"chat": 10, "images": 5}},
-    "standard": {PER_MINUTE: {"chat": 60, "images": 20}},
-    "pro": {PER_HOUR: 2000, PER_MINUTE: {"chat": 300, "images": 60}},
-    "lifetime": {PER_HOUR: 2000, PER_MINUTE: {"chat": 300, "images": 60}},
+    "free": {PER_HOUR: 200, PER_MINUTE: {"chat": 10, "images": 5, "embeddings": 20}},
+    "standard": {PER_MINUTE: {"chat": 60, "images": 20, "embeddings": 120}},
+    "pro": {PER_HOUR: 2000, PER_MINUTE: {"chat": 300, "images": 60, "embeddings": 600}},
+    "lifetime": {PER_HOUR: 2000, PER_MINUTE: {"chat": 300, "images": 60, "embeddings": 600}},
     "enterprise": {},  # limits set per user (flask users limits NAME ...)
 }
 

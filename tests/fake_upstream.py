@@ -4,8 +4,9 @@ It serves real HTTP (JSON and SSE with chunked encoding), records every request 
 and can be slow, silent, broken or failing on demand. Replies are queued with `fake.push(...)`;
 with none queued it answers by echoing the last user message. The wire format follows the
 path: `.../messages` is Anthropic (tests/fake_anthropic.py), `.../models/M:method` is Gemini
-(tests/fake_gemini.py), `.../responses` OpenAI Responses (tests/fake_responses.py), anything
-else OpenAI Chat Completions (below). GET paths registered in
+(tests/fake_gemini.py), `.../responses` OpenAI Responses (tests/fake_responses.py),
+embeddings calls go to tests/fake_embeddings.py, anything else is OpenAI Chat Completions
+(below). GET paths registered in
 `fake.files` serve those bytes (images to fetch), or redirect when the type is "redirect".
 """
 
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
+
+from tests import fake_embeddings
 
 
 @dataclass
@@ -42,6 +45,7 @@ class Script:
     content_type: str | None = None
     raw_stream: bytes | None = None  # exact bytes to stream instead of generated chunks
     reasoning: bool = False  # Responses format: a reasoning item with a summary comes first
+    reverse_order: bool = False  # embeddings: list the vectors last input first
     quote_key: bool = False  # fail quoting the key received (mid-stream after a few events)
     interim_usage: bool = False  # Gemini: usageMetadata without candidatesTokenCount on chunks
 
@@ -63,6 +67,7 @@ class FakeUpstream:
         self.received: list[Received] = []
         self.sent_streams: list[bytes] = []
         self.files: dict[str, tuple[str, bytes]] = {}  # GET path -> (content type, bytes)
+        self.in_flight = self.most_in_flight = 0  # requests being answered at once (at most)
         self.lock = threading.Lock()
         self.server = make_server("127.0.0.1", 0, self.wsgi, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
@@ -95,9 +100,15 @@ class FakeUpstream:
         with self.lock:
             self.received.append(record)
             script = self.scripts.popleft() if self.scripts else Script()
-        if script.delay:
-            time.sleep(script.delay)
-        response = self._respond(request, payload, script, record, environ)
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            if script.delay:
+                time.sleep(script.delay)
+            response = self._respond(request, payload, script, record, environ)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
         return response(environ, start_response)
 
     def _respond(self, request, payload, script, record, environ):
@@ -119,6 +130,10 @@ class FakeUpstream:
             return Response(json.dumps(script.body if script.body is not None
                                        else fmt.error_body(script.status)),
                             status=script.status, headers=script.headers,
+                            content_type=script.content_type or "application/json")
+        if fake_embeddings.handles(request.path):
+            status, body = fake_embeddings.answer(request.path, payload or {}, script)
+            return Response(json.dumps(body), status=status, headers=script.headers,
                             content_type=script.content_type or "application/json")
         if request.path.endswith(("/count_tokens", ":countTokens", "/input_tokens")):
             return Response(json.dumps(fmt.count(payload)), content_type="application/json")

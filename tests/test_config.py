@@ -51,6 +51,31 @@ def test_entry_overrides_preset_and_aliases():
     assert up.models == {"gpt-4o": "gpt-4o", "best": "gpt-4o"}
 
 
+def test_embedding_models_from_presets_and_entries():
+    up = parse_upstream({"name": "openai"}, {"OPENAI_API_KEY": "sk-x"})
+    assert up.embeds("text-embedding-3-small") and not up.embeds("o3")
+    assert up.serves("o3", "chat") and not up.serves("o3", "embeddings")
+    up = parse_upstream({"name": "gemini", "embedding_models": []}, {})
+    assert up.embedding_models == frozenset() and "gemini-embedding-001" not in up.models
+    up = parse_upstream({"name": "gemini", "models": ["gemini-2.5-pro"]}, {})
+    assert up.embedding_models == frozenset()  # own models replace the preset's, embeddings too
+    up = parse_upstream({"name": "local", "type": "openai-compatible", "base_url": "http://h",
+                         "models": ["llama", "*/*"], "embedding_models": ["nomic", "embed/*"],
+                         "aliases": {"docs": "nomic", "talk": "llama"}}, {})
+    assert [up.embeds(m) for m in ("nomic", "docs", "llama", "talk", "embed/x", "chat/x")] == [
+        True, True, False, False, True, False]
+    assert up.upstream_model("docs") == "nomic"
+
+
+@pytest.mark.parametrize("entry, problem", [
+    ({"name": "anthropic", "embedding_models": ["claude-embed"]}, "no embeddings API"),
+    ({"name": "openai", "embedding_models": "text-embedding-3-small"}, "list of model names"),
+])
+def test_bad_embedding_models_are_refused(entry, problem):
+    with pytest.raises(ValueError, match=problem):
+        parse_upstream(entry, {})
+
+
 @pytest.mark.parametrize("entry, problem", [
     ({"name": "x", "type": "openai", "base_url": "http://h", "api_key": "sk-1"}, "environment"),
     ({"name": "x", "type": "carrier-pigeon", "base_url": "http://h"}, "type"),

@@ -157,3 +157,26 @@ def test_translated_streams_under_gunicorn(server, upstream):
     assert record.stream_closed_by_peer_at - left_at < 1.5
     logs = server.logs()
     assert server.key not in logs and UPSTREAM_KEY not in logs
+
+
+def test_embeddings_split_for_gemini_run_in_parallel(upstream, tmp_path, monkeypatch):
+    """Under gevent, the calls after the first of a split request overlap (at most 4 at once),
+    and the vectors still come back in the inputs' order."""
+    from tests.fake_embeddings import vector
+
+    monkeypatch.setenv(UPSTREAM_KEY_ENV, UPSTREAM_KEY)
+    providers = [{**every_provider_type(upstream)[2], "embedding_models": ["gemini-embedding-001"]}]
+    srv = GunicornServer(tmp_path, providers=providers)
+    key = srv.create_key()
+    srv.start()
+    try:
+        upstream.push(*[Script(delay=0.3) for _ in range(6)])
+        texts = [f"input {i}" for i in range(550)]
+        sdk = openai.OpenAI(base_url=f"{srv.url}/v1", api_key=key, max_retries=0)
+        reply = sdk.embeddings.create(model="gemini-embedding-001", input=texts)
+        assert [d.embedding for d in reply.data] == [vector(t) for t in texts]
+        calls = [r for r in upstream.received if r.path.endswith(":batchEmbedContents")]
+        assert [len(c.json["requests"]) for c in calls] == [100, 100, 100, 100, 100, 50]
+        assert 2 <= upstream.most_in_flight <= 4
+    finally:
+        srv.stop()

@@ -57,6 +57,8 @@ class WireFormat(ABC):
     needs_inline_images = False
     # Client side: where this format's official SDK sends the key, as a 401 names it.
     key_header = "Authorization: Bearer KEY"
+    # The format's embeddings (a translation.embeddings.EmbeddingFormat), None if it has none.
+    embeddings = None
 
     # ---- request codec ------------------------------------------------------------------
     @abstractmethod
@@ -147,7 +149,8 @@ class WireFormat(ABC):
         """The model list answer for entries made by `model_entry`."""
 
     @abstractmethod
-    def model_entry(self, name: str, owner: str, created: int) -> dict: ...
+    def model_entry(self, name: str, owner: str, created: int, embeds: bool = False) -> dict:
+        """One model of the list; `embeds`: an embedding model (Gemini lists other methods)."""
 
     def model_id(self, segment: str) -> str:
         """The model a URL path segment names (Gemini's carry a `models/` prefix)."""

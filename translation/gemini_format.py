@@ -5,7 +5,7 @@ lists."""
 import json
 
 from errors import ModelNotFound
-from translation import gemini
+from translation import gemini, gemini_embeddings
 from translation.format import WireFormat
 from translation.gemini_stream import ArrayTap, PassthroughTap, StreamDecoder, StreamEncoder
 from translation.inbound import JSON_ARRAY, SSE
@@ -69,6 +69,7 @@ class GeminiFormat(WireFormat):
     name = gemini.WIRE
     key_header = "x-goog-api-key: KEY"  # what its SDK sends (a 401 names it)
     needs_inline_images = True  # inlineData wants the bytes; fileData only takes uploaded files
+    embeddings = gemini_embeddings
 
     def request_to_ir(self, inbound):
         return gemini.request_to_ir(inbound.body, model=inbound.model, stream=inbound.stream)
@@ -130,10 +131,11 @@ class GeminiFormat(WireFormat):
     def model_list(self, models):
         return {"models": models}
 
-    def model_entry(self, name, owner, created):
+    def model_entry(self, name, owner, created, embeds=False):
+        methods = gemini_embeddings.METHODS if embeds else gemini.METHODS
         return {"name": f"models/{name}", "baseModelId": name, "version": "001",
                 "displayName": name, "description": f"Served by provider {owner} through Tollgate.",
-                "supportedGenerationMethods": list(gemini.METHODS)}
+                "supportedGenerationMethods": list(methods)}
 
     def model_id(self, segment):
         return segment.removeprefix("models/")

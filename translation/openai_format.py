@@ -5,7 +5,7 @@ and model lists."""
 import json
 
 from errors import ModelNotFound
-from translation import openai
+from translation import openai, openai_embeddings
 from translation.format import WireFormat
 from translation.openai_stream import PassthroughTap, StreamDecoder, StreamEncoder
 from translation.sse import event_data, split_events
@@ -88,6 +88,7 @@ def _message_text(message: dict) -> str:
 
 class OpenAIFormat(WireFormat):
     name = openai.WIRE
+    embeddings = openai_embeddings
 
     def request_to_ir(self, inbound):
         return openai.request_to_ir(inbound.body)
@@ -146,7 +147,7 @@ class OpenAIFormat(WireFormat):
     def model_list(self, models):
         return {"object": "list", "data": models}
 
-    def model_entry(self, name, owner, created):
+    def model_entry(self, name, owner, created, embeds=False):
         return {"id": name, "object": "model", "created": created, "owned_by": owner}
 
     def model_missing(self, name):

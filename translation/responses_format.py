@@ -126,7 +126,7 @@ class ResponsesFormat(WireFormat):
     def model_list(self, models):
         return {"object": "list", "data": models}
 
-    def model_entry(self, name, owner, created):
+    def model_entry(self, name, owner, created, embeds=False):
         return {"id": name, "object": "model", "created": created, "owned_by": owner}
 
     def model_missing(self, name):

@@ -16,8 +16,10 @@ from tests.web.helpers import csrf_token, signup
 @pytest.fixture
 def settings(upstream):
     return {"SIGNUP_CREDITS": 10, "PROVIDERS": [provider_entry(upstream,
-                                                               models=("gpt-test", "gpt-big"))],
-            "PLANS": {"free": {"requests_per_minute": {"chat": 3}, "models": ["gpt-test"]}}}
+                                                               models=("gpt-test", "gpt-big"),
+                                                               embedding_models=["embed-test"])],
+            "PLANS": {"free": {"requests_per_minute": {"chat": 3},
+                               "models": ["gpt-test", "embed-*"]}}}
 
 
 def ask(client, token, **body):
@@ -96,3 +98,11 @@ def test_disabled_user_is_logged_out(app, client):
         accounts.set_disabled(db.session, user, True)
     assert client.get("/console").status_code == 302
     assert client.get("/playground").status_code == 302
+
+
+
+def test_the_page_offers_chat_models_only(app, client, upstream):
+    """An embedding model cannot chat: the playground's model list leaves it out."""
+    signup(client)
+    page = client.get("/playground").get_data(as_text=True)
+    assert "gpt-test" in page and "embed-test" not in page

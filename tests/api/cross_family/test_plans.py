@@ -64,7 +64,8 @@ def test_overrides_and_plan_changes_take_effect(app, gateway, upstream):
     cli(app, "users", "limits", "carol", "--reset")
     change(app, "users", "plan", "carol", "pro")  # pro (a default plan) allows every model
     assert sorted(m.id for m in sdk.models.list()) == ["gpt-big", "gpt-test", "mini-1"]
-    assert "pro: 2000/hour, chat 300/min, images 60/min" in cli(app, "users", "show", "carol")
+    assert "pro: 2000/hour, chat 300/min, embeddings 600/min, images 60/min" in cli(
+        app, "users", "show", "carol")
 
 
 def test_cli_refuses_unknown_plans_and_bad_limits(app):

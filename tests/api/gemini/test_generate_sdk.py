@@ -198,7 +198,7 @@ def test_broken_json_unknown_method_and_route(gateway, api_key):
     resp = requests.post(f"{gateway}/v1beta/models/gpt-test:generateContent", data=b"[1,",
                          headers=headers)
     assert resp.status_code == 400 and resp.json()["error"]["status"] == "INVALID_ARGUMENT"
-    resp = requests.post(f"{gateway}/v1beta/models/gpt-test:embedContent", json={},
+    resp = requests.post(f"{gateway}/v1beta/models/gpt-test:predict", json={},
                          headers=headers)
     assert resp.status_code == 404 and resp.json()["error"]["status"] == "NOT_FOUND"
     resp = requests.get(f"{gateway}/v1beta/cachedContents", headers=headers)
