@@ -15,6 +15,7 @@ from blueprints import (
     openai_api,
     ops,
     playground,
+    responses_api,
     site,
 )
 from config import load_config
@@ -27,6 +28,7 @@ from providers.breaker import make_breakers
 from providers.http import pooled_session
 from providers.media import ImageFetcher
 from providers.routing import Router
+from services.conversations import ConversationStore
 from services.embeddings import Embeddings
 from services.health import ProviderHealth
 from services.keys import KeyStore
@@ -54,6 +56,8 @@ def create_app(overrides=None):
     fetcher = ImageFetcher(max_bytes=app.config["IMAGE_FETCH_MAX_BYTES"],
                            timeout=app.config["IMAGE_FETCH_TIMEOUT"],
                            allow_private=app.config["IMAGE_FETCH_ALLOW_PRIVATE"])
+    app.extensions["conversations"] = ConversationStore(
+        billing.engine, retention_days=app.config["RESPONSES_RETENTION_DAYS"])
     app.extensions["embeddings"] = Embeddings(
         registry, billing, max_input_tokens=app.config["EMBEDDING_MAX_INPUT_TOKENS"],
         concurrency=app.config["EMBEDDING_UPSTREAM_CONCURRENCY"])
@@ -67,7 +71,7 @@ def create_app(overrides=None):
     app.register_blueprint(ops.bp)
     for page in (site, auth, console, playground, admin, admin_api, credits):
         app.register_blueprint(page.bp)
-    for family in (openai_api, anthropic_api, gemini_api):
+    for family in (openai_api, responses_api, anthropic_api, gemini_api):
         for prefix in family.BASE_PATHS:
             app.register_blueprint(family.bp, url_prefix=prefix,
                                    name=family.bp.name + prefix.replace("/", "_"))

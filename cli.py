@@ -1,4 +1,5 @@
-"""Operator commands: `flask users …`, `flask keys …`, `flask plans`, `flask providers`."""
+"""Operator commands: `flask users …`, `flask keys …`, `flask plans`, `flask providers`,
+`flask responses sweep`."""
 
 from datetime import timedelta
 from decimal import Decimal
@@ -20,6 +21,7 @@ from services.plans import MODELS, PER_HOUR, PER_MINUTE
 users = AppGroup("users", help="Manage users.")
 keys = AppGroup("keys", help="Manage API keys.")
 credits = AppGroup("credits", help="Grant credits and look at balances.")
+responses = AppGroup("responses", help="Stored Responses API responses.")
 
 
 def register(app):
@@ -29,6 +31,7 @@ def register(app):
     app.cli.add_command(providers)
     app.cli.add_command(plans)
     app.cli.add_command(first_key)
+    app.cli.add_command(responses)
 
 
 def stored(value: str, what: str, max_length: int, allow_empty=False) -> str:
@@ -193,6 +196,14 @@ def _effective(user: User) -> str:
     plan = current_app.extensions["keys"].plans.for_user(user.plan, user.plan_overrides)
     custom = f"\n  overrides: {user.plan_overrides}" if user.plan_overrides else ""
     return f"{user.name} is on plan {plan.describe()}{custom}"
+
+
+@responses.command("sweep")
+def responses_sweep():
+    """Delete stored responses older than RESPONSES_RETENTION_DAYS."""
+    gone = current_app.extensions["conversations"].sweep()
+    click.echo(f"deleted {gone} stored responses older than "
+               f"{current_app.config['RESPONSES_RETENTION_DAYS']} days")
 
 
 @click.command("plans")

@@ -39,6 +39,9 @@ DEFAULTS = {
     "IMAGE_FETCH_MAX_BYTES": 10 * 1024 * 1024,  # image URLs fetched for Gemini: size cap
     "IMAGE_FETCH_TIMEOUT": 10.0,  # seconds, in total
     "IMAGE_FETCH_ALLOW_PRIVATE": False,  # True lets image URLs reach private/loopback addresses
+    # Stored Responses (POST /v1/responses with store, the default): kept this many days, then
+    # swept (hourly by each worker, or `flask responses sweep`).
+    "RESPONSES_RETENTION_DAYS": 30,
     # Embeddings: the most (estimated) input tokens one request may embed, and how many upstream
     # calls of one request (Gemini takes 100 inputs a call) run at once.
     "EMBEDDING_MAX_INPUT_TOKENS": 500_000,

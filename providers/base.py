@@ -15,6 +15,9 @@ class Provider:
     supports_embeddings = False  # True: embed() asks the upstream for embeddings
     max_embedding_inputs = 0  # the most inputs one embed() call may carry
     defaults: dict = {}  # upstream settings of this type when neither entry nor preset gives them
+    # Other wire formats the same upstream speaks -> the adapter for each (providers.registry
+    # fills it in; an OpenAI-type upstream with `responses = true` has a Responses dialect).
+    dialects: dict = {}
 
     def __init__(self, upstream, session, *, timeout):
         self.upstream, self.session, self.timeout = upstream, session, timeout

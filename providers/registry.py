@@ -1,5 +1,6 @@
 """Which upstream serves which model: provider entries from config, presets, and routing."""
 
+import copy
 import fnmatch
 import logging
 import os
@@ -11,12 +12,13 @@ from providers.anthropic import AnthropicProvider
 from providers.gemini import GeminiProvider
 from providers.keypool import ApiKey
 from providers.openai import OpenAIProvider
+from providers.responses import ResponsesProvider
 
 log = logging.getLogger(__name__)
 CHAT, EMBEDDINGS = "chat", "embeddings"  # purposes: which endpoints may call a model
 
 # One adapter class per upstream wire format; a provider's `type` is its wire format's name.
-ADAPTERS = (OpenAIProvider, AnthropicProvider, GeminiProvider)
+ADAPTERS = (OpenAIProvider, AnthropicProvider, GeminiProvider, ResponsesProvider)
 # Older spellings of a type, and the settings they stand for: an "openai-compatible" server is an
 # OpenAI-type upstream that knows max_tokens only (OpenAI's reasoning models reject max_tokens).
 TYPE_ALIASES = {"openai-compatible": {"type": "openai", "output_limit_field": "max_tokens"}}
@@ -24,7 +26,7 @@ TYPE_ALIASES = {"openai-compatible": {"type": "openai", "output_limit_field": "m
 # Known providers: base URL, wire format and the environment variable holding the key.
 PRESETS = {
     "openai": {"type": "openai", "base_url": "https://api.openai.com/v1",
-               "api_key_env": "OPENAI_API_KEY",
+               "api_key_env": "OPENAI_API_KEY", "responses": True,
                "models": ["gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o", "gpt-4o-mini",
                           "o3", "o3-mini", "o4-mini"],
                "embedding_models": ["text-embedding-3-small", "text-embedding-3-large",
@@ -73,6 +75,7 @@ class Upstream:
     keys: tuple = field(repr=False, default=())  # providers.keypool.ApiKey, in config order
     weight: float | None = None  # share of traffic among providers of the same priority
     priority: int = 0  # lower first; a higher one is used only when the lower ones fail
+    responses: bool = False  # OpenAI type: the upstream also serves POST /responses
 
     @property
     def wire_format(self) -> str:
@@ -103,6 +106,17 @@ class Route:
     provider: object  # a provider adapter (providers.openai.OpenAIProvider, …)
     upstream_model: str
 
+    def speaking(self, wire_format: str) -> "Route":
+        """This route through the adapter for `wire_format` when the provider's upstream also
+        speaks it (a dialect), else the route as it is."""
+        dialect = self.provider.dialects.get(wire_format)
+        if dialect is None:
+            return self
+        if dialect.upstream is not self.provider.upstream:  # a route bound to one URL and key
+            dialect = copy.copy(dialect)
+            dialect.upstream, dialect.timeout = self.provider.upstream, self.provider.timeout
+        return Route(dialect, self.upstream_model)
+
 
 def parse_upstream(entry: dict, environ) -> Upstream:
     """Build an Upstream from a config table, filling gaps from the preset of the same name."""
@@ -131,6 +145,10 @@ def parse_upstream(entry: dict, environ) -> Upstream:
         models[alias] = target
         if target in embedding:  # an alias of an embedding model is one too
             embedding.add(alias)
+    responses = spec.get("responses", False)
+    if not isinstance(responses, bool) or (responses and kind != OpenAIProvider.wire_format):
+        raise ValueError(f"provider {name}: responses must be true or false, and only on "
+                         "openai-type providers")
     keys = _keys(spec, environ)
     urls = _base_urls(name, spec)
     return Upstream(name=name, type=spec["type"], base_url=urls[0],
@@ -138,7 +156,8 @@ def parse_upstream(entry: dict, environ) -> Upstream:
                     patterns=tuple(patterns), output_limit_field=spec.get("output_limit_field"),
                     embedding_models=frozenset(embedding), base_urls=urls, keys=keys,
                     weight=_number(name, spec, "weight", float, low=0.0),
-                    priority=_number(name, spec, "priority", int) or 0)
+                    priority=_number(name, spec, "priority", int) or 0,
+                    responses=responses)
 
 
 def _base_urls(name, spec) -> tuple:
@@ -276,6 +295,10 @@ def build_registry(config, session_factory) -> Registry:
     providers = []
     for upstream in configured_upstreams(config["PROVIDERS"]):
         timeout = (config["UPSTREAM_CONNECT_TIMEOUT"], config["UPSTREAM_READ_TIMEOUT"])
-        providers.append(adapter_for(upstream.type)(upstream, session_factory(),
-                                                    timeout=timeout))
+        session = session_factory()
+        adapter = adapter_for(upstream.type)(upstream, session, timeout=timeout)
+        if upstream.responses:  # the same upstream and pool, spoken to in the Responses format
+            dialect = ResponsesProvider(upstream, session, timeout=timeout)
+            adapter.dialects = {dialect.wire_format: dialect}
+        providers.append(adapter)
     return Registry(providers)

@@ -80,9 +80,11 @@ class Relay:
         spent retry budget, reaches the client."""
         plan = self.router.plan(routes)
         for route in plan:
-            exchange = exchange_for(inbound, route, limit, fetcher=self.fetcher)
+            # a Responses client on an upstream's Responses dialect (the plan keeps `route`)
+            spoken = route.speaking(inbound.format)
+            exchange = exchange_for(inbound, spoken, limit, fetcher=self.fetcher)
             try:
-                resp = route.provider.open(exchange.payload, model=route.upstream_model,
+                resp = spoken.provider.open(exchange.payload, model=route.upstream_model,
                                            stream=inbound.stream, headers=exchange.headers)
                 if not inbound.stream:
                     served = exchange.answer(resp)
@@ -116,10 +118,11 @@ class Relay:
         client = FORMATS[inbound.format]
         req = None
         counting = [r for r in self.registry.routes(inbound.model, inbound.provider)
-                    if r.provider.counts_tokens]
+                    if r.speaking(inbound.format).provider.counts_tokens]
         plan = self.router.plan(counting)
         for route in plan:
-            dst = FORMATS[route.provider.wire_format]
+            spoken = route.speaking(inbound.format)
+            dst = FORMATS[spoken.provider.wire_format]
             if dst is client:
                 payload = client.count_passthrough(inbound, route.upstream_model)
             else:
@@ -128,7 +131,7 @@ class Relay:
                     self.fetcher.inline(req)
                 payload = dst.count_payload(req, route.upstream_model)
             try:
-                count = route.provider.count_tokens(payload, model=route.upstream_model)
+                count = spoken.provider.count_tokens(payload, model=route.upstream_model)
             except (UpstreamUnavailable, UpstreamError) as err:
                 plan.failed(route, err)  # raises what no other attempt could help with
                 log.warning("provider %s could not count tokens: %s",

@@ -104,7 +104,7 @@ def settings():
 
 
 BASE_PATHS = {"openai": "/v1", "openai-compatible": "/v1", "anthropic": "/v1",
-              "gemini": "/v1beta"}
+              "gemini": "/v1beta", "responses": "/v1"}
 
 
 def provider_entry(upstream, name="fake", models=("gpt-test",), type="openai", **extra):

@@ -4,8 +4,9 @@ It serves real HTTP (JSON and SSE with chunked encoding), records every request 
 and can be slow, silent, broken or failing on demand. Replies are queued with `fake.push(...)`;
 with none queued it answers by echoing the last user message. The wire format follows the
 path: `.../messages` is Anthropic (tests/fake_anthropic.py), `.../models/M:method` is Gemini
-(tests/fake_gemini.py), embeddings calls go to tests/fake_embeddings.py, anything else is
-OpenAI Chat Completions (below). GET paths registered in
+(tests/fake_gemini.py), `.../responses` OpenAI Responses (tests/fake_responses.py),
+embeddings calls go to tests/fake_embeddings.py, anything else is OpenAI Chat Completions
+(below). GET paths registered in
 `fake.files` serve those bytes (images to fetch), or redirect when the type is "redirect".
 """
 
@@ -43,6 +44,7 @@ class Script:
     tool_calls: list | None = None  # [(name, arguments dict), ...]: the model calls tools
     content_type: str | None = None
     raw_stream: bytes | None = None  # exact bytes to stream instead of generated chunks
+    reasoning: bool = False  # Responses format: a reasoning item with a summary comes first
     reverse_order: bool = False  # embeddings: list the vectors last input first
     quote_key: bool = False  # fail quoting the key received (mid-stream after a few events)
     interim_usage: bool = False  # Gemini: usageMetadata without candidatesTokenCount on chunks
@@ -133,7 +135,7 @@ class FakeUpstream:
             status, body = fake_embeddings.answer(request.path, payload or {}, script)
             return Response(json.dumps(body), status=status, headers=script.headers,
                             content_type=script.content_type or "application/json")
-        if request.path.endswith(("/count_tokens", ":countTokens")):
+        if request.path.endswith(("/count_tokens", ":countTokens", "/input_tokens")):
             return Response(json.dumps(fmt.count(payload)), content_type="application/json")
         if fmt.is_stream(request, payload):
             chunks = self._stream(fmt.stream_events(request, payload, script), script, record,
@@ -353,8 +355,10 @@ class _OpenAIWire:
 
 def wire_format(path: str):
     """The fake wire format a request path belongs to."""
-    from tests import fake_anthropic, fake_gemini
+    from tests import fake_anthropic, fake_gemini, fake_responses
 
+    if path.endswith(("/responses", "/responses/input_tokens")):
+        return fake_responses
     if path.endswith(("/messages", "/messages/count_tokens")):
         return fake_anthropic
     if ":" in path.rsplit("/", 1)[-1]:

@@ -109,6 +109,9 @@ class ChatRequest:
     include_usage: bool = False  # OpenAI clients: send the usage chunk in streams
     # JSON output: {"schema": JSON Schema or None (any JSON object), "name": optional}
     output_format: dict | None = None
+    # Request fields the client's answer repeats as they were sent (a Responses object echoes
+    # its instructions, tools, metadata, ...); read only by the client's own format.
+    echo: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -41,6 +41,10 @@ def anthropic_call(model, **extra):
                             "messages": [{"role": "user", "content": "hi"}]}
 
 
+def responses_call(model, **extra):
+    return "/v1/responses", {"model": model, "input": "hi", **extra}
+
+
 def gemini_call(model, method="generateContent", **extra):
     from urllib.parse import quote
     return (f"/v1beta/models/{quote(model, safe='', errors='surrogatepass')}:{method}",
@@ -54,7 +58,7 @@ def post(client, key, path, body):
 
 def field_named(family, resp, field):
     error = resp.get_json()["error"]
-    if family == "openai":
+    if family in ("openai", "responses"):
         return error["param"] == field
     return f"'{field}'" in error["message"]
 
@@ -69,8 +73,10 @@ def nothing_held_or_forwarded(app, upstream, user_id):
         assert ledger_gap(db.session, user_id) == 0
 
 
-CALLS = {"openai": openai_call, "anthropic": anthropic_call, "gemini": gemini_call}
+CALLS = {"openai": openai_call, "anthropic": anthropic_call, "gemini": gemini_call,
+         "responses": responses_call}
 SHAPES = {"openai": lambda e: "type" in e["error"] and "param" in e["error"],
+          "responses": lambda e: "type" in e["error"] and "param" in e["error"],
           "anthropic": lambda e: e["type"] == "error",
           "gemini": lambda e: e["error"]["status"] == "INVALID_ARGUMENT"}
 
