@@ -122,7 +122,7 @@ def test_rate_limit_is_exact_across_instances(fleet, books):
     assert statuses.count(200) == 10 and statuses.count(429) == 20, statuses
 
 
-@pytest.mark.skip(reason="leaves a hold open after a full-suite run (passes alone): under investigation")
+@pytest.mark.skip(reason="leaves a hold open late in full-suite runs (passes alone)")
 def test_ledger_balances_after_a_mixed_burst_on_both(fleet, books):
     a, b, upstream, _ = fleet
     user_id, key = user_key(books, "burst", plan="enterprise", credits="20")
