@@ -2,7 +2,9 @@
 
 Runs in the request's greenlet under gunicorn's gevent worker. A WSGI app learns of a client
 disconnect only when it next writes, so while the upstream is silent a watcher greenlet waits
-on the client socket and interrupts the upstream read the moment the client hangs up.
+on the client socket and, the moment the client hangs up, wakes the upstream read by shutting
+its socket for reading. No exception is thrown into the request's greenlet: one delivered
+asynchronously could land anywhere after the read (in the settlement, say) and lose a charge.
 """
 
 import logging
@@ -16,11 +18,6 @@ from errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
 from translation.sse import EventSplitter
 
 log = logging.getLogger(__name__)
-
-
-class ClientGone(BaseException):
-    """Raised into the streaming greenlet when the client closed its connection (a BaseException,
-    like GreenletExit: no handler of upstream faults may take it for one)."""
 
 
 def relay_events(resp, tap, *, max_seconds, client_socket=None, on_close=None):
@@ -68,7 +65,7 @@ def _relay(resp, tap, *, max_seconds, client_socket, on_close):
     """
     splitter = EventSplitter()
     state = {"reading": False, "gone": False}
-    watcher = _watch_client(client_socket, gevent.getcurrent(), state)
+    watcher = _watch_client(client_socket, resp, state)
     deadline = time.monotonic() + max_seconds
     outcome = "client_gone"  # what a GeneratorExit at a yield means
     try:
@@ -81,6 +78,8 @@ def _relay(resp, tap, *, max_seconds, client_socket, on_close):
             finally:
                 state["reading"] = False
             if not data:
+                if state["gone"]:  # the watcher woke the read: the client left
+                    return
                 break
             # everything one read brought goes out in one write: fewer syscalls per stream
             out = b"".join(filter(None, map(tap.feed, splitter.feed(data))))
@@ -97,8 +96,6 @@ def _relay(resp, tap, *, max_seconds, client_socket, on_close):
         outcome = "complete" if tap.finished else ("upstream_error" if tap.failed else "truncated")
         if outcome == "truncated":
             yield tap.error_event(UpstreamUnavailable("the upstream stream ended unexpectedly"))
-    except ClientGone:
-        outcome = "client_gone"
     except GatewayError as err:  # the provider layer's mapping of a broken or stalled upstream
         if state["gone"]:
             outcome = "client_gone"
@@ -119,8 +116,9 @@ def _relay(resp, tap, *, max_seconds, client_socket, on_close):
             on_close(tap, outcome)
 
 
-def _watch_client(client_socket, streamer, state):
-    """Start a greenlet that interrupts `streamer`'s upstream read once the client hangs up."""
+def _watch_client(client_socket, resp, state):
+    """Start a greenlet that wakes the upstream read (`resp.interrupt()`) once the client hangs
+    up; the relay loop then sees `state["gone"]` and ends the stream as the client's leaving."""
     if client_socket is None or not monkey.is_module_patched("socket"):
         return None
 
@@ -133,6 +131,6 @@ def _watch_client(client_socket, streamer, state):
             pass  # reset or closed: the client is gone
         state["gone"] = True
         if state["reading"]:
-            gevent.kill(streamer, ClientGone)
+            resp.interrupt()
 
     return gevent.spawn(watch)

@@ -122,7 +122,6 @@ def test_rate_limit_is_exact_across_instances(fleet, books):
     assert statuses.count(200) == 10 and statuses.count(429) == 20, statuses
 
 
-@pytest.mark.skip(reason="leaves a hold open late in full-suite runs (passes alone)")
 def test_ledger_balances_after_a_mixed_burst_on_both(fleet, books):
     a, b, upstream, _ = fleet
     user_id, key = user_key(books, "burst", plan="enterprise", credits="20")
@@ -143,9 +142,7 @@ def test_ledger_balances_after_a_mixed_burst_on_both(fleet, books):
         outcomes = list(pool.map(one, range(80)))
     upstream.scripts.clear()  # what requests refused with 402 left unused
     assert 200 in outcomes and 402 in outcomes  # some served, some out of credits
-    # Settlement is off the response path; at the end of a full suite on a loaded box the two
-    # instances' settle workers can lag: a stuck hold still fails, a slow one gets a minute.
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 30
     with books.app_context():
         while db.session.scalar(select(func.count(Hold.id)).where(Hold.user_id == user_id)):
             assert time.monotonic() < deadline, "holds still open"
