@@ -47,14 +47,24 @@ def database():
 
 
 @pytest.fixture(scope="module")
-def fleet(database, tmp_path_factory):
+def flaky():
+    """A fake upstream of its own for the burst that fails on purpose: the breaker its 500s may
+    open (shared by both instances) must not stop the other tests' upstream."""
+    fake = FakeUpstream().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def fleet(database, flaky, tmp_path_factory):
     """(instance A, instance B, the fake upstream, the dead URL's listener)."""
     upstream, dead = FakeUpstream().start(), Refuser()
     saved = os.environ.get(UPSTREAM_KEY_ENV)
     os.environ[UPSTREAM_KEY_ENV] = UPSTREAM_KEY  # the servers' environment is copied from ours
     providers = [provider_entry(upstream),
                  {**provider_entry(upstream, "dead", ("gpt-dead",)),
-                  "base_url": f"{dead.url}/v1"}]
+                  "base_url": f"{dead.url}/v1"},
+                 provider_entry(flaky, "flaky", ("gpt-flaky",))]
     env = {"REDIS_URL": REDIS_URL, "GATEWAY_KEY_CACHE_TTL": str(KEY_TTL),
            "GATEWAY_RATELIMIT_STORAGE_OPTIONS": json.dumps(
                {"key_prefix": f"tollgate-test-{uuid.uuid4().hex}"}),
@@ -122,15 +132,15 @@ def test_rate_limit_is_exact_across_instances(fleet, books):
     assert statuses.count(200) == 10 and statuses.count(429) == 20, statuses
 
 
-def test_ledger_balances_after_a_mixed_burst_on_both(fleet, books):
-    a, b, upstream, _ = fleet
+def test_ledger_balances_after_a_mixed_burst_on_both(fleet, books, flaky):
+    a, b, _, _ = fleet
     user_id, key = user_key(books, "burst", plan="enterprise", credits="20")
-    upstream.push(*[Script(status=500) if i % 7 == 0 else Script(delay=0.02)
+    flaky.push(*[Script(status=500) if i % 7 == 0 else Script(delay=0.02)
                     for i in range(80)])
 
     def one(i):
         url = (a.url, b.url)[i % 2]
-        body = {**BODY, "stream": i % 3 == 0, "max_tokens": 500}
+        body = {**BODY, "model": "gpt-flaky", "stream": i % 3 == 0, "max_tokens": 500}
         resp = post(url, key, body, stream=True)
         if i % 5 == 0 and body["stream"]:
             resp.close()  # the client leaves mid-stream
@@ -140,7 +150,7 @@ def test_ledger_balances_after_a_mixed_burst_on_both(fleet, books):
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         outcomes = list(pool.map(one, range(80)))
-    upstream.scripts.clear()  # what requests refused with 402 left unused
+    flaky.scripts.clear()  # what requests refused with 402 left unused
     assert 200 in outcomes and 402 in outcomes  # some served, some out of credits
     deadline = time.monotonic() + 30
     with books.app_context():
@@ -152,7 +162,7 @@ def test_ledger_balances_after_a_mixed_burst_on_both(fleet, books):
         assert balance(db.session, user_id)[0] >= 0
         providers = set(db.session.scalars(select(UsageRecord.provider).distinct()
                                            .where(UsageRecord.user_id == user_id)))
-        assert providers == {"fake"}
+        assert providers == {"flaky"}
 
 
 def test_revoked_key_stops_on_both_within_the_ttl(fleet, books):
