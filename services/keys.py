@@ -73,6 +73,17 @@ class KeyStore:
         self._lock = Lock()
         self.plans = plans
 
+    def cached(self, presented: str | None) -> Caller | None:
+        """The Caller for a usable key resolved within the last `ttl` seconds, else None (not
+        looked up: then ask `authenticate`)."""
+        if not presented or len(presented) > 256:
+            return None
+        with self._lock:
+            found = self._cache.get(digest(presented))
+        if found is None or (found.expires_at is not None and found.expires_at <= utcnow()):
+            return None
+        return found
+
     def authenticate(self, session, presented: str | None) -> Caller | None:
         """The Caller for a usable key, else None; at most one database query per key per ttl."""
         if not presented or len(presented) > 256:
