@@ -19,7 +19,9 @@ DEFAULTS = {
     "UPSTREAM_CONNECT_TIMEOUT": 5.0,
     "UPSTREAM_READ_TIMEOUT": 120.0,  # the longest silence tolerated between bytes
     "UPSTREAM_MAX_STREAM_SECONDS": 900.0,  # streams are cut after this long
-    "UPSTREAM_POOL_SIZE": 256,  # pooled connections per provider
+    # Pooled connections per upstream host and worker: at least the streams a worker holds open
+    # (gunicorn's worker_connections), or the connections past it are discarded after a burst.
+    "UPSTREAM_POOL_SIZE": 10_000,
     # Resilience: attempts before the first byte reaches the client (URLs, keys, providers).
     "UPSTREAM_RETRY_ATTEMPTS": 4,  # attempts per request, the first included
     "UPSTREAM_RETRY_BUDGET": 30.0,  # seconds after which no new attempt starts
