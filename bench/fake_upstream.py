@@ -89,7 +89,7 @@ def _embeddings() -> bytes:
 COMPLETION = _completion()
 EMBEDDINGS = _embeddings()
 STREAMS = {False: _stream_events(False), True: _stream_events(True)}
-# A model named LONG_MODEL streams ten times the content chunks (bench/edge.py: CPU per chunk).
+# A model named LONG_MODEL streams ten times the content chunks (bench/inprocess.py: CPU per chunk).
 LONG_MODEL, LONG_STREAMS = MODEL + "-long", {u: _stream_events(u, 10) for u in (False, True)}
 JSON_HEADERS = [("Content-Type", "application/json"), ("Content-Length", str(len(COMPLETION)))]
 SSE_HEADERS = [("Content-Type", "text/event-stream; charset=utf-8"),

@@ -61,6 +61,7 @@ class StreamEncoder(Encoder):
         self.seq = 0
         self.output: list[dict] = []
         self.open: int | None = None  # output index of the item still streaming
+        self.pending: list[str] = []  # its text or arguments streamed since last written in
         self.calls: dict[int, int] = {}  # IR tool-call index -> output index
         self.stop_reason = ir.STOP
         self.usage = None
@@ -88,7 +89,10 @@ class StreamEncoder(Encoder):
                               item=dict(self.output[index]))
         elif isinstance(event, ir.ToolCallDelta) and event.index in self.calls:
             index = self.calls[event.index]
-            self.output[index]["arguments"] += event.arguments
+            if index == self.open:
+                self.pending.append(event.arguments)
+            else:
+                self.output[index]["arguments"] += event.arguments
             out += self._emit("response.function_call_arguments.delta",
                               item_id=self.output[index]["id"], output_index=index,
                               delta=event.arguments)
@@ -110,6 +114,7 @@ class StreamEncoder(Encoder):
                 + self._emit("response.in_progress", response=skeleton))
 
     def _response(self, status, **extra) -> dict:
+        self._write_pending()
         return response_object(self.id, self.created, self.req, [dict(i) for i in self.output],
                                status=status, **extra)
 
@@ -126,15 +131,27 @@ class StreamEncoder(Encoder):
             out += self._emit("response.content_part.added", item_id=item["id"],
                               output_index=index, content_index=0, part=output_text(""))
         item = self.output[self.open]
-        item["content"][0]["text"] += text
+        self.pending.append(text)  # not `text += ...` per delta: that copies all the text so far
         return out + self._emit("response.output_text.delta", item_id=item["id"],
                                 output_index=self.open, content_index=0, delta=text,
                                 logprobs=[])
+
+    def _write_pending(self) -> None:
+        """Join what the open item streamed since last time into it."""
+        if self.open is None or not self.pending:
+            return
+        item, text = self.output[self.open], "".join(self.pending)
+        self.pending.clear()
+        if item["type"] == "message":
+            item["content"][0]["text"] += text
+        else:
+            item["arguments"] += text
 
     def _close(self, status: str = "completed") -> bytes:
         """Finish the item still open: its .done events, then output_item.done."""
         if self.open is None:
             return b""
+        self._write_pending()
         index, self.open = self.open, None
         item = self.output[index]
         item["status"] = status
@@ -184,7 +201,7 @@ class StreamDecoder(Decoder):
     """Upstream Responses events -> IR events."""
 
     def __init__(self):
-        self.calls: dict[str, dict] = {}  # item id -> {"index": n, "args": streamed so far}
+        self.calls: dict[str, dict] = {}  # item id -> {"index": n, "args": whether any streamed}
         self.count = 0
         self.started = False
 
@@ -238,7 +255,7 @@ class StreamDecoder(Decoder):
         call = self.calls.get(item_id)
         if call is None or not delta:
             return []
-        call["args"] += delta
+        call["args"] = True
         return [ir.ToolCallDelta(call["index"], delta)]
 
     def _end(self, response) -> list:

@@ -1,6 +1,6 @@
 """The gateway's own cost per request, measured in-process: CPU, Python calls, Redis round trips.
 
-    .venv/bin/python bench/edge.py [--requests 1000] [--redis URL] [--database URL]
+    .venv/bin/python bench/inprocess.py [--requests 1000] [--redis URL] [--database URL]
                                    [--chunk-delay-ms 2] [--gateway-root DIR]
 
 The app (create_app, from --gateway-root) serves requests one at a time through Flask's test
