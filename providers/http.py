@@ -95,7 +95,15 @@ class UpstreamResponse:
         self._resp, self.upstream = resp, upstream
         self.status = resp.status_code
         self.content_type = resp.headers.get("content-type", "")
-        self._read1 = resp.raw.read1
+        raw = resp.raw
+        self._read1 = raw.read1
+        # An unencoded body is read from http.client's response under urllib3's, as urllib3
+        # would (read1, chunked framing undone), without its per-read bookkeeping; the
+        # connection goes back to the pool at the end as urllib3 would do it.
+        fp = getattr(raw, "_fp", None)
+        if fp is not None and hasattr(fp, "read1") and not resp.headers.get("content-encoding"):
+            self._fp, self._raw = fp, raw
+            self.read = self._read_direct
 
     def body(self) -> bytes:
         """The whole body; a JSON error object sent with a 2xx status raises UpstreamError."""
@@ -134,6 +142,17 @@ class UpstreamResponse:
             raise UpstreamTimeout("the upstream stopped sending") from exc
         except Exception as exc:  # urllib3 ProtocolError, OSError, a bad chunk: the link broke
             raise UpstreamUnavailable("the upstream connection broke mid-stream") from exc
+
+    def _read_direct(self, size: int = READ_SIZE) -> bytes:
+        try:
+            data = self._fp.read1(size)
+        except (TimeoutError, requests.Timeout) as exc:
+            raise UpstreamTimeout("the upstream stopped sending") from exc
+        except Exception as exc:  # IncompleteRead, OSError, a bad chunk: the link broke
+            raise UpstreamUnavailable("the upstream connection broke mid-stream") from exc
+        if not data and self._fp.isclosed():  # the whole body was read: the link is reusable
+            self._raw.release_conn()
+        return data
 
     def interrupt(self) -> None:
         """Wake a read of this stream blocked in another greenlet: the socket is shut for

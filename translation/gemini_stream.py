@@ -177,8 +177,8 @@ class PassthroughTap(Watcher):
         super().__init__(error_event)
 
     def watch(self, event: bytes) -> bytes | None:
-        data = event_data(event)
-        if b'"usageMetadata"' in data or b'"finishReason"' in data or b'"error"' in data:
+        if b'"usageMetadata"' in event or b'"finishReason"' in event or b'"error"' in event:
+            data = event_data(event)
             try:
                 chunk = json.loads(data)
             except ValueError:

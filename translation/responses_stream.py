@@ -283,26 +283,36 @@ class PassthroughTap(Watcher):
     def __init__(self):
         super().__init__(error_event)
         self.response_id = ""
-        self.seq = -1
+        self._seq = -1
+        self._last = b""  # the last content event, whose sequence number is read when needed
 
     def watch(self, event: bytes) -> bytes | None:
-        data = event_data(event)
-        head = data[:120]
+        head = event[:140]  # "event: ...\ndata: {"type": ...": the kind is near the start
         if b'"response.created"' in head or b'"response.completed"' in head or \
                 b'"response.incomplete"' in head or b'"response.failed"' in head or \
                 b'"error"' in head:
-            if self._lifecycle(data):  # a failure may quote what it was sent, the key too
+            self._last = b""
+            if self._lifecycle(event_data(event)):  # a failure may quote the key too
                 return self.redacted(event)
         else:
-            self._sequence(data)
+            self._last = event
         return event
 
-    def _sequence(self, data: bytes) -> None:
-        at = data.rfind(b'"sequence_number":')
-        if at >= 0:
-            digits = data[at + 18:at + 40].strip().split(b",")[0].split(b"}")[0]
-            if digits.strip().isdigit():
-                self.seq = int(digits)
+    @property
+    def seq(self) -> int:
+        """The last sequence number the upstream sent."""
+        if self._last:
+            data, self._last = self._last, b""
+            at = data.rfind(b'"sequence_number":')
+            if at >= 0:
+                digits = data[at + 18:at + 40].strip().split(b",")[0].split(b"}")[0]
+                if digits.strip().isdigit():
+                    self._seq = int(digits)
+        return self._seq
+
+    @seq.setter
+    def seq(self, value: int) -> None:
+        self._last, self._seq = b"", value
 
     def _lifecycle(self, data: bytes) -> bool:
         """Read a lifecycle event; True when it reports a failure (or may: unreadable)."""
