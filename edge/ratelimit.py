@@ -5,9 +5,10 @@ A view joins a family with one decorator: `@limited("chat")`. The check runs aft
 and before the view body, so a refused request is neither forwarded nor charged."""
 
 import math
-from functools import lru_cache, wraps
+from functools import lru_cache, partial, wraps
 
 from flask import current_app, g, request
+from flask_limiter import Limiter
 from limits import RateLimitItemPerHour, RateLimitItemPerMinute
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -27,6 +28,7 @@ def init_app(app):
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXY_HOPS"],
                                 x_proto=app.config["TRUSTED_PROXY_HOPS"])
     limiter.init_app(app)
+    _off_the_request_path(app)
     guard = StorageGuard(app.config["RATELIMIT_ON_STORAGE_ERROR"],
                          app.config["RATELIMIT_STORAGE_RETRY"])
     app.extensions["ratelimit"] = guard
@@ -35,6 +37,23 @@ def init_app(app):
     # flask-limiter's storage (memory or Redis, as configured), walked in one call per request
     app.extensions["ratelimit_windows"] = Windows(lambda: limiter.storage)
     app.after_request(add_headers)
+
+
+def _off_the_request_path(app):
+    """Take flask-limiter's own hooks off every request: they resolve default and decorated
+    limits and write flask-limiter's headers, and the gateway declares none of either (its
+    limits are counted by check() in one storage call, its headers are add_headers'). A limit
+    declared with flask-limiter's decorators would still be checked (by its decorator), but
+    needs these hooks back for its headers and `deduct_when`."""
+    check, release = limiter._check_request_limit, limiter._Limiter__release_context
+
+    def theirs(hook):
+        return hook == check or hook == release or (
+            isinstance(hook, partial) and hook.func is Limiter._Limiter__inject_headers)
+
+    for hooks in (app.before_request_funcs, app.after_request_funcs,
+                  app.teardown_request_funcs):
+        hooks[None] = [hook for hook in hooks.get(None, []) if not theirs(hook)]
 
 
 def limited(family: str):
