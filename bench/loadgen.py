@@ -37,8 +37,8 @@ class BadResponse(Exception):
 class Connection:
     """One keep-alive HTTP/1.1 connection; reconnects when the server closes it."""
 
-    def __init__(self, host: str, port: int):
-        self.address = (host, port)
+    def __init__(self, host: str, port: int, timeout: float = 30):
+        self.address, self.timeout = (host, port), timeout
         self.sock = None
         self.buf = b""
         self.last_recv = 0.0
@@ -51,7 +51,7 @@ class Connection:
     def request(self, raw: bytes) -> tuple[int, bytes, float | None]:
         """Send a whole request; returns (status, body, time the first body byte arrived)."""
         if self.sock is None:
-            self.sock = gsocket.create_connection(self.address, timeout=30)
+            self.sock = gsocket.create_connection(self.address, timeout=self.timeout)
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.sendall(raw)
         end = self._until(b"\r\n\r\n")
@@ -322,7 +322,9 @@ def run_level(args) -> dict:
 
     def stream(i: int):
         gevent.sleep(args.ramp * i / args.level)
-        conn = Connection(args.host, args.port)
+        # no socket timeout of its own: a stream waits for its answer up to the deadline, so a
+        # late 503 is seen as one
+        conn = Connection(args.host, args.port, timeout=args.ramp + args.deadline)
         try:
             with gevent.Timeout(max(deadline - time.perf_counter(), 0.1)):
                 status, body, _ = conn.request(raw)

@@ -170,11 +170,12 @@ def run_load(url: str, key: str, *, stream: bool, concurrency: int, pids: list[i
 
 
 def level_test(url: str, key: str, gateway: subprocess.Popen, upstream: subprocess.Popen,
-               streams: int, backends: list[str], args) -> dict:
+               streams: int, backends: list[str], log_path: str, args) -> dict:
     argv = ["--port", url.rsplit(":", 1)[1], "--key", key, "--model", SLOW_MODEL, "--stream",
             "--level", str(streams), "--ramp", str(args.ramp), "--events", str(args.chunks + 4),
             "--deadline", str(args.chunks * args.chunk_interval + 60),
             "--pids", str(upstream.pid), str(gateway.pid), *backends]
+    log_start = os.path.getsize(log_path)
     start_rss, peak = rss_bytes(gateway), [0]
     stop = threading.Event()
 
@@ -191,6 +192,11 @@ def level_test(url: str, key: str, gateway: subprocess.Popen, upstream: subproce
         sampler.join()
     time.sleep(args.settle)
     result.update(rss_start=start_rss, rss_peak=peak[0], rss_after=rss_bytes(gateway))
+    with open(log_path, "rb") as fh:  # what the gateway itself answered, also to clients gone
+        fh.seek(log_start)
+        lines = fh.read().decode(errors="replace").splitlines()
+    result["logged_503"] = sum("status=503" in line for line in lines)
+    result["pool_timeouts"] = sum("database unavailable" in line for line in lines)
     return result
 
 
@@ -248,7 +254,9 @@ def level_report(levels: list[dict], args) -> list[str]:
     lines = [
         "", f"Slow streams through pg+redis with {args.workers} workers: {args.chunks} chunks, "
         f"one every {fmt(args.chunk_interval, 1)} s, opened over {fmt(args.ramp, 0)} s. CPU per "
-        "chunk: gateway CPU over the whole test / SSE events received.",
+        "chunk: gateway CPU over the whole test / SSE events received. 503: answers the clients "
+        "got / 503s in the gateway's log (also those sent after the client gave up) / of those, "
+        "database pool time-outs.",
         "",
         "| streams | complete | 503 | other outcomes | seconds | gateway CPU per chunk | "
         "PG + Redis CPU (s) | RSS start / peak / after (MB) |",
@@ -260,7 +268,8 @@ def level_report(levels: list[dict], args) -> list[str]:
         other = ", ".join(f"{n}: {c}" for n, c in sorted(outcomes.items())) or "-"
         per_chunk = f"{r['pid_cpu_s'][1] / r['events'] * 1000:.3f} ms" if r["events"] else "-"
         lines.append(
-            f"| {r['streams']} | {complete} ({complete / r['streams'] * 100:.0f}%) | {refused} "
+            f"| {r['streams']} | {complete} ({complete / r['streams'] * 100:.0f}%) "
+            f"| {refused} / {r['logged_503']} / {r['pool_timeouts']} "
             f"| {other} | {r['seconds']:.0f} | {per_chunk} | {sum(r['group_cpu_s']):.1f} "
             f"| {r['rss_start'] / mb:.0f} / {r['rss_peak'] / mb:.0f} / {r['rss_after'] / mb:.0f} |")
     examples = {n: e for r in levels for n, e in r["examples"].items()}
@@ -342,8 +351,9 @@ def main():
             if setup == setups[-1][0]:
                 for streams in levels:
                     print(f"level test: {streams} slow streams ...", file=sys.stderr, flush=True)
-                    level_rows.append(level_test(url, key, gateway, slow, streams,
-                                                 matches(args, True), args))
+                    level_rows.append(level_test(
+                        url, key, gateway, slow, streams, matches(args, True),
+                        os.path.join(servers.workdir, f"{name}.log"), args))
             if setup != "direct":
                 servers.procs = [(n, p) for n, p in servers.procs if p is not gateway]
                 os.killpg(gateway.pid, signal.SIGTERM)
