@@ -9,6 +9,7 @@ came with.
 
 An optional pause between stream chunks (to show the gateway relays without buffering) comes from
 the query string `?chunk_delay_ms=N`, else from the environment BENCH_CHUNK_DELAY_MS (default 0).
+BENCH_STREAM_CHUNKS sets how many content chunks a stream has (default 20, the words cycling).
 
 Served by gunicorn's gevent worker, as bench/run.py does:
 
@@ -36,6 +37,7 @@ USAGE = {"prompt_tokens": 58, "completion_tokens": len(WORDS), "total_tokens": 5
                                        "accepted_prediction_tokens": 0,
                                        "rejected_prediction_tokens": 0}}
 DEFAULT_DELAY_MS = float(os.environ.get("BENCH_CHUNK_DELAY_MS", "0") or 0)
+STREAM_CHUNKS = int(os.environ.get("BENCH_STREAM_CHUNKS", "0") or len(WORDS))
 
 
 def _dumps(obj) -> bytes:
@@ -64,8 +66,8 @@ def _chunk(delta: dict, finish=None, *, with_usage_field: bool) -> dict:
 def _stream_events(include_usage: bool, repeat: int = 1) -> list[bytes]:
     chunks = [_chunk({"role": "assistant", "content": "", "refusal": None},
                      with_usage_field=include_usage)]
-    chunks += [_chunk({"content": word}, with_usage_field=include_usage)
-               for word in WORDS * repeat]
+    chunks += [_chunk({"content": WORDS[i % len(WORDS)]}, with_usage_field=include_usage)
+               for i in range(STREAM_CHUNKS * repeat)]
     chunks.append(_chunk({}, "stop", with_usage_field=include_usage))
     if include_usage:
         usage_chunk = _chunk({}, with_usage_field=False)
