@@ -60,21 +60,20 @@ for i, key in ipairs(KEYS) do
         tail = redis.call('lindex', key, -1)
     end
     local count = redis.call('llen', key)
-    if tail and tonumber(tail) < start then
+    local oldest = tail or ARGV[1]
+    local stale = tail and tonumber(tail) < start
+    if stale then
         local low, high = 0, count - 1
-        count = 0
+        count, oldest = 0, ARGV[1]
         while low <= high do
             local mid = math.floor((low + high) / 2)
-            if tonumber(redis.call('lindex', key, mid)) >= start then
-                count, low = mid + 1, mid + 1
+            local entry = redis.call('lindex', key, mid)
+            if tonumber(entry) >= start then
+                count, oldest, low = mid + 1, entry, mid + 1
             else
                 high = mid - 1
             end
         end
-    end
-    local oldest = ARGV[1]
-    if count > 0 then
-        oldest = redis.call('lindex', key, count - 1)
     end
     if count >= size then
         result[1] = i
@@ -83,7 +82,9 @@ for i, key in ipairs(KEYS) do
         return result
     end
     redis.call('lpush', key, ARGV[1])
-    redis.call('ltrim', key, 0, size - 1)
+    if stale then
+        redis.call('ltrim', key, 0, size - 1)
+    end
     redis.call('expire', key, math.ceil(window))
     table.insert(result, count + 1)
     table.insert(result, oldest)
