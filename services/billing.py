@@ -167,8 +167,10 @@ class Billing:
 
     def _hold_pg(self, user_id: int, amount: Decimal) -> int | None:
         """PostgreSQL: one statement, one round trip. A pooled connection the server dropped
-        (no pre-ping checks them out) fails before the statement ran, and is tried once more on
-        a fresh one; the pool has then discarded the connections as old as it."""
+        (no pre-ping checks them out) fails the statement, which is tried once more on a fresh
+        connection; the pool has then discarded the connections as old as it. Should the server
+        have run it before the connection broke, that first hold is nobody's: the sweep releases
+        it after hold_ttl, so the credits are reserved a while, never lost."""
         params = {"account": user_id, "amount": amount, "created_at": utcnow()}
         for attempt in (1, 2):
             try:

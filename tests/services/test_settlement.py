@@ -3,6 +3,7 @@ refused one is set aside with its hold kept, and a database that is away is stil
 
 import logging
 import os
+import threading
 import time
 from decimal import Decimal
 
@@ -235,3 +236,34 @@ def test_connections_postgresql_dropped_do_not_fail_requests(app, client, backen
     assert app.extensions["billing"].flush(timeout=10)
     records, holds, gap = books(app, user_id)
     assert len(records) == 2 and holds == [] and gap == 0
+
+
+def test_open_streams_hold_no_database_connection(app, gateway, upstream):
+    """While streams are open (their key looked up, their credits held), no pooled connection
+    is checked out: holds and settlements never wait behind streams for one."""
+    from tests.fake_upstream import Script
+    user_id, key = make_user(app, credits=Decimal(100))
+    hold = threading.Event()
+    upstream.push(*[Script(content="first then the rest", hold=hold) for _ in range(3)])
+    opened = [requests.post(f"{gateway}/v1/chat/completions", stream=True, timeout=10,
+                            headers={"Authorization": f"Bearer {key}"},
+                            json={"model": "gpt-test", "stream": True,
+                                  "messages": [{"role": "user", "content": "hi"}]})
+              for _ in range(3)]
+    try:
+        lines = [resp.iter_lines() for resp in opened]
+        for resp, events in zip(opened, lines, strict=True):  # each stream has begun
+            assert resp.status_code == 200 and next(line for line in events if line)
+        with app.app_context():
+            assert db.engine.pool.checkedout() == 0
+        _, holds, _ = books(app, user_id)
+        assert len(holds) == 3  # each stream's credits are held meanwhile
+    finally:
+        hold.set()
+        rests = [[line for line in events if line] for events in lines]
+        for resp in opened:
+            resp.close()
+    assert all(rest[-1] == b"data: [DONE]" for rest in rests)
+    assert app.extensions["billing"].flush(timeout=10)
+    records, holds, gap = books(app, user_id)
+    assert len(records) == 3 and holds == [] and gap == 0
