@@ -9,8 +9,14 @@ from services.plans import DEFAULT_PLANS
 DEFAULTS = {
     # Storage. DATABASE_URL (or GATEWAY_DATABASE_URL) switches to PostgreSQL.
     "SQLALCHEMY_DATABASE_URI": None,  # None: sqlite file under the instance folder
-    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
-    "DATABASE_POOL_SIZE": 20,  # PostgreSQL connections per worker (and as many again in overflow)
+    # No pre-ping (a round trip on every checkout): connections are replaced after half an hour,
+    # and one the server dropped fails its statement, which is retried (holds, settlements) or
+    # answered 503; the pool then discards every connection as old as it.
+    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_recycle": 1800},
+    # PostgreSQL connections per worker (and as many again in overflow). A request holds one for
+    # a statement or two (key lookup, hold), never while it waits on the upstream or streams;
+    # the settlement worker holds one per batch.
+    "DATABASE_POOL_SIZE": 10,
     # Request handling.
     "MAX_CONTENT_LENGTH": 8 * 1024 * 1024,  # bytes; larger bodies get 413
     "KEY_CACHE_TTL": 5.0,  # seconds a key lookup is cached; a revoke takes effect within this
@@ -19,7 +25,9 @@ DEFAULTS = {
     "UPSTREAM_CONNECT_TIMEOUT": 5.0,
     "UPSTREAM_READ_TIMEOUT": 120.0,  # the longest silence tolerated between bytes
     "UPSTREAM_MAX_STREAM_SECONDS": 900.0,  # streams are cut after this long
-    "UPSTREAM_POOL_SIZE": 256,  # pooled connections per provider
+    # Pooled connections per upstream host and worker: at least the streams a worker holds open
+    # (gunicorn's worker_connections), or the connections past it are discarded after a burst.
+    "UPSTREAM_POOL_SIZE": 10_000,
     # Resilience: attempts before the first byte reaches the client (URLs, keys, providers).
     "UPSTREAM_RETRY_ATTEMPTS": 4,  # attempts per request, the first included
     "UPSTREAM_RETRY_BUDGET": 30.0,  # seconds after which no new attempt starts

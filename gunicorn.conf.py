@@ -1,6 +1,7 @@
 """gunicorn settings: server knobs only, no application imports."""
 
 import os
+import resource
 import shutil
 import tempfile
 
@@ -9,12 +10,27 @@ worker_class = "gunicorn_worker.JsonErrorWorker"  # gevent, with JSON error answ
 # One worker suits the embedded SQLite default and per-process memory limits; with PostgreSQL
 # and Redis, raise it (WEB_CONCURRENCY) to about the number of cores.
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
-worker_connections = int(os.environ.get("TOLLGATE_WORKER_CONNECTIONS", "1000"))
+# Every open connection is a greenlet and, while it streams, two sockets (the client's and the
+# upstream's). Streams spend their time waiting, so one worker holds thousands: the default is
+# 10,000 per worker, or what the process's file limit (raised to its hard limit here) allows.
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if _soft != _hard:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (_hard, _hard))
+_fd_room = (_hard - 200) // 2 if _hard != resource.RLIM_INFINITY else 10000
+worker_connections = int(os.environ.get("TOLLGATE_WORKER_CONNECTIONS",
+                                        str(max(min(10000, _fd_room), 100))))
+backlog = 4096  # connections queued while every worker is at worker_connections
 timeout = 30  # worker liveness under gevent, not a request deadline
 graceful_timeout = int(os.environ.get("TOLLGATE_GRACEFUL_TIMEOUT", "60"))  # lets streams drain
 keepalive = 5
-max_requests = 20000
-max_requests_jitter = 2000
+# Worker recycling is off by default: a recycled worker stops accepting, waits for its streams
+# (up to graceful_timeout) and its successor boots, so requests stall, and it takes with it
+# what a worker keeps in memory: memory:// rate-limit counts (limits would reset), the key
+# cache, breakers without Redis. The gateway's memory is bounded without it (the key cache
+# and the settlement queue have fixed sizes). TOLLGATE_MAX_REQUESTS=N turns it on, jittered
+# by a tenth so that workers do not restart together.
+max_requests = int(os.environ.get("TOLLGATE_MAX_REQUESTS", "0"))
+max_requests_jitter = max_requests // 10
 # The gateway writes one access line per request itself (with its request id, model, provider,
 # tokens and credits). gunicorn's own access log is off unless asked for; it never logs query
 # strings, where clients may pass keys as ?key=.

@@ -1,4 +1,5 @@
-"""The gunicorn worker: gevent's, with gunicorn's own error answers as JSON.
+"""The gunicorn worker: gevent's, with gunicorn's own error answers as JSON, and its heap
+handed back to the system after a burst of connections.
 
 gunicorn answers a request it cannot parse (a malformed request line, oversized headers, an
 unknown transfer coding) itself, before the app sees it, with an HTML page. This worker keeps
@@ -6,8 +7,10 @@ gunicorn's choice of status and message and sends them in the OpenAI error envel
 which every client of the gateway can read. Only errors.redact is imported from the app.
 """
 
+import ctypes
 import json
 
+import gevent
 from gunicorn import util
 from gunicorn.workers.ggevent import GeventWorker
 
@@ -31,3 +34,31 @@ class JsonErrorWorker(GeventWorker):
         # this process is the worker alone, so the HTML writer is replaced for it only.
         util.write_error = write_json_error
         super().init_process()
+
+    def run(self):
+        gevent.spawn(_trim_heap, self, TRIM_EVERY)
+        super().run()
+
+
+# After a burst (thousands of streams), what their greenlets and buffers used is free again but
+# stays mapped: glibc keeps freed memory inside its heap. When the open sockets (the event
+# loop's active watchers) have fallen to half their peak, the heap's free pages are handed
+# back, bringing the worker's resident memory back near its start. A trim walks the heap (some
+# milliseconds), so it runs once per burst, not on a timer alone.
+TRIM_EVERY = 10.0  # seconds between looks at the loop
+TRIM_AFTER = 200  # watchers at the peak below which there is nothing worth handing back
+
+
+def _trim_heap(worker, every: float):
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return
+    loop, peak = gevent.get_hub().loop, 0
+    while worker.alive:
+        gevent.sleep(every)
+        active = getattr(loop, "activecnt", 0)  # libev's count; libuv's loop has none
+        peak = max(peak, active)
+        if peak >= TRIM_AFTER and active <= peak // 2:
+            trim(0)
+            peak = active

@@ -67,6 +67,12 @@ def install_logging(log_format: str = "text", level: str = "INFO"):
         _attach(handler)
     for name in ("gunicorn.error", "gunicorn.access", "werkzeug"):
         _attach(logging.getLogger(name))
+    # What no format of ours (nor gunicorn's) shows is not gathered for every record, as the
+    # logging HOWTO's "Optimization" section suggests: thread and process names and the
+    # caller's frame (a stack walk per line). The process id stays (gunicorn shows it).
+    logging.logThreads = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None
 
 
 def install_redaction():

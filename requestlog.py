@@ -93,13 +93,14 @@ class _FirstByte:
         self._iter = iter(inner)
 
     def __iter__(self):
-        return self
+        return self._chunks()
 
-    def __next__(self):
-        chunk = next(self._iter)
-        if self.info.first_byte is None:
+    def _chunks(self):
+        for chunk in self._iter:
             self.info.first_byte = time.monotonic()
-        return chunk
+            yield chunk
+            break
+        yield from self._iter  # the rest passed on by the interpreter, not a call per chunk
 
     def close(self):
         close = getattr(self.inner, "close", None)

@@ -90,12 +90,13 @@ def _sqlite_pragmas(dbapi_connection, _record):
 
 
 def _refusing(value: str):
-    """A statement hook that fails like the driver does on a value it cannot store."""
+    """A statement hook that fails like the driver does on a value it cannot store (also inside
+    an array parameter, as set-based statements on PostgreSQL send them)."""
     def refuse(conn, _cursor, _statement, parameters, _context, executemany):
         rows = parameters if executemany else [parameters]
         for row in rows:
             values = row.values() if isinstance(row, dict) else (row or ())
-            if value in values:
+            if value in values or any(isinstance(v, list) and value in v for v in values):
                 raise conn.dialect.loaded_dbapi.DataError(f"refused value {value!r}")
     return refuse
 

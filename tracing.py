@@ -5,9 +5,10 @@ threads) each have their own, so every layer can reach the current request's id 
 and a stream relayed after the view returned still logs under its request's id.
 """
 
+import itertools
+import os
 import re
 import time
-import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -42,12 +43,31 @@ class RequestInfo:
 _current: ContextVar[RequestInfo | None] = ContextVar("tollgate_request", default=None)
 
 
+class _Ids:
+    """Request ids unique across processes and hosts: a random 64-bit prefix per process
+    (drawn again in a forked child) and a counter, so a request costs no system call."""
+
+    def __init__(self):
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self):
+        self.prefix = "req_" + os.urandom(8).hex()
+        self.counter = itertools.count(int.from_bytes(os.urandom(4)))
+
+    def new(self) -> str:
+        return f"{self.prefix}{next(self.counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+_ids = _Ids()
+
+
 def begin(client_id: str | None) -> RequestInfo:
     """Start a request: the client's id when well-formed, else a new one."""
     if client_id and REQUEST_ID.fullmatch(client_id):
         info = RequestInfo(client_id)
     else:
-        info = RequestInfo("req_" + uuid.uuid4().hex, generated=True)
+        info = RequestInfo(_ids.new(), generated=True)
     _current.set(info)
     return info
 

@@ -9,6 +9,7 @@ came with.
 
 An optional pause between stream chunks (to show the gateway relays without buffering) comes from
 the query string `?chunk_delay_ms=N`, else from the environment BENCH_CHUNK_DELAY_MS (default 0).
+BENCH_STREAM_CHUNKS sets how many content chunks a stream has (default 20, the words cycling).
 
 Served by gunicorn's gevent worker, as bench/run.py does:
 
@@ -36,6 +37,7 @@ USAGE = {"prompt_tokens": 58, "completion_tokens": len(WORDS), "total_tokens": 5
                                        "accepted_prediction_tokens": 0,
                                        "rejected_prediction_tokens": 0}}
 DEFAULT_DELAY_MS = float(os.environ.get("BENCH_CHUNK_DELAY_MS", "0") or 0)
+STREAM_CHUNKS = int(os.environ.get("BENCH_STREAM_CHUNKS") or 0) or len(WORDS)
 
 
 def _dumps(obj) -> bytes:
@@ -61,10 +63,11 @@ def _chunk(delta: dict, finish=None, *, with_usage_field: bool) -> dict:
     return chunk
 
 
-def _stream_events(include_usage: bool) -> list[bytes]:
+def _stream_events(include_usage: bool, repeat: int = 1) -> list[bytes]:
     chunks = [_chunk({"role": "assistant", "content": "", "refusal": None},
                      with_usage_field=include_usage)]
-    chunks += [_chunk({"content": word}, with_usage_field=include_usage) for word in WORDS]
+    chunks += [_chunk({"content": WORDS[i % len(WORDS)]}, with_usage_field=include_usage)
+               for i in range(STREAM_CHUNKS * repeat)]
     chunks.append(_chunk({}, "stop", with_usage_field=include_usage))
     if include_usage:
         usage_chunk = _chunk({}, with_usage_field=False)
@@ -88,6 +91,8 @@ def _embeddings() -> bytes:
 COMPLETION = _completion()
 EMBEDDINGS = _embeddings()
 STREAMS = {False: _stream_events(False), True: _stream_events(True)}
+# A model named LONG_MODEL streams ten times the content chunks (bench/inprocess.py: CPU per chunk).
+LONG_MODEL, LONG_STREAMS = MODEL + "-long", {u: _stream_events(u, 10) for u in (False, True)}
 JSON_HEADERS = [("Content-Type", "application/json"), ("Content-Length", str(len(COMPLETION)))]
 SSE_HEADERS = [("Content-Type", "text/event-stream; charset=utf-8"),
                ("Cache-Control", "no-cache")]
@@ -143,7 +148,7 @@ def app(environ, start_response):
         start_response("200 OK", JSON_HEADERS)
         return [COMPLETION]
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    events = STREAMS[include_usage]
+    events = (LONG_STREAMS if model == LONG_MODEL else STREAMS)[include_usage]
     query = parse_qs(environ.get("QUERY_STRING", ""))
     delay_ms = float(query["chunk_delay_ms"][0]) if "chunk_delay_ms" in query else DEFAULT_DELAY_MS
     start_response("200 OK", SSE_HEADERS)

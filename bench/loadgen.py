@@ -37,8 +37,8 @@ class BadResponse(Exception):
 class Connection:
     """One keep-alive HTTP/1.1 connection; reconnects when the server closes it."""
 
-    def __init__(self, host: str, port: int):
-        self.address = (host, port)
+    def __init__(self, host: str, port: int, timeout: float = 30):
+        self.address, self.timeout = (host, port), timeout
         self.sock = None
         self.buf = b""
         self.last_recv = 0.0
@@ -51,7 +51,7 @@ class Connection:
     def request(self, raw: bytes) -> tuple[int, bytes, float | None]:
         """Send a whole request; returns (status, body, time the first body byte arrived)."""
         if self.sock is None:
-            self.sock = gsocket.create_connection(self.address, timeout=30)
+            self.sock = gsocket.create_connection(self.address, timeout=self.timeout)
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.sendall(raw)
         end = self._until(b"\r\n\r\n")
@@ -164,6 +164,33 @@ def cpu_seconds(pid: int) -> float:
     return total + sum(cpu_seconds(child) for child in children)
 
 
+def matching_cpu(pattern: str) -> dict[int, float]:
+    """CPU seconds of every process whose command line matches the regular expression `pattern`
+    (re.search), by pid: the PostgreSQL backends serving one database ("postgres: 15/main:
+    postgres DBNAME 127.0.0.1(port) idle"), a redis-server."""
+    found, regex = {}, re.compile(pattern)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace")
+            if not regex.search(cmdline):
+                continue
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            found[int(entry)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def group_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU used between two matching_cpu() snapshots: processes that started in between count
+    from zero; those that ended in between are lost (the figure is then a lower bound)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
 def machine_busy() -> float:
     """CPU seconds the whole machine spent busy (every core, every process), from /proc/stat."""
     with open("/proc/stat") as fh:
@@ -220,7 +247,7 @@ def run(args) -> dict:
 
     def mark(name):
         marks[name] = (time.perf_counter(), own_cpu(), [cpu_seconds(p) for p in args.pids],
-                       machine_busy())
+                       machine_busy(), [matching_cpu(n) for n in args.match])
 
     def worker():
         conn = Connection(args.host, args.port)
@@ -265,8 +292,8 @@ def run(args) -> dict:
 
     gevent.joinall([gevent.spawn(timer)] + [gevent.spawn(worker)
                                             for _ in range(args.concurrency)])
-    (t_start, cpu_start, pids_start, busy_start) = marks["start"]
-    (t_end, cpu_end, pids_end, busy_end) = marks["end"]
+    (t_start, cpu_start, pids_start, busy_start, groups_start) = marks["start"]
+    (t_end, cpu_end, pids_end, busy_end, groups_end) = marks["end"]
     wall = t_end - t_start
     latencies.sort()
     ttfbs.sort()
@@ -279,6 +306,60 @@ def run(args) -> dict:
         "client_cpu": (cpu_end - cpu_start) / wall,
         "pid_cpu": [(b - a) / wall for a, b in zip(pids_start, pids_end, strict=True)],
         "machine_cpu": (busy_end - busy_start) / wall,
+        "group_cpu": [group_delta(a, b) / wall for a, b in zip(groups_start, groups_end,
+                                                               strict=True)],
+    }
+
+
+def run_level(args) -> dict:
+    """`--level N`: N streams open at once (started evenly over `--ramp` seconds), one request
+    each, every one read to its end or to the deadline. Counts complete streams, 503s (and other
+    statuses), errors and the events received; CPU as in run(), over the whole test."""
+    raw = build_request(args)
+    outcomes, examples, events = Counter(), {}, [0]
+    start = time.perf_counter()
+    deadline = start + args.ramp + args.deadline
+
+    def stream(i: int):
+        gevent.sleep(args.ramp * i / args.level)
+        # no socket timeout of its own: a stream waits for its answer up to the deadline, so a
+        # late 503 is seen as one
+        conn = Connection(args.host, args.port, timeout=args.ramp + args.deadline)
+        try:
+            with gevent.Timeout(max(deadline - time.perf_counter(), 0.1)):
+                status, body, _ = conn.request(raw)
+            events[0] += body.count(b"data: ")
+            if status != 200:
+                outcome = f"HTTP {status}"
+                examples.setdefault(outcome, body[:160].decode(errors="replace"))
+            else:
+                check_stream(body, args.events)
+                outcome = "complete"
+        except BadResponse as exc:
+            outcome = "incomplete"
+            examples.setdefault(outcome, str(exc))
+        except gevent.Timeout:
+            outcome = "timed out"
+        except (OSError, ValueError) as exc:
+            outcome = type(exc).__name__
+            examples.setdefault(outcome, str(exc))
+        finally:
+            conn.close()
+        outcomes[outcome] += 1
+
+    before = (own_cpu(), [cpu_seconds(p) for p in args.pids], machine_busy(),
+              [matching_cpu(n) for n in args.match])
+    gevent.joinall([gevent.spawn(stream, i) for i in range(args.level)])
+    after = (own_cpu(), [cpu_seconds(p) for p in args.pids], machine_busy(),
+             [matching_cpu(n) for n in args.match])
+    wall = time.perf_counter() - start
+    return {
+        "streams": args.level, "outcomes": dict(outcomes), "examples": examples,
+        "events": events[0], "seconds": wall,
+        "client_cpu_s": after[0] - before[0],
+        "pid_cpu_s": [b - a for a, b in zip(before[1], after[1], strict=True)],
+        "machine_cpu_s": after[2] - before[2],
+        "group_cpu_s": [group_delta(a, b) for a, b in zip(before[3], after[3], strict=True)],
     }
 
 
@@ -298,8 +379,18 @@ def main():
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--pids", type=int, nargs="*", default=[],
                         help="processes whose CPU use to report")
+    parser.add_argument("--match", action="append", default=[], metavar="REGEX",
+                        help="also report the CPU of all processes whose command line matches")
+    parser.add_argument("--level", type=int, default=0, metavar="N",
+                        help="instead of the closed loop: N concurrent streams, one request each")
+    parser.add_argument("--ramp", type=float, default=10, help="--level: seconds to open them")
+    parser.add_argument("--deadline", type=float, default=90,
+                        help="--level: seconds after the ramp by which every stream must end")
     args = parser.parse_args()
-    json.dump(run(args), sys.stdout)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:  # one socket per stream: 10,000 streams need more than the usual 1,024
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    json.dump(run_level(args) if args.level else run(args), sys.stdout)
     sys.stdout.write("\n")
 
 

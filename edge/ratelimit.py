@@ -4,20 +4,18 @@ per API family and one hourly limit across all families, with X-RateLimit-*-Requ
 A view joins a family with one decorator: `@limited("chat")`. The check runs after authenticate()
 and before the view body, so a refused request is neither forwarded nor charged."""
 
-import itertools
 import math
-import threading
-from functools import partial, wraps
+from functools import lru_cache, partial, wraps
 
 from flask import current_app, g, request
-from flask_limiter import RateLimitExceeded
-from limits import parse
+from flask_limiter import Limiter
+from limits import RateLimitItemPerHour, RateLimitItemPerMinute
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import tracing
 from errors import RateLimited
 from extensions import caller_key, limiter
-from services.ratelimit import AuthFailures, Standing, StorageGuard, tightest
+from services.ratelimit import AuthFailures, Standing, StorageGuard, Windows, tightest
 
 HOURLY_SCOPE = "all-families"  # one hourly counter per key, whatever the family
 HEADERS = ("X-RateLimit-Limit-Requests", "X-RateLimit-Remaining-Requests",
@@ -30,13 +28,32 @@ def init_app(app):
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXY_HOPS"],
                                 x_proto=app.config["TRUSTED_PROXY_HOPS"])
     limiter.init_app(app)
+    _off_the_request_path(app)
     guard = StorageGuard(app.config["RATELIMIT_ON_STORAGE_ERROR"],
                          app.config["RATELIMIT_STORAGE_RETRY"])
     app.extensions["ratelimit"] = guard
     auth_limit = app.config["AUTH_FAILURE_LIMIT"] if app.config["RATELIMIT_ENABLED"] else None
     app.extensions["auth_failures"] = AuthFailures(lambda: limiter.limiter, auth_limit, guard)
-    app.extensions["ratelimit_gates"] = Gates()
+    # flask-limiter's storage (memory or Redis, as configured), walked in one call per request
+    app.extensions["ratelimit_windows"] = Windows(lambda: limiter.storage)
     app.after_request(add_headers)
+
+
+def _off_the_request_path(app):
+    """Take flask-limiter's own hooks off every request: they resolve default and decorated
+    limits and write flask-limiter's headers, and the gateway declares none of either (its
+    limits are counted by check() in one storage call, its headers are add_headers'). A limit
+    declared with flask-limiter's decorators would still be checked (by its decorator), but
+    needs these hooks back for its headers and `deduct_when`."""
+    check, release = limiter._check_request_limit, limiter._Limiter__release_context
+
+    def theirs(hook):
+        return hook == check or hook == release or (
+            isinstance(hook, partial) and hook.func is Limiter._Limiter__inject_headers)
+
+    for hooks in (app.before_request_funcs, app.after_request_funcs,
+                  app.teardown_request_funcs):
+        hooks[None] = [hook for hook in hooks.get(None, []) if not theirs(hook)]
 
 
 def limited(family: str):
@@ -44,7 +61,7 @@ def limited(family: str):
     def decorate(view):
         @wraps(view)
         def run(*args, **kwargs):
-            check(current_app.extensions["ratelimit_gates"].get(family))
+            check(family)
             return view(*args, **kwargs)
 
         return run
@@ -65,20 +82,28 @@ def reports(family: str):
     return decorate
 
 
-def check(gate) -> None:
-    """Pass the gate (counting this request), or raise 429; storage trouble goes to the policy."""
-    guard = current_app.extensions["ratelimit"]
-    try:
-        guard.call(gate)
-    except RateLimitExceeded:
+def check(family: str) -> None:
+    """Count this request against the caller's limits for `family` (its per-minute limit, then
+    the hourly one), or raise 429; storage trouble goes to the policy. One storage call, whose
+    result also gives the response's headers."""
+    limits = _limits(family)
+    if not limits or not limiter.enabled:
+        return
+    app = current_app
+    guard = app.extensions["ratelimit"]
+    ids = _identifiers(app)
+    found = guard.call(app.extensions["ratelimit_windows"].hit,
+                       [(item, (*ids, scope)) for item, scope in limits])
+    if found is None:  # storage down, policy "open": no count and no headers
+        return
+    refused, standings = found
+    g.rate_limit = standing = tightest(standings)
+    if refused is not None:
         if info := tracing.current():
             info.rate_limited = True
-        g.rate_limit = standing = _standing(guard)
-        wait = standing.retry_after() if standing else 60
-        raise RateLimited(f"Rate limit reached for requests ({limiter.current_limit.limit}) "
-                          f"on this key; retry after {wait} seconds.",
-                          headers={"Retry-After": str(wait)}) from None
-    g.rate_limit = _standing(guard)
+        wait = standing.retry_after()
+        raise RateLimited(f"Rate limit reached for requests ({refused}) on this key; retry "
+                          f"after {wait} seconds.", headers={"Retry-After": str(wait)})
 
 
 def add_headers(response):
@@ -95,74 +120,46 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
-def _standing(guard) -> Standing | None:
-    """Read every limit counted in this request once; the tightest, or None if unreadable."""
-    def read():
-        return tightest([Standing(r.limit.amount, max(r.remaining, 0), r.window.reset_time)
-                         for r in limiter.current_limits])
-
-    if guard.down:
-        return None
-    return guard.call(read)
-
-
 def _peek(family: str, guard) -> Standing | None:
     """The tightest of the family's limits as they stand, read without counting a request."""
-    limits = [(parse(text), scope) for text, scope in ((_minute_limit(family), f"family-{family}"),
-                                                       (_hourly_limit(), HOURLY_SCOPE)) if text]
-    prefix = [p for p in (current_app.config.get("RATELIMIT_KEY_PREFIX"),) if p]
+    limits = _limits(family)
+    if guard.down or not limits or not limiter.enabled:
+        return None
+    ids = _identifiers(current_app)
 
     def read():
-        stats = [(item, limiter.limiter.get_window_stats(item, *prefix, caller_key(), scope))
+        stats = [(item, limiter.limiter.get_window_stats(item, *ids, scope))
                  for item, scope in limits]
         return tightest([Standing(item.amount, max(s.remaining, 0), s.reset_time)
                          for item, s in stats])
 
-    return None if guard.down or not limits or not limiter.enabled else guard.call(read)
+    return guard.call(read)
 
 
-class Gates:
-    """One gate per family, per app: a no-op callable carrying the family's limits, so that
-    calling it checks and counts them.
-
-    flask-limiter files limits under a callable's name, so one gate per family lets every view
-    of the family share the same counters (shared limits: the key has no endpoint in it). The
-    limiter is process-wide, so each app's gates get names of their own."""
-
-    _serial = itertools.count()
-
-    def __init__(self):
-        self._gates: dict[str, object] = {}
-        self._lock = threading.Lock()
-        self._tag = next(self._serial)
-
-    def get(self, family: str):
-        gate = self._gates.get(family)
-        if gate is None:
-            with self._lock:
-                gate = self._gates.get(family) or self._make(family)
-                self._gates[family] = gate
-        return gate
-
-    def _make(self, family: str):
-        def gate():
-            return None
-
-        gate.__name__ = gate.__qualname__ = f"rate_limit_gate_{family}_{self._tag}"
-        per_minute = limiter.shared_limit(partial(_minute_limit, family), scope=f"family-{family}")
-        hourly = limiter.shared_limit(_hourly_limit, scope=HOURLY_SCOPE)
-        return hourly(per_minute(gate))
+def _identifiers(app) -> tuple[str, ...]:
+    """What a limit's storage key is made of besides the limit (the scope comes with it)."""
+    prefix = app.config.get("RATELIMIT_KEY_PREFIX")
+    return (prefix, caller_key()) if prefix else (caller_key(),)
 
 
-# flask-limiter also reads these in its own before_request hook, before authenticate() has run:
-# no caller yet means nothing to count there (the gate counts once the caller is known).
-def _minute_limit(family: str) -> str:
+def _limits(family: str) -> tuple:
+    """The caller's (limit, scope) for `family`, tightest window first (none before
+    authenticate())."""
     caller = g.get("caller")
-    per_minute = caller.plan.minute_limit(family) if caller else None
-    return f"{per_minute}/minute" if per_minute else ""
+    if caller is None:
+        return ()
+    return _items(family, caller.plan.minute_limit(family), caller.plan.per_hour)
 
 
-def _hourly_limit() -> str:
-    caller = g.get("caller")
-    per_hour = caller.plan.per_hour if caller else None
-    return f"{per_hour}/hour" if per_hour else ""
+@lru_cache(maxsize=1024)
+def _items(family: str, per_minute: int | None, per_hour: int | None) -> tuple:
+    """Made once per distinct plan. The storage keys (limit, caller, scope) are the ones
+    flask-limiter's shared limits used, so counts carry over an upgrade."""
+    items = []
+    if per_minute:
+        items.append((RateLimitItemPerMinute(per_minute), f"family-{family}"))
+    if per_hour:
+        items.append((RateLimitItemPerHour(per_hour), HOURLY_SCOPE))
+    return tuple(items)
+
+

@@ -21,16 +21,23 @@ def presented_key() -> str | None:
 
 
 def authenticate():
-    """Resolve the caller (cached), or raise 401; 429 for an address that keeps failing."""
-    failures, address = current_app.extensions["auth_failures"], client_address()
-    key = presented_key()
-    failures.check(address)
-    caller = current_app.extensions["keys"].authenticate(db.session, key)
+    """Resolve the caller, or raise 401; 429 for an address that keeps failing.
+
+    A key resolved lately (the key cache) is let in without reading the failure counter: the
+    hot path costs no storage call, and a client with a working key is not locked out by
+    guesses from an address it shares. Any other key is checked against the counter before
+    the database is asked, so guesses are refused (429) before they cost a lookup."""
+    keys, key = current_app.extensions["keys"], presented_key()
+    caller = keys.cached(key)
     if caller is None:
-        if key:  # a wrong key is a guess; a missing one is a misconfigured client
-            failures.record(address)
-        raise AuthenticationFailed("Incorrect or missing API key. Pass a valid key as "
-                                   f"'{FORMATS[caller_family()].key_header}'.")
+        failures, address = current_app.extensions["auth_failures"], client_address()
+        failures.check(address)
+        caller = keys.authenticate(db.session, key)
+        if caller is None:
+            if key:  # a wrong key is a guess; a missing one is a misconfigured client
+                failures.record(address)
+            raise AuthenticationFailed("Incorrect or missing API key. Pass a valid key as "
+                                       f"'{FORMATS[caller_family()].key_header}'.")
     g.caller = caller
 
 

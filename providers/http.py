@@ -10,6 +10,9 @@ import json
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.models import PreparedRequest, Response
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers
 from urllib3.exceptions import ReadTimeoutError
 
 from errors import (
@@ -28,14 +31,57 @@ MAX_ERROR_BODY = 64 * 1024
 READ_SIZE = 64 * 1024
 
 
-def pooled_session(pool_size: int) -> requests.Session:
+def pooled_session(pool_size: int) -> "UpstreamSession":
     """A requests session whose per-host pool fits the worker's concurrency."""
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.trust_env = False  # no proxies or .netrc credentials picked up from the environment
-    return session
+    return UpstreamSession(pool_size)
+
+
+class _LeanAdapter(HTTPAdapter):
+    """requests' adapter without the cookie jar: a proxy keeps no cookies from upstreams."""
+
+    def build_response(self, req, resp) -> Response:
+        response = Response()
+        response.status_code = resp.status
+        response.headers = CaseInsensitiveDict(resp.headers)
+        response.encoding = get_encoding_from_headers(response.headers)
+        response.raw, response.reason, response.url = resp, resp.reason, req.url
+        response.request, response.connection = req, self
+        return response
+
+
+class UpstreamSession(requests.Session):
+    """A requests Session cut down to what a proxy's upstream POST needs.
+
+    `post_stream` hands a request prepared from parts made once (the URL, the session's
+    default headers) straight to the pooled adapter: no environment proxy or .netrc look-ups
+    (`trust_env` off), no hooks, no cookie jar, no redirects (an upstream that redirects a
+    POST is answering with an error). The pool keeps up to `pool_size` connections per host,
+    as many as a worker has streams open, so none is discarded at the end of a burst."""
+
+    def __init__(self, pool_size: int):
+        super().__init__()
+        self.trust_env = False  # no proxies or .netrc credentials picked up from the environment
+        self.adapter = _LeanAdapter(pool_connections=16, pool_maxsize=pool_size, max_retries=0)
+        self.mount("http://", self.adapter)
+        self.mount("https://", self.adapter)
+        self._urls: dict[str, str] = {}  # URL as configured -> as requests prepares it
+
+    def post_stream(self, url: str, *, body: bytes, headers: dict, timeout) -> Response:
+        """POST `body`; the response's body is left unread (stream=True)."""
+        req = PreparedRequest()
+        req.method, req.body = "POST", body
+        req.url = self._urls.get(url) or self._prepare_url(url)
+        req.headers = CaseInsensitiveDict(self.headers)
+        req.headers.update(headers)
+        req.headers["Content-Length"] = str(len(body))
+        return self.adapter.send(req, stream=True, timeout=timeout)
+
+    def _prepare_url(self, url: str) -> str:
+        req = PreparedRequest()
+        req.prepare_url(url, None)
+        if len(self._urls) < 1024:  # a provider's few URLs; a Gemini model name is in its path
+            self._urls[url] = req.url
+        return req.url
 
 
 class UpstreamResponse:
@@ -49,7 +95,15 @@ class UpstreamResponse:
         self._resp, self.upstream = resp, upstream
         self.status = resp.status_code
         self.content_type = resp.headers.get("content-type", "")
-        self._read1 = resp.raw.read1
+        raw = resp.raw
+        self._read1 = raw.read1
+        # An unencoded body is read from http.client's response under urllib3's, as urllib3
+        # would (read1, chunked framing undone), without its per-read bookkeeping; the
+        # connection goes back to the pool at the end as urllib3 would do it.
+        fp = getattr(raw, "_fp", None)
+        if fp is not None and hasattr(fp, "read1") and not resp.headers.get("content-encoding"):
+            self._fp, self._raw = fp, raw
+            self.read = self._read_direct
 
     def body(self) -> bytes:
         """The whole body; a JSON error object sent with a 2xx status raises UpstreamError."""
@@ -89,6 +143,17 @@ class UpstreamResponse:
         except Exception as exc:  # urllib3 ProtocolError, OSError, a bad chunk: the link broke
             raise UpstreamUnavailable("the upstream connection broke mid-stream") from exc
 
+    def _read_direct(self, size: int = READ_SIZE) -> bytes:
+        try:
+            data = self._fp.read1(size)
+        except (TimeoutError, requests.Timeout) as exc:
+            raise UpstreamTimeout("the upstream stopped sending") from exc
+        except Exception as exc:  # IncompleteRead, OSError, a bad chunk: the link broke
+            raise UpstreamUnavailable("the upstream connection broke mid-stream") from exc
+        if not data and self._fp.isclosed():  # the whole body was read: the link is reusable
+            self._raw.release_conn()
+        return data
+
     def interrupt(self) -> None:
         """Wake a read of this stream blocked in another greenlet: the socket is shut for
         reading, so the read returns (or raises) at once. Nothing is thrown into the reader."""
@@ -106,7 +171,7 @@ def send(session, url, *, body: bytes, headers: dict, timeout, upstream) -> Upst
     if request_id := current_request_id():  # the upstream's logs can be matched with ours
         headers = {**headers, "X-Request-Id": request_id}
     try:
-        resp = session.post(url, data=body, headers=headers, stream=True, timeout=timeout)
+        resp = session.post_stream(url, body=body, headers=headers, timeout=timeout)
     except requests.Timeout as exc:
         raise UpstreamTimeout(f"provider {upstream.name} did not answer in time") from exc
     except requests.RequestException as exc:

@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
-from sqlalchemy import bindparam, delete, func, insert, select, type_coerce, update
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy import bindparam, delete, func, insert, select, text, type_coerce, update
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import sessionmaker
 
 from errors import InsufficientCredits
 from models import Account, Grant, Hold, UsageRecord, utcnow
-from models.credits import Credits
+from models.credits import MICRO, Credits
 from services.names import REASON_MAX, check_text
 from translation.ir import Usage
 
@@ -41,6 +41,55 @@ HOLD = insert(Hold).returning(Hold.id)
 DROP_HOLD = delete(Hold).where(Hold.id == bindparam("hold_id"))
 RECORD = insert(UsageRecord)
 RECORDED = select(UsageRecord.id).where(UsageRecord.request_id == bindparam("rid"))
+
+# PostgreSQL: the hold in one round trip. The conditional UPDATE and the hold's INSERT are one
+# statement, run outside an explicit transaction (one statement is atomic on its own), so no
+# BEGIN and COMMIT either. No row back: the balance could not cover the amount (402).
+PG_RESERVE = text("""
+WITH taken AS (
+    UPDATE accounts SET balance = balance - :amount
+    WHERE user_id = :account AND balance >= :amount
+    RETURNING user_id)
+INSERT INTO holds (user_id, amount, created_at)
+SELECT user_id, :amount, :created_at FROM taken
+RETURNING id""").bindparams(bindparam("amount", type_=Credits))
+
+# PostgreSQL: a batch of settlements in one statement, whatever its size (arrays, unnested, so
+# the text is the same for every batch and the driver prepares it once). It drops the holds it
+# finds, gives each account back what its holds held beyond their costs (summed per account:
+# an UPDATE changes a row once), and writes the usage records. It answers the holds it dropped;
+# a charge whose hold was not there (released by the sweep, or settled by an earlier attempt
+# whose commit answer was lost) is left to the per-charge path, in the same transaction.
+PG_SETTLE = text("""
+WITH batch AS (
+    SELECT * FROM unnest(CAST(:hold_ids AS integer[]), CAST(:user_ids AS integer[]),
+                         CAST(:refunds AS numeric[]), CAST(:billed AS boolean[]),
+                         CAST(:key_ids AS integer[]), CAST(:models AS text[]),
+                         CAST(:providers AS text[]), CAST(:inputs AS integer[]),
+                         CAST(:cache_reads AS integer[]), CAST(:cache_writes AS integer[]),
+                         CAST(:outputs AS integer[]), CAST(:prices AS numeric[]),
+                         CAST(:estimated AS boolean[]), CAST(:partial AS boolean[]),
+                         CAST(:request_ids AS text[]))
+        AS b(hold_id, user_id, refund, billed, key_id, model, provider, input_tokens,
+             cache_read_tokens, cache_write_tokens, output_tokens, price, estimated, partial,
+             request_id)),
+dropped AS (
+    DELETE FROM holds USING batch WHERE holds.id = batch.hold_id RETURNING holds.id),
+settled AS (
+    SELECT batch.* FROM batch JOIN dropped ON dropped.id = batch.hold_id),
+refunded AS (
+    UPDATE accounts SET balance = accounts.balance + back.refund
+    FROM (SELECT user_id, sum(refund) AS refund FROM settled WHERE refund > 0
+          GROUP BY user_id) AS back
+    WHERE accounts.user_id = back.user_id),
+recorded AS (
+    INSERT INTO usage_records (user_id, key_id, model, provider, input_tokens,
+                               cache_read_tokens, cache_write_tokens, output_tokens, price,
+                               estimated, partial, created_at, request_id)
+    SELECT user_id, key_id, model, provider, input_tokens, cache_read_tokens,
+           cache_write_tokens, output_tokens, price, estimated, partial, :created_at, request_id
+    FROM settled WHERE billed)
+SELECT id FROM dropped""").bindparams(bindparam("created_at", type_=UsageRecord.created_at.type))
 
 
 @dataclass
@@ -73,6 +122,9 @@ class Billing:
     def __init__(self, engine, pricing, *, queue_size=10_000, hold_ttl=3600.0,
                  sweep_every=60.0):
         self.engine = engine
+        self.postgres = engine.dialect.name == "postgresql"
+        # the same pool, each checkout in autocommit: a lone statement needs no BEGIN/COMMIT
+        self.autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.session_factory = sessionmaker(bind=engine, expire_on_commit=False)
         self.pricing = pricing
         self.hold_ttl = hold_ttl
@@ -93,18 +145,41 @@ class Billing:
         """
         price = price or self.pricing.for_model(model)
         amount = price.cost(Usage(input=prompt_tokens, output=max_output))
+        hold_id = (self._hold_pg(caller.user_id, amount) if self.postgres
+                   else self._hold(caller.user_id, amount))
+        if hold_id is None:
+            raise InsufficientCredits(
+                f"Insufficient credits: this request may cost up to {amount} credits. "
+                "Top up, or lower max_tokens.", headers={"x-should-retry": "false"})
+        return Ticket(hold_id, amount, caller.user_id, caller.key_id, model, price, prompt_tokens,
+                      request_id or uuid.uuid4().hex)
+
+    def _hold(self, user_id: int, amount: Decimal) -> int | None:
+        """The hold's id, or None when the balance can't cover it (SQLite: two statements)."""
         # Core statements on a plain connection: this is on every request's path, and the ORM
         # session's bookkeeping would cost more than the two statements themselves.
         with self.engine.begin() as conn:
-            if not conn.execute(TAKE, {"account": caller.user_id, "delta": amount}).rowcount:
+            if not conn.execute(TAKE, {"account": user_id, "delta": amount}).rowcount:
                 conn.rollback()
-                raise InsufficientCredits(
-                    f"Insufficient credits: this request may cost up to {amount} credits. "
-                    "Top up, or lower max_tokens.", headers={"x-should-retry": "false"})
-            hold_id = conn.execute(HOLD, {"user_id": caller.user_id, "amount": amount,
-                                          "created_at": utcnow()}).scalar_one()
-        return Ticket(hold_id, amount, caller.user_id, caller.key_id, model, price, prompt_tokens,
-                      request_id or uuid.uuid4().hex)
+                return None
+            return conn.execute(HOLD, {"user_id": user_id, "amount": amount,
+                                       "created_at": utcnow()}).scalar_one()
+
+    def _hold_pg(self, user_id: int, amount: Decimal) -> int | None:
+        """PostgreSQL: one statement, one round trip. A pooled connection the server dropped
+        (no pre-ping checks them out) fails the statement, which is tried once more on a fresh
+        connection; the pool has then discarded the connections as old as it. Should the server
+        have run it before the connection broke, that first hold is nobody's: the sweep releases
+        it after hold_ttl, so the credits are reserved a while, never lost."""
+        params = {"account": user_id, "amount": amount, "created_at": utcnow()}
+        for attempt in (1, 2):
+            try:
+                with self.autocommit.connect() as conn:
+                    return conn.execute(PG_RESERVE, params).scalar()
+            except DBAPIError as exc:
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+        return None  # not reached
 
     def charge(self, ticket: Ticket, usage, *, estimated=False, partial=False) -> Decimal:
         """Queue the settlement of a finished request; returns its cost. No database wait."""
@@ -279,6 +354,46 @@ def _reason(exc: Exception) -> str:
 
 def settle(conn, batch: list[Charge]):
     """Charge each real cost, release the rest of its hold, write its record: one transaction.
+    On PostgreSQL the whole batch goes in one statement (PG_SETTLE); what it leaves (a hold
+    not found, a cost above its hold) goes charge by charge, as on SQLite."""
+    if conn.dialect.name == "postgresql":
+        batch = _settle_set(conn, batch)
+    if batch:
+        _settle_each_charge(conn, batch)
+
+
+def _settle_set(conn, batch: list[Charge]) -> list[Charge]:
+    """The batch's common case in one statement; returns the charges it could not settle."""
+    chosen, holds = [], set()  # positions in the batch: a hold taken once (a charge queued
+    for i, item in enumerate(batch):  # twice goes the per-charge way, which finds it gone)
+        if (item.usage is None or item.cost <= item.ticket.amount) \
+                and item.ticket.hold_id not in holds:
+            chosen.append(i)
+            holds.add(item.ticket.hold_id)
+    if not chosen:
+        return batch
+    simple = [batch[i] for i in chosen]
+    columns = {name: [] for name in (
+        "hold_ids", "user_ids", "refunds", "billed", "key_ids", "models", "providers", "inputs",
+        "cache_reads", "cache_writes", "outputs", "prices", "estimated", "partial",
+        "request_ids")}
+    for item in simple:
+        t, u = item.ticket, item.usage
+        price = Decimal(0) if u is None else item.cost
+        # amounts rounded to the micro-credit, as the Credits type rounds the per-charge path's
+        row = (t.hold_id, t.user_id, (t.amount - price).quantize(MICRO), u is not None,
+               t.key_id, t.model, t.provider, u.input if u else 0, u.cache_read if u else 0,
+               u.cache_write if u else 0, u.output if u else 0, price.quantize(MICRO),
+               item.estimated, item.partial, t.request_id or None)
+        for column, value in zip(columns.values(), row, strict=True):
+            column.append(value)
+    dropped = set(conn.execute(PG_SETTLE, {**columns, "created_at": utcnow()}).scalars())
+    settled = {i for i in chosen if batch[i].ticket.hold_id in dropped}
+    return [item for i, item in enumerate(batch) if i not in settled]
+
+
+def _settle_each_charge(conn, batch: list[Charge]):
+    """Charge by charge: the statements for each, then the usage records in one INSERT.
 
     A cost above the hold (the upstream counted more prompt tokens than we did) takes the excess
     from the balance only as far as the balance goes: it never goes below zero.

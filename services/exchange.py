@@ -54,6 +54,7 @@ class Passthrough:
     def tap(self, price):
         tap = self.format.passthrough_tap(self.inbound, price)
         tap.secrets = (self.upstream.api_key,)  # error events are redacted of the key
+        tap.text_of = self.format.output_text_of_events  # output counted as it is relayed
         return tap
 
 
@@ -84,4 +85,5 @@ class Translated:
         encoder = self.src.stream_encoder(self.req, self.inbound, price)
         tap = TranslatingTap(self.dst.stream_decoder(), encoder, tool_names=self.tool_names)
         tap.secrets = (self.upstream.api_key,)  # error messages are redacted of the key
+        tap.text_of = self.src.output_text_of_events  # the client's events, counted as they go
         return tap

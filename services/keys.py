@@ -8,13 +8,18 @@ from dataclasses import dataclass
 from threading import Lock
 
 from cachetools import TTLCache
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
+from sqlalchemy.exc import DBAPIError
 
 from models import ApiKey, User, utcnow
 from services.names import KEY_NAME_MAX, check_text
 from services.plans import UNLIMITED, Plan, PlanBook
 
 KEY_PREFIX = "tg-"
+LOOKUP = (select(ApiKey.id, ApiKey.user_id, ApiKey.digest, ApiKey.revoked_at, ApiKey.expires_at,
+                 ApiKey.models, User.name, User.plan, User.plan_overrides, User.is_admin,
+                 User.disabled)
+          .join(User, User.id == ApiKey.user_id).where(ApiKey.digest == bindparam("digest")))
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,17 @@ class KeyStore:
         self._lock = Lock()
         self.plans = plans
 
+    def cached(self, presented: str | None) -> Caller | None:
+        """The Caller for a usable key resolved within the last `ttl` seconds, else None (not
+        looked up: then ask `authenticate`)."""
+        if not presented or len(presented) > 256:
+            return None
+        with self._lock:
+            found = self._cache.get(digest(presented))
+        if found is None or (found.expires_at is not None and found.expires_at <= utcnow()):
+            return None
+        return found
+
     def authenticate(self, session, presented: str | None) -> Caller | None:
         """The Caller for a usable key, else None; at most one database query per key per ttl."""
         if not presented or len(presented) > 256:
@@ -96,16 +112,15 @@ class KeyStore:
     def _load(self, session, wanted: str) -> Caller | None:
         # Plain columns, not ORM objects: the rollback below expires objects, and reading one
         # afterwards would query again and hold a pooled connection for the rest of the request.
-        try:
-            row = session.execute(
-                select(ApiKey.id, ApiKey.user_id, ApiKey.digest, ApiKey.revoked_at,
-                       ApiKey.expires_at, ApiKey.models, User.name, User.plan,
-                       User.plan_overrides, User.is_admin, User.disabled)
-                .join(User, User.id == ApiKey.user_id)
-                .where(ApiKey.digest == wanted)
-            ).first()
-        finally:
-            session.rollback()  # hand the pooled connection back before a long stream starts
+        for attempt in (1, 2):
+            try:
+                row = session.execute(LOOKUP, {"digest": wanted}).first()
+                break
+            except DBAPIError as exc:  # a pooled connection the server dropped: once more
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+            finally:
+                session.rollback()  # hand the pooled connection back before a stream starts
         if (row is None or not hmac.compare_digest(row.digest, wanted) or row.revoked_at
                 or row.disabled):
             return None

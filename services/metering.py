@@ -54,11 +54,11 @@ class Meter:
         if tap.usage is not None and complete:
             self._charge(tap.usage)
             return
-        text = self.format.output_text_of_events(bytes(tap.relayed))
-        if tap.usage is None and not text and outcome in ("upstream_error", "truncated"):
+        chars = tap.output_chars(self.format.output_text_of_events)
+        if tap.usage is None and not chars and outcome in ("upstream_error", "truncated"):
             self.release()
             return
-        counted = self.format.estimate_text_tokens(text) if text else 0
+        counted = self.format.estimate_length_tokens(chars)
         usage, estimated = cut_stream_usage(tap.usage, counted, self.ticket.prompt_estimate)
         self._charge(usage, estimated=estimated, partial=not complete)
 

@@ -1,6 +1,8 @@
-"""Rate-limit bookkeeping without Flask: the storage-down policy, failed-authentication counting
-per client address, and picking the limit to report. Counting itself is the `limits` package's
-(moving window), on the storage flask-limiter was given (memory per process, or Redis)."""
+"""Rate-limit bookkeeping without Flask: checking and counting a request against all its limits
+at once, the storage-down policy, failed-authentication counting per client address, and picking
+the limit to report. Counting is the `limits` package's moving window, on the storage
+flask-limiter was given (memory per process, or Redis); on Redis all of a request's limits are
+checked, counted and read back in one round trip (`Windows`)."""
 
 import logging
 import math
@@ -10,6 +12,7 @@ from dataclasses import dataclass
 
 from limits import RateLimitItem, parse_many
 from limits.errors import StorageError
+from limits.storage import RedisClusterStorage, RedisStorage
 
 from errors import RateLimited, RateLimitUnavailable
 
@@ -34,6 +37,115 @@ class Standing:
 def tightest(standings: list[Standing]) -> Standing | None:
     """The limit closest to refusing: fewest requests left, the later reset breaking ties."""
     return min(standings, key=lambda s: (s.remaining, -s.reset_at), default=None)
+
+
+# One request against all its limits (KEYS, tightest window first; ARGV: now, then each limit's
+# size and window in seconds), with the moving window's data layout in `limits` (a list of hit
+# timestamps per key, newest first, at most `size` long): limits.strategies reads the same keys.
+# Each limit in turn: entries that left the window are dropped from the tail (each entry once,
+# so this is O(1) a request on average; past PRUNE at once the rest is found by bisection), and
+# the request is refused if the window is full, else counted; the first refusal ends the walk.
+# Returns the 1-based index of the refusing limit (0: none), then per limit walked its count in
+# the window (this request included) and the timestamp of its oldest entry, for the headers.
+ACQUIRE_ALL = """
+local now = tonumber(ARGV[1])
+local result = {0}
+for i, key in ipairs(KEYS) do
+    local size, window = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+    local start, pruned = now - window, 0
+    local tail = redis.call('lindex', key, -1)
+    while tail and tonumber(tail) < start and pruned < 1000 do
+        redis.call('rpop', key)
+        pruned = pruned + 1
+        tail = redis.call('lindex', key, -1)
+    end
+    local count = redis.call('llen', key)
+    local oldest = tail or ARGV[1]
+    local stale = tail and tonumber(tail) < start
+    if stale then
+        local low, high = 0, count - 1
+        count, oldest = 0, ARGV[1]
+        while low <= high do
+            local mid = math.floor((low + high) / 2)
+            local entry = redis.call('lindex', key, mid)
+            if tonumber(entry) >= start then
+                count, oldest, low = mid + 1, entry, mid + 1
+            else
+                high = mid - 1
+            end
+        end
+    end
+    if count >= size then
+        result[1] = i
+        table.insert(result, count)
+        table.insert(result, oldest)
+        return result
+    end
+    redis.call('lpush', key, ARGV[1])
+    if stale then
+        redis.call('ltrim', key, 0, size - 1)
+    end
+    redis.call('expire', key, math.ceil(window))
+    table.insert(result, count + 1)
+    table.insert(result, oldest)
+end
+return result
+"""
+
+
+class Windows:
+    """Checks and counts one request against several moving-window limits at once.
+
+    The limits are walked tightest window first; the first one that is full refuses the
+    request and the rest are not counted (as flask-limiter does). The result carries where the
+    request stands against each limit walked, so the response headers need no second read.
+    On Redis this is one script call (one round trip); elsewhere `limits`' own storage calls.
+    """
+
+    def __init__(self, storage: Callable):
+        self._storage_of = storage  # returns the storage in use (flask-limiter's)
+        self.storage, self._script = None, None
+
+    def _bind(self):
+        storage = self._storage_of()
+        if storage is not self.storage:
+            self.storage, self._script = storage, None
+            if isinstance(storage, RedisStorage) and not isinstance(storage, RedisClusterStorage):
+                self._script = storage.get_connection().register_script(ACQUIRE_ALL)
+
+    def hit(self, limits: list[tuple[RateLimitItem, tuple[str, ...]]]
+            ) -> tuple[RateLimitItem | None, list[Standing]]:
+        """Count a request against each (limit, identifiers of its key), tightest first:
+        (the limit that refused it or None, where it stands against each limit walked).
+        Raises StorageError when the storage cannot be reached."""
+        self._bind()
+        keys = [item.key_for(*identifiers) for item, identifiers in limits]
+        if self._script is not None:
+            return self._hit_redis(limits, keys)
+        standings = []
+        for (item, _), key in zip(limits, keys, strict=True):
+            expiry = item.get_expiry()
+            acquired = self.storage.acquire_entry(key, item.amount, expiry)
+            start, count = self.storage.get_moving_window(key, item.amount, expiry)
+            standings.append(Standing(item.amount, max(item.amount - count, 0), start + expiry))
+            if not acquired:
+                return item, standings
+        return None, standings
+
+    def _hit_redis(self, limits, keys):
+        args = [time.time()]
+        for item, _ in limits:
+            args += [item.amount, item.get_expiry()]
+        try:
+            result = self._script([self.storage.prefixed_key(k) for k in keys], args)
+        except self.storage.base_exceptions as exc:
+            raise StorageError(exc) from exc
+        refused, standings = int(result[0]), []
+        for i in range(1, len(result), 2):
+            item = limits[i // 2][0]
+            standings.append(Standing(item.amount, max(item.amount - int(result[i]), 0),
+                                      float(result[i + 1]) + item.get_expiry()))
+        return (limits[refused - 1][0] if refused else None), standings
 
 
 class StorageGuard:

@@ -82,7 +82,11 @@ def _relay(resp, tap, *, max_seconds, client_socket, on_close):
                     return
                 break
             # everything one read brought goes out in one write: fewer syscalls per stream
-            out = b"".join(filter(None, map(tap.feed, splitter.feed(data))))
+            events = splitter.feed(data)
+            if len(events) == 1:  # the usual read of a slow stream: one event
+                out = tap.feed(events[0])
+            else:
+                out = b"".join(filter(None, map(tap.feed, events)))
             if out:
                 yield out
             if time.monotonic() > deadline:

@@ -130,3 +130,42 @@ def test_metrics_token_is_refused_in_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv("GATEWAY_CONFIG", str(path))
     with pytest.raises(ValueError, match="GATEWAY_METRICS_TOKEN"):
         load_config(Flask(__name__))
+
+
+def gunicorn_settings(tmp_path, **env) -> dict:
+    """gunicorn.conf.py's settings as gunicorn reads them, in a process of their own (the file
+    raises the process's file limit)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import json, runpy, resource; ns = runpy.run_path('gunicorn.conf.py'); "
+            "print(json.dumps({k: ns[k] for k in ('max_requests', 'max_requests_jitter', "
+            "'worker_connections')} | {'nofile': resource.getrlimit(resource.RLIMIT_NOFILE)}))")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_")}
+    environ.update(PROMETHEUS_MULTIPROC_DIR=str(tmp_path), **env)
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, env=environ,
+                          capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(done.stdout)
+
+
+def test_workers_are_not_recycled_unless_asked(tmp_path):
+    """Recycling stalls requests and resets what a worker counts in memory: off by default."""
+    default = gunicorn_settings(tmp_path)
+    assert (default["max_requests"], default["max_requests_jitter"]) == (0, 0)
+    asked = gunicorn_settings(tmp_path, TOLLGATE_MAX_REQUESTS="5000")
+    assert (asked["max_requests"], asked["max_requests_jitter"]) == (5000, 500)
+
+
+def test_worker_connections_fit_the_file_limit(tmp_path):
+    """Every stream holds two sockets: a worker takes no more connections than its (raised)
+    file limit allows, and up to 10,000."""
+    settings = gunicorn_settings(tmp_path)
+    soft, hard = settings["nofile"]
+    assert soft == hard
+    import resource
+    room = 10_000 if hard == resource.RLIM_INFINITY else min(10_000, (hard - 200) // 2)
+    assert settings["worker_connections"] == max(room, 100)
+    assert gunicorn_settings(tmp_path, TOLLGATE_WORKER_CONNECTIONS="300")[
+        "worker_connections"] == 300

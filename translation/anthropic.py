@@ -293,6 +293,9 @@ def usage_of_body(content: bytes) -> Usage | None:
 
 
 def event_name(event: bytes) -> str:
+    if event.startswith(b"event:"):  # where Anthropic puts it: the first line
+        end = min(i for i in (event.find(b"\n"), event.find(b"\r"), len(event)) if i >= 0)
+        return event[6:end].strip().decode("ascii", "replace")
     for line in event.splitlines():
         if line.startswith(b"event:"):
             return line[6:].strip().decode("ascii", "replace")

@@ -127,7 +127,11 @@ class WireFormat(ABC):
 
     def estimate_text_tokens(self, text: str) -> int:
         """Tokens of generated text when upstream reports none: one per 4 characters."""
-        return -(-len(text) // 4)
+        return self.estimate_length_tokens(len(text))
+
+    def estimate_length_tokens(self, chars: int) -> int:
+        """Tokens of `chars` characters of generated text (a stream's, counted as it went)."""
+        return -(-chars // 4)
 
     def with_credits(self, content: bytes, credits) -> bytes:
         """A whole answer with `credits_consumed` added, its own bytes otherwise kept."""

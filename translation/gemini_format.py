@@ -42,8 +42,8 @@ def output_text_of_body(content: bytes) -> str:
 
 def output_text_of_events(events: bytes) -> str:
     """The generated text in relayed chunks, sent as SSE or as a JSON array."""
-    if events.startswith(b"["):
-        pieces = events[1:].rstrip(b"]").split(b",\r\n")
+    if events[:1] in (b"[", b","):  # the array, or a later part of it (counted as it went)
+        pieces = events.lstrip(b"[").rstrip(b"]").split(b",\r\n")
     else:
         pieces = [event_data(e) for e in split_events(events)]
     text = []

@@ -99,7 +99,7 @@ class StreamEncoder(Encoder):
         self.content_type = "text/event-stream" if sse else "application/json"
         self.id = ""
         self.sent = 0
-        self.call = None  # [ToolCallStart, argument text] of the call being gathered
+        self.call = None  # [ToolCallStart, argument pieces] of the call being gathered
         self.finish = None
         self.usage = None
         self.closed = False
@@ -111,10 +111,10 @@ class StreamEncoder(Encoder):
             return self._flush_call() + self._chunk([{"text": event.text}])
         elif isinstance(event, ir.ToolCallStart):
             out = self._flush_call()
-            self.call = [event, ""]
+            self.call = [event, []]
             return out
         elif isinstance(event, ir.ToolCallDelta) and self.call:
-            self.call[1] += event.arguments
+            self.call[1].append(event.arguments)  # joined once, when the call is sent
         elif isinstance(event, ir.Finish):
             self.finish = event
         elif isinstance(event, ir.UsageUpdate):
@@ -137,10 +137,10 @@ class StreamEncoder(Encoder):
     def _flush_call(self) -> bytes:
         if not self.call:
             return b""
-        start, arguments = self.call
+        start, pieces = self.call
         self.call = None
         part = {"functionCall": {"id": start.id, "name": start.name,
-                                 "args": load_arguments(arguments)}}
+                                 "args": load_arguments("".join(pieces))}}
         if start.signature:
             part["thoughtSignature"] = start.signature
         return self._chunk([part])
@@ -177,8 +177,8 @@ class PassthroughTap(Watcher):
         super().__init__(error_event)
 
     def watch(self, event: bytes) -> bytes | None:
-        data = event_data(event)
-        if b'"usageMetadata"' in data or b'"finishReason"' in data or b'"error"' in data:
+        if b'"usageMetadata"' in event or b'"finishReason"' in event or b'"error"' in event:
+            data = event_data(event)
             try:
                 chunk = json.loads(data)
             except ValueError:

@@ -173,12 +173,12 @@ class PassthroughTap(Watcher):
         self.price = price
 
     def watch(self, event: bytes) -> bytes | None:
-        data = event_data(event)
-        if data == b"[DONE]":
-            self.finished = True
+        if not _may_carry_usage(event) and b'"error"' not in event:
+            # the common case: a content chunk, relayed without parsing or even unframing
+            if b"[DONE]" in event and event_data(event) == b"[DONE]":
+                self.finished = True
             return event
-        if not _may_carry_usage(data) and b'"error"' not in data:
-            return event  # the common case: a content chunk, relayed without parsing
+        data = event_data(event)
         try:
             chunk = json.loads(data)
         except ValueError:

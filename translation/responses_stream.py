@@ -61,6 +61,7 @@ class StreamEncoder(Encoder):
         self.seq = 0
         self.output: list[dict] = []
         self.open: int | None = None  # output index of the item still streaming
+        self.pending: list[str] = []  # its text or arguments streamed since last written in
         self.calls: dict[int, int] = {}  # IR tool-call index -> output index
         self.stop_reason = ir.STOP
         self.usage = None
@@ -88,7 +89,10 @@ class StreamEncoder(Encoder):
                               item=dict(self.output[index]))
         elif isinstance(event, ir.ToolCallDelta) and event.index in self.calls:
             index = self.calls[event.index]
-            self.output[index]["arguments"] += event.arguments
+            if index == self.open:
+                self.pending.append(event.arguments)
+            else:
+                self.output[index]["arguments"] += event.arguments
             out += self._emit("response.function_call_arguments.delta",
                               item_id=self.output[index]["id"], output_index=index,
                               delta=event.arguments)
@@ -110,6 +114,7 @@ class StreamEncoder(Encoder):
                 + self._emit("response.in_progress", response=skeleton))
 
     def _response(self, status, **extra) -> dict:
+        self._write_pending()
         return response_object(self.id, self.created, self.req, [dict(i) for i in self.output],
                                status=status, **extra)
 
@@ -126,15 +131,27 @@ class StreamEncoder(Encoder):
             out += self._emit("response.content_part.added", item_id=item["id"],
                               output_index=index, content_index=0, part=output_text(""))
         item = self.output[self.open]
-        item["content"][0]["text"] += text
+        self.pending.append(text)  # not `text += ...` per delta: that copies all the text so far
         return out + self._emit("response.output_text.delta", item_id=item["id"],
                                 output_index=self.open, content_index=0, delta=text,
                                 logprobs=[])
+
+    def _write_pending(self) -> None:
+        """Join what the open item streamed since last time into it."""
+        if self.open is None or not self.pending:
+            return
+        item, text = self.output[self.open], "".join(self.pending)
+        self.pending.clear()
+        if item["type"] == "message":
+            item["content"][0]["text"] += text
+        else:
+            item["arguments"] += text
 
     def _close(self, status: str = "completed") -> bytes:
         """Finish the item still open: its .done events, then output_item.done."""
         if self.open is None:
             return b""
+        self._write_pending()
         index, self.open = self.open, None
         item = self.output[index]
         item["status"] = status
@@ -184,7 +201,7 @@ class StreamDecoder(Decoder):
     """Upstream Responses events -> IR events."""
 
     def __init__(self):
-        self.calls: dict[str, dict] = {}  # item id -> {"index": n, "args": streamed so far}
+        self.calls: dict[str, dict] = {}  # item id -> {"index": n, "args": whether any streamed}
         self.count = 0
         self.started = False
 
@@ -238,7 +255,7 @@ class StreamDecoder(Decoder):
         call = self.calls.get(item_id)
         if call is None or not delta:
             return []
-        call["args"] += delta
+        call["args"] = True
         return [ir.ToolCallDelta(call["index"], delta)]
 
     def _end(self, response) -> list:
@@ -266,26 +283,36 @@ class PassthroughTap(Watcher):
     def __init__(self):
         super().__init__(error_event)
         self.response_id = ""
-        self.seq = -1
+        self._seq = -1
+        self._last = b""  # the last content event, whose sequence number is read when needed
 
     def watch(self, event: bytes) -> bytes | None:
-        data = event_data(event)
-        head = data[:120]
+        head = event[:140]  # "event: ...\ndata: {"type": ...": the kind is near the start
         if b'"response.created"' in head or b'"response.completed"' in head or \
                 b'"response.incomplete"' in head or b'"response.failed"' in head or \
                 b'"error"' in head:
-            if self._lifecycle(data):  # a failure may quote what it was sent, the key too
+            self._last = b""
+            if self._lifecycle(event_data(event)):  # a failure may quote the key too
                 return self.redacted(event)
         else:
-            self._sequence(data)
+            self._last = event
         return event
 
-    def _sequence(self, data: bytes) -> None:
-        at = data.rfind(b'"sequence_number":')
-        if at >= 0:
-            digits = data[at + 18:at + 40].strip().split(b",")[0].split(b"}")[0]
-            if digits.strip().isdigit():
-                self.seq = int(digits)
+    @property
+    def seq(self) -> int:
+        """The last sequence number the upstream sent."""
+        if self._last:
+            data, self._last = self._last, b""
+            at = data.rfind(b'"sequence_number":')
+            if at >= 0:
+                digits = data[at + 18:at + 40].strip().split(b",")[0].split(b"}")[0]
+                if digits.strip().isdigit():
+                    self._seq = int(digits)
+        return self._seq
+
+    @seq.setter
+    def seq(self, value: int) -> None:
+        self._last, self._seq = b"", value
 
     def _lifecycle(self, data: bytes) -> bool:
         """Read a lifecycle event; True when it reports a failure (or may: unreadable)."""

@@ -3,8 +3,10 @@
 A tap turns one upstream SSE event into the bytes the client gets (the event itself on the
 passthrough path, re-encoded events when translating) and records, on the way, what billing
 needs: the last usage seen, whether the upstream's stream completed (`finished`) or reported
-an error inside it (`failed`), and the first bytes sent (`relayed`), from which output tokens
-are counted when the upstream reports no usage.
+an error inside it (`failed`), and the output text relayed, from which output tokens are
+counted when the upstream reports no usage or the stream is cut. That count is kept as the
+stream goes: relayed bytes are gathered (whole events) and, every FOLD bytes, their text is
+counted and they are dropped, so a stream holds at most FOLD bytes however long it runs.
 """
 
 from errors import redact, redact_event
@@ -14,16 +16,24 @@ from translation import ir
 class Tap:
     """The shared bookkeeping; subclasses implement `relay(event)` and `error_event(err)`."""
 
-    KEEP = 1 << 20  # relayed bytes kept to estimate output tokens if upstream sends no usage
+    FOLD = 64 * 1024  # relayed bytes gathered before their output text is counted
+    KEEP = 1 << 20  # without `text_of`: relayed bytes kept (no count as the stream goes)
     content_type = "text/event-stream"
 
     def __init__(self):
         self.usage = None
         self.finished = False
         self.failed = False
-        self.relayed = bytearray()
+        self.relayed = bytearray()  # relayed bytes whose text is not counted yet
+        self.counted = 0  # characters of output text in the relayed bytes already dropped
         # what must never reach the client in an error (the provider's key; set by the exchange)
         self.secrets = ()
+        # the client format's output_text_of_events (set by the exchange)
+        self.text_of = None
+
+    def output_chars(self, text_of) -> int:
+        """Characters of output text relayed so far (the stream's whole output)."""
+        return self.counted + (len(text_of(bytes(self.relayed))) if self.relayed else 0)
 
     def feed(self, event: bytes) -> bytes | None:
         """The bytes to send for one upstream event (None: nothing)."""
@@ -49,9 +59,20 @@ class Tap:
         return redact_event(event, *self.secrets)
 
     def _kept(self, out):
-        if out and len(self.relayed) < self.KEEP:
+        if out:
             self.relayed += out
+            if len(self.relayed) >= self.FOLD:
+                self._fold()
         return out
+
+    def _fold(self) -> None:
+        """Count the gathered bytes' output text and drop them (they are whole events)."""
+        if self.text_of is None:
+            if len(self.relayed) > self.KEEP:
+                del self.relayed[self.KEEP:]
+            return
+        self.counted += len(self.text_of(bytes(self.relayed)))
+        self.relayed.clear()
 
 
 class PassthroughTap(Tap):
@@ -64,8 +85,10 @@ class PassthroughTap(Tap):
     def feed(self, event: bytes) -> bytes | None:
         # Tap.feed with relay() inlined: this runs for every event of every same-format stream
         out = self.watch(event)
-        if out and len(self.relayed) < self.KEEP:
+        if out:
             self.relayed += out
+            if len(self.relayed) >= self.FOLD:
+                self._fold()
         return out
 
     def watch(self, event: bytes) -> bytes | None:

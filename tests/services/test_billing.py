@@ -1,20 +1,22 @@
 """services.billing on its own, against a real database (SQLite, and PostgreSQL when configured):
 reserve, settle, release, the sweep, and exact amounts. No app and no HTTP."""
 
+import os
 import threading
 from datetime import timedelta
 from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import create_engine, select, update
+from sqlalchemy import create_engine, event, select, text, update
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 import models  # noqa: F401  (registers the tables)
 from errors import InsufficientCredits
 from extensions import db
 from models import Hold, UsageRecord, User, utcnow
-from services.billing import Billing, balance, grant, ledger_gap
+from services.billing import Billing, Charge, balance, grant, ledger_gap
 from services.pricing import Pricing
 from translation.ir import Usage
 
@@ -158,3 +160,73 @@ def test_a_burst_of_charges_is_written_whole(engine, billing):
     assert billing.flush()
     bal, records, holds, gap = books(engine, caller)
     assert (bal, len(records), holds, gap) == (Decimal(80), 50, [], 0)
+
+
+def counting_statements(engine):
+    """The statements the engine sends, as the driver gets them (a real listener, no mock)."""
+    sent = []
+    event.listen(engine, "before_cursor_execute",
+                 lambda _c, _cur, statement, *_rest: sent.append(statement))
+    return sent
+
+
+def test_a_hold_is_one_statement_on_postgresql(engine, billing, backend):
+    caller = user_with(engine, 10)
+    sent = counting_statements(engine)
+    billing.reserve(caller, "m", 1000, 1000)
+    with pytest.raises(InsufficientCredits):
+        billing.reserve(caller, "m", 10_000, 10_000)
+    assert len(sent) == (2 if backend == "postgresql" else 3)  # sqlite: UPDATE, INSERT, UPDATE
+    bal, _, [hold], gap = books(engine, caller)
+    assert (bal, hold.amount, gap) == (Decimal(6), Decimal(4), 0)
+
+
+def test_one_batch_of_every_kind_of_charge(engine, billing, backend):
+    """Charges, releases, a cost above its hold, a hold the sweep released, a charge queued
+    twice and two users in one batch: one statement on PostgreSQL for the common ones, the
+    per-charge path for the rest, and the books exact."""
+    rich, poor = user_with(engine, 100), user_with(engine, 5)
+    m = billing.pricing.for_model("m")
+    charged = [billing.reserve(rich, "m", 1000, 1000) for _ in range(4)]  # 4 held each
+    released = billing.reserve(rich, "m", 1000, 1000)
+    above = billing.reserve(poor, "m", 1000, 1000)  # 4 of 5 held; costs 10: takes the last 1
+    swept = billing.reserve(rich, "m", 1000, 1000)
+    with engine.begin() as conn:
+        conn.execute(update(Hold).where(Hold.id == swept.hold_id)
+                     .values(created_at=utcnow() - timedelta(seconds=120)))
+    assert billing.sweep() == 1  # its 4 are back; settled now, it is charged from the balance
+    usage = Usage(input=500, output=100)  # 0.8
+    batch = [Charge(t, usage, m.cost(usage)) for t in charged]
+    batch += [batch[0], Charge(released, None, Decimal(0)),
+              Charge(above, Usage(input=10_000), m.cost(Usage(input=10_000))),
+              Charge(swept, usage, m.cost(usage))]
+    sent = counting_statements(engine)
+    billing._settle_with_retry(batch)  # as the settlement worker writes a batch
+    if backend == "postgresql":  # the set, then for the duplicate, the one above its hold and
+        # the swept one, their statements one by one (20 statements without the set)
+        assert "unnest" in sent[0] and len(sent) == 11
+    assert billing.set_aside == 0
+    bal, records, holds, gap = books(engine, rich)
+    assert (bal, len(records), holds, gap) == (Decimal(100) - 5 * Decimal("0.8"), 5, [], 0)
+    assert sorted(r.request_id for r in records) == sorted(
+        t.request_id for t in [*charged, swept])
+    bal, [record], holds, gap = books(engine, poor)
+    assert (bal, record.price, holds, gap) == (Decimal(0), Decimal(5), [], 0)
+
+
+@pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL"), reason="needs PostgreSQL")
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_connection_the_server_dropped_is_replaced(engine, billing, backend):
+    """No pre-ping: a pooled connection PostgreSQL closed fails its hold, which is tried once
+    more on a fresh connection; the request never sees it."""
+    caller = user_with(engine, 10)
+    billing.reserve(caller, "m", 1000, 1000)  # leaves a connection in the pool
+    other = create_engine(engine.url, poolclass=NullPool)  # not one of the pool's connections
+    with other.connect() as admin:
+        admin.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+        admin.commit()
+    other.dispose()
+    billing.reserve(caller, "m", 1000, 1000)
+    bal, _, holds, gap = books(engine, caller)
+    assert (bal, len(holds), gap) == (Decimal(2), 2, 0)

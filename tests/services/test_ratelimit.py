@@ -1,13 +1,15 @@
 """services.ratelimit against real `limits` storage: failed-auth counting, the storage-down
 policy and its back-off, and which limit gets reported."""
 
+import time
+
 import pytest
 from limits import parse
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from errors import RateLimited, RateLimitUnavailable
-from services.ratelimit import AuthFailures, Standing, StorageGuard, tightest
+from services.ratelimit import AuthFailures, Standing, StorageGuard, Windows, tightest
 from tests.conftest import STORAGES, limit_storage
 from tests.live_server import free_port
 
@@ -94,3 +96,51 @@ def test_tightest_is_the_fewest_remaining_then_the_later_reset():
     assert tightest([]) is None
     assert Standing(10, 0, 1000.2).retry_after(now=1000.0) == 1
     assert Standing(10, 0, 1030.5).retry_after(now=1000.0) == 31
+
+
+@pytest.fixture(params=STORAGES)
+def storage(request):
+    settings = limit_storage(request.param)
+    options = {"wrap_exceptions": True, **settings.get("RATELIMIT_STORAGE_OPTIONS", {})}
+    storage = storage_from_string(settings["RATELIMIT_STORAGE_URI"], **options)
+    yield storage
+    storage.reset()
+
+
+def test_windows_count_all_limits_at_once_and_stop_at_the_first_full_one(storage):
+    minute, hour = parse("3/minute"), parse("4/hour")
+    windows, strategy = Windows(lambda: storage), MovingWindowRateLimiter(storage)
+    limits = [(minute, ("k", "family-chat")), (hour, ("k", "all-families"))]
+    for remaining in (2, 1, 0):
+        refused, standings = windows.hit(limits)
+        assert refused is None and [s.remaining for s in standings] == [remaining, remaining + 1]
+        # the same keys `limits` reads: its own view agrees with what the headers say
+        for (item, ids), standing in zip(limits, standings, strict=True):
+            stats = strategy.get_window_stats(item, *ids)
+            assert (stats.remaining, round(stats.reset_time)) == (standing.remaining,
+                                                                  round(standing.reset_at))
+    refused, standings = windows.hit(limits)
+    assert refused is minute and len(standings) == 1 and standings[0].remaining == 0
+    assert strategy.get_window_stats(hour, "k", "all-families").remaining == 1  # not counted
+    assert not strategy.hit(minute, "k", "family-chat")  # and limits' own check agrees
+
+
+def test_windows_drop_entries_that_left_the_window(storage):
+    """Old hits (written here as `limits` writes them) do not count; past the pruning cap the
+    count is found by bisection, and a full window is refused either way."""
+    item = parse("1500/hour")
+    key = item.key_for("old", "s")
+    hour_ago = time.time() - 3700
+    if hasattr(storage, "get_connection"):
+        client = storage.get_connection()
+        client.lpush(storage.prefixed_key(key), *[hour_ago - i / 10 for i in range(1400, 0, -1)])
+        client.lpush(storage.prefixed_key(key), *[time.time() - 10] * 1000)
+    else:
+        for _ in range(1000):
+            storage.acquire_entry(key, item.amount, item.get_expiry())
+    windows = Windows(lambda: storage)
+    refused, (standing,) = windows.hit([(item, ("old", "s"))])
+    assert refused is None and standing.remaining == 1500 - 1001
+    for _ in range(499):
+        assert windows.hit([(item, ("old", "s"))])[0] is None
+    assert windows.hit([(item, ("old", "s"))])[0] is item

@@ -3,13 +3,15 @@ refused one is set aside with its hold kept, and a database that is away is stil
 
 import logging
 import os
+import threading
 import time
 from decimal import Decimal
 
 import pytest
 import requests
-from sqlalchemy import create_engine, insert, select
+from sqlalchemy import create_engine, insert, select, text
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from extensions import db
 from models import Account, Hold, UsageRecord, User
@@ -206,3 +208,62 @@ def test_a_cost_above_the_hold_is_taken_once(app):
     [record], holds, gap = books(app, poor)
     with app.app_context():
         assert balance(db.session, poor)[0] == 0 and record.price == Decimal(3) and gap == 0
+
+
+@pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL"), reason="needs PostgreSQL")
+def test_connections_postgresql_dropped_do_not_fail_requests(app, client, backend):
+    """No pre-ping on checkout: after PostgreSQL closed every pooled connection (a restart, a
+    failover), the key lookup and the hold meet a dead one, retry on a fresh one, and the
+    request goes through, charged once."""
+    if backend != "postgresql":
+        pytest.skip("PostgreSQL only")
+    user_id, key = make_user(app, credits=Decimal(100))
+    body = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"Authorization": f"Bearer {key}"}
+    assert client.post("/v1/chat/completions", json=body, headers=headers).status_code == 200
+    with app.app_context():
+        url = db.engine.url
+    other = create_engine(url, poolclass=NullPool)
+    with other.connect() as admin:
+        killed = admin.execute(text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar()
+        admin.commit()
+    other.dispose()
+    assert killed >= 1
+    app.extensions["keys"].forget()  # the key is looked up again, on a dead connection
+    assert client.post("/v1/chat/completions", json=body, headers=headers).status_code == 200
+    assert app.extensions["billing"].flush(timeout=10)
+    records, holds, gap = books(app, user_id)
+    assert len(records) == 2 and holds == [] and gap == 0
+
+
+def test_open_streams_hold_no_database_connection(app, gateway, upstream):
+    """While streams are open (their key looked up, their credits held), no pooled connection
+    is checked out: holds and settlements never wait behind streams for one."""
+    from tests.fake_upstream import Script
+    user_id, key = make_user(app, credits=Decimal(100))
+    hold = threading.Event()
+    upstream.push(*[Script(content="first then the rest", hold=hold) for _ in range(3)])
+    opened = [requests.post(f"{gateway}/v1/chat/completions", stream=True, timeout=10,
+                            headers={"Authorization": f"Bearer {key}"},
+                            json={"model": "gpt-test", "stream": True,
+                                  "messages": [{"role": "user", "content": "hi"}]})
+              for _ in range(3)]
+    try:
+        lines = [resp.iter_lines() for resp in opened]
+        for resp, events in zip(opened, lines, strict=True):  # each stream has begun
+            assert resp.status_code == 200 and next(line for line in events if line)
+        with app.app_context():
+            assert db.engine.pool.checkedout() == 0
+        _, holds, _ = books(app, user_id)
+        assert len(holds) == 3  # each stream's credits are held meanwhile
+    finally:
+        hold.set()
+        rests = [[line for line in events if line] for events in lines]
+        for resp in opened:
+            resp.close()
+    assert all(rest[-1] == b"data: [DONE]" for rest in rests)
+    assert app.extensions["billing"].flush(timeout=10)
+    records, holds, gap = books(app, user_id)
+    assert len(records) == 3 and holds == [] and gap == 0

@@ -2,10 +2,14 @@
 
 import json
 
+import pytest
+
 from errors import UpstreamUnavailable
 from translation import ir
 from translation.gemini_stream import ArrayTap
+from translation.gemini_stream import PassthroughTap as GeminiTap
 from translation.openai_stream import PassthroughTap
+from translation.registry import FORMATS
 
 
 def sse(obj) -> bytes:
@@ -61,3 +65,23 @@ def test_openai_passthrough_tap_drops_the_usage_chunk_unasked_and_prices_it_when
     sent = json.loads(priced.feed(usage_chunk)[6:])
     assert sent["credits_consumed"] == 1.0 and priced.usage == ir.Usage(input=5, output=2)
     assert bytes(quiet.relayed) == content + b"data: [DONE]\n\n"  # what the client got
+
+
+def openai_content(text):
+    return sse({"id": "c", "choices": [{"index": 0, "delta": {"content": text}}]})
+
+
+@pytest.mark.parametrize("make, fmt, event", [
+    (lambda: PassthroughTap(forward_usage_chunk=False), "openai", openai_content),
+    (GeminiTap, "gemini", lambda text: sse(gemini_chunk(text))),
+    (ArrayTap, "gemini", lambda text: sse(gemini_chunk(text))),
+])
+def test_a_long_stream_is_counted_as_it_goes_in_bounded_memory(make, fmt, event):
+    """What a cut stream is charged: all the text relayed, counted a part at a time, while the
+    tap holds no more than one part of it."""
+    tap, text_of = make(), FORMATS[fmt].output_text_of_events
+    tap.text_of = text_of
+    words = [f" word{i}" for i in range(4000)]
+    sent = b"".join(tap.feed(event(w)) or b"" for w in words)
+    assert len(sent) > 4 * tap.FOLD and len(tap.relayed) < tap.FOLD
+    assert tap.output_chars(text_of) == len("".join(words)) == len(text_of(sent))

@@ -133,7 +133,7 @@ def test_failed_authentication_is_limited_per_address(client, api_key, upstream)
     assert refused.status_code == 429
     assert refused.json["error"]["type"] == "rate_limit_error"
     assert int(refused.headers["Retry-After"]) >= 1
-    # the address is refused before any key is looked at: a right guess would not get in now
+    # the address is refused before any key is looked up: a right guess would not get in now
     assert chat(client, api_key).status_code == 429
     assert not upstream.received
     # another address is not affected
@@ -141,6 +141,18 @@ def test_failed_authentication_is_limited_per_address(client, api_key, upstream)
                         headers={"Authorization": f"Bearer {api_key}"},
                         environ_base={"REMOTE_ADDR": "10.1.2.3"})
     assert other.status_code == 200
+
+
+def test_a_key_in_use_is_not_locked_out_by_guesses_from_its_address(app, client, upstream):
+    """A key resolved lately skips the failure counter: no storage read on the hot path, and
+    a client sharing an address (NAT) with a guesser keeps working."""
+    key = make_user(app, "shared-address")[1]
+    assert chat(client, key).status_code == 200
+    bad = {"Authorization": "Bearer tg-not-a-real-key-0000000000"}
+    codes = [client.get("/v1/models", headers=bad).status_code for _ in range(4)]
+    assert codes == [401, 401, 401, 429]
+    assert chat(client, key).status_code == 200
+    assert client.get("/v1/models", headers=bad).status_code == 429
 
 
 def test_missing_keys_do_not_count_as_guesses(client, api_key):

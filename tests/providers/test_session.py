@@ -1,0 +1,44 @@
+"""The upstream session: what a proxy's POST must not pick up (environment proxies, cookies),
+and a pool that keeps every connection of a burst of open streams. Real HTTP on loopback."""
+
+import logging
+
+from providers.http import pooled_session
+from tests.fake_upstream import Script
+from tests.live_server import free_port
+from tests.providers.test_faults import CHAT, provider
+
+
+def test_environment_proxies_and_upstream_cookies_are_ignored(upstream, monkeypatch):
+    dead = f"http://127.0.0.1:{free_port()}"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "all_proxy"):
+        monkeypatch.setenv(name, dead)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    p = provider(upstream.url)
+    upstream.push(Script(headers={"Set-Cookie": "track=1; Path=/"}))
+    assert p.open({**CHAT}, model="m", stream=False).body()
+    assert p.open({**CHAT}, model="m", stream=False).body()
+    first, second = upstream.received[-2:]
+    assert "Cookie" not in second.headers and "cookie" not in second.headers
+    assert first.headers.get("Content-Type", "").startswith("application/json")
+    assert int(first.headers["Content-Length"]) > 0
+
+
+def test_a_burst_of_open_streams_all_return_to_the_pool(upstream, caplog):
+    """Every connection opened for streams held at once is kept for reuse, none discarded."""
+    streams = 12
+    p = provider(upstream.url)
+    p.session = pooled_session(streams)
+    opened = []
+    for _ in range(streams):
+        upstream.push(Script())
+        opened.append(p.open({**CHAT, "stream": True}, model="m", stream=True))
+    with caplog.at_level(logging.WARNING, logger="urllib3"):
+        for resp in opened:
+            while resp.read():
+                pass
+            resp.close()
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
+    pool = next(iter(p.session.adapter.poolmanager.pools._container.values()))
+    assert pool.num_connections == streams and pool.pool.qsize() == streams
