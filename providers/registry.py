@@ -31,7 +31,8 @@ PRESETS = {
                "models": ["gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o", "gpt-4o-mini",
                           "o3", "o3-mini", "o4-mini"],
                "embedding_models": ["text-embedding-3-small", "text-embedding-3-large",
-                                    "text-embedding-ada-002"]},
+                                    "text-embedding-ada-002"],
+               "image_models": ["dall-e-2", "dall-e-3", "gpt-image-1"]},
     "deepseek": {"type": "openai", "output_limit_field": "max_tokens",
                  "base_url": "https://api.deepseek.com/v1",
                  "api_key_env": "DEEPSEEK_API_KEY",
@@ -45,7 +46,8 @@ PRESETS = {
     "gemini": {"type": "gemini", "base_url": "https://generativelanguage.googleapis.com/v1beta",
                "api_key_env": "GEMINI_API_KEY", "api_key_env_fallback": "GOOGLE_API_KEY",
                "models": ["gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite"],
-               "embedding_models": ["gemini-embedding-001", "gemini-embedding-2"]},
+               "embedding_models": ["gemini-embedding-001", "gemini-embedding-2"],
+               "image_models": ["gemini-2.5-flash-image", "gemini-3-pro-image-preview"]},
 }
 TYPES = tuple(adapter.wire_format for adapter in ADAPTERS)
 
@@ -152,9 +154,9 @@ def parse_upstream(entry: dict, environ) -> Upstream:
         raise ValueError(f"provider {name}: put the key in an environment variable (api_key_env)")
     models, patterns = {}, []
     embedding = _purpose_models(name, entry, spec, "embedding_models",
-                                adapter.supports_embeddings, "an embeddings API")
+                                adapter.supports_embeddings, "embeddings API")
     drawing = _purpose_models(name, entry, spec, "image_models", adapter.supports_images,
-                              "an images API")
+                              "images API")
     for item in [*spec.get("models", []), *embedding, *drawing]:
         (patterns.append(item) if "*" in item else models.setdefault(item, item))
     embedding, drawing = set(embedding), set(drawing)

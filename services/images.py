@@ -36,7 +36,7 @@ QUALITIES = {"standard": "standard", "hd": "hd", "low": "standard", "medium": "s
              "auto": "standard", "high": "hd"}
 MAX_PROMPT = 4000
 MAX_IMAGES = 4
-# What the well-known image models accept (client-facing names or patterns); IMAGE_MODELS in
+# What the well-known image models accept (client-facing names or patterns); IMAGE_MODEL_RULES in
 # the config adds or overrides entries: {"sizes": [...], "max_prompt": n}.
 KNOWN_MODELS = {
     "dall-e-2": {"sizes": ["256x256", "512x512", "1024x1024"], "max_prompt": 1000},

@@ -45,6 +45,13 @@ def test_bad_requests_are_400_with_param_and_free(app, client, user, upstream, b
     assert charged(app, user[0]) == (Decimal(100), [], [], 0)
 
 
+def test_an_openai_image_model_cannot_chat(client, user, upstream):
+    resp = client.post("/v1/chat/completions", json={"model": "dall-e-3", "messages": [
+        {"role": "user", "content": "hi"}]}, headers={"Authorization": f"Bearer {user[1]}"})
+    assert resp.status_code == 400 and resp.json["error"]["param"] == "model"
+    assert "image model" in resp.json["error"]["message"] and upstream.received == []
+
+
 def test_gpt_image_takes_a_longer_prompt(client, user):
     resp = client.post("/v1/images/generations", json={"model": "gpt-image-1",
                                                         "prompt": "x" * 5000},
