@@ -31,6 +31,10 @@ def test_dall_e_3_url_is_served_by_the_gateway(app, gateway, sdk, user, upstream
     assert image.status_code == 200 and image.headers["Content-Type"] == "image/png"
     assert image.content == png_for(PROMPT) and "max-age" in image.headers["Cache-Control"]
     assert charged(app, user[0]) == (Decimal(90), [(Decimal(10), 1)], [], 0)
+    usage = requests.get(f"{gateway}/v1/credits?include_usage=true", timeout=5,
+                         headers={"Authorization": f"Bearer {sdk.api_key}"}).json()
+    [record] = usage["data"]["usage"]["list"]
+    assert (record["model"], record["images"], record["price"]) == ("dall-e-3", 1, 10)
 
 
 def test_gemini_b64_json(app, sdk, user, upstream):

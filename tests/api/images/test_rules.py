@@ -150,3 +150,28 @@ def test_models_list_marks_image_models(sdk):
     assert models["dall-e-3"].model_extra["output_modalities"] == ["image"]
     assert models[GEMINI_IMAGE].model_extra["output_modalities"] == ["image", "text"]
     assert "output_modalities" not in models["gpt-test"].model_extra
+
+
+def test_concurrent_requests_keep_the_books(app, gateway, upstream):
+    """Eight requests at once on a balance for four images, two refused by the provider: each
+    success charged once, refusals and 402s free, no hold left, the ledger balanced."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    user_id, key = make_user(app, "busy", credits=Decimal(45))
+    assert app.test_cli_runner().invoke(args=["users", "plan", "busy", "pro"]).exit_code == 0
+    refusal = {"error": {"message": "rejected by the safety system", "param": None,
+                         "type": "invalid_request_error", "code": "content_policy_violation"}}
+    upstream.push(Script(status=400, body=refusal), Script(status=400, body=refusal))
+
+    def one(_):
+        return requests.post(f"{gateway}/v1/images/generations", timeout=20,
+                             headers={"Authorization": f"Bearer {key}"},
+                             json={"model": "dall-e-2", "prompt": PROMPT,
+                                   "response_format": "b64_json"}).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(one, range(8)))
+    assert set(codes) <= {200, 400, 402} and codes.count(200) <= 4
+    bal, records, holds, gap = charged(app, user_id)
+    assert len(records) == codes.count(200) and bal == 45 - 10 * codes.count(200)
+    assert holds == [] and gap == 0
