@@ -35,6 +35,8 @@ class ImagesIn(Schema):
     style = fields.String(allow_none=True, validate=validate.OneOf(("vivid", "natural")))
     user = fields.String(allow_none=True, validate=validate.Length(max=256))
     provider = StoredName(PROVIDER_MAX)
+    stream = fields.Boolean(allow_none=True, validate=validate.Equal(
+        False, error="Streaming partial images is not supported; leave stream unset."))
 
 
 IMAGES_IN = ImagesIn()
@@ -62,6 +64,8 @@ def edits():
     body = {k: v for k, v in request.form.items()}
     if isinstance(body.get("n"), str) and body["n"].strip().isdigit():
         body["n"] = int(body["n"])
+    if body.get("stream") in ("true", "false"):
+        body["stream"] = body["stream"] == "true"
     uploads = [_upload(f, "image") for name in ("image", "image[]")
                for f in request.files.getlist(name)]
     if not uploads:

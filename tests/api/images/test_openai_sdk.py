@@ -71,6 +71,13 @@ def test_two_hd_images_cost_30(app, sdk, user, upstream, model):
     assert charged(app, user[0]) == (Decimal(70), [(Decimal(30), 2)], [], 0)
 
 
+def test_dall_e_3_makes_one_image_a_call(app, sdk, user, upstream):
+    reply = sdk.images.generate(model="dall-e-3", prompt=PROMPT, n=2, response_format="b64_json")
+    assert len(reply.data) == 2
+    assert [r.json["n"] for r in upstream.received] == [1, 1]
+    assert charged(app, user[0])[1] == [(Decimal(20), 2)]
+
+
 def test_newer_quality_words_map_onto_the_two_prices(app, sdk, user, upstream):
     sdk.images.generate(model="gpt-image-1", prompt=PROMPT, quality="high")
     sdk.images.generate(model="gpt-image-1", prompt=PROMPT, quality="low")

@@ -33,6 +33,7 @@ PROMPT = "a red bicycle"
     ({"model": "dall-e-2", "prompt": None}, "prompt"),
     ({"prompt": PROMPT}, "model"),
     ({"model": "gpt-test"}, "model"),  # a chat model makes no images
+    ({"model": "gpt-image-1", "stream": True}, "stream"),
 ])
 def test_bad_requests_are_400_with_param_and_free(app, client, user, upstream, body, param):
     sent = {"prompt": PROMPT, **body}
@@ -67,6 +68,15 @@ def test_an_edit_needs_an_image(sdk, client, user):
     resp = client.post("/v1/images/edits", data={"model": "dall-e-2", "prompt": PROMPT},
                        headers={"Authorization": f"Bearer {user[1]}"})
     assert resp.status_code == 400 and resp.json["error"]["param"] == "image"
+
+
+def test_an_edit_past_the_upload_cap_is_413(app, client, user, upstream):
+    app.config["IMAGE_MAX_UPLOAD_BYTES"] = 1000
+    resp = client.post("/v1/images/edits", data={"model": "dall-e-2", "prompt": PROMPT,
+                                                 "image": (io.BytesIO(b"\x89PNG" * 500), "a.png")},
+                       headers={"Authorization": f"Bearer {user[1]}"})
+    assert resp.status_code == 413 and resp.json["error"]["type"] == "invalid_request_error"
+    assert upstream.received == []
 
 
 def test_402_when_the_balance_cannot_cover_n_images(app, gateway, upstream):
