@@ -185,3 +185,10 @@ def test_concurrent_requests_keep_the_books(app, gateway, upstream):
     bal, records, holds, gap = charged(app, user_id)
     assert len(records) == codes.count(200) and bal == 45 - 10 * codes.count(200)
     assert holds == [] and gap == 0
+
+
+def test_the_pricing_page_shows_per_image_prices(client):
+    page = client.get("/pricing").get_data(as_text=True)
+    images = page.split("<h3>Image models</h3>")[1]
+    assert "<code>dall-e-3</code>" in images and "<code>gpt-test</code>" not in images
+    assert "10" in images and "15" in images
