@@ -192,3 +192,10 @@ def test_the_pricing_page_shows_per_image_prices(client):
     images = page.split("<h3>Image models</h3>")[1]
     assert "<code>dall-e-3</code>" in images and "<code>gpt-test</code>" not in images
     assert "10" in images and "15" in images
+
+
+def test_flask_providers_marks_image_models(app):
+    out = app.test_cli_runner().invoke(args=["providers"]).output
+    assert "    dall-e-3 (image)" in out
+    assert "    nano-banana -> gemini-2.5-flash-image (image)" in out
+    assert "    gpt-test\n" in out
