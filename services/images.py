@@ -83,8 +83,9 @@ class Images:
                   if r.provider.supports_images
                   and (r.provider.supports_image_edits or not editing)]
         if not routes:
-            raise InvalidRequest(f"The model '{model}' cannot edit images; use a model whose "
-                                 "provider edits (an OpenAI-type or Gemini image model).",
+            what = "edit images" if editing else "make images"
+            raise InvalidRequest(f"The model '{model}' cannot {what} here; use an image model "
+                                 "whose provider does (see GET /v1/models).",
                                  param="model", code="unsupported_model")
         n, quality, size = self._checked(body, model)
         info = tracing.current() or tracing.RequestInfo("")
