@@ -1,5 +1,5 @@
 """Operator commands: `flask users …`, `flask keys …`, `flask plans`, `flask providers`,
-`flask responses sweep`."""
+`flask responses sweep`, `flask images sweep`."""
 
 from datetime import timedelta
 from decimal import Decimal
@@ -22,6 +22,7 @@ users = AppGroup("users", help="Manage users.")
 keys = AppGroup("keys", help="Manage API keys.")
 credits = AppGroup("credits", help="Grant credits and look at balances.")
 responses = AppGroup("responses", help="Stored Responses API responses.")
+images = AppGroup("images", help="Generated images the gateway stores.")
 
 
 def register(app):
@@ -32,6 +33,7 @@ def register(app):
     app.cli.add_command(plans)
     app.cli.add_command(first_key)
     app.cli.add_command(responses)
+    app.cli.add_command(images)
 
 
 def stored(value: str, what: str, max_length: int, allow_empty=False) -> str:
@@ -206,6 +208,14 @@ def responses_sweep():
                f"{current_app.config['RESPONSES_RETENTION_DAYS']} days")
 
 
+@images.command("sweep")
+def images_sweep():
+    """Delete stored images older than IMAGE_RETENTION_DAYS (files and rows)."""
+    gone = current_app.extensions["image_store"].sweep()
+    click.echo(f"deleted {gone} stored images older than "
+               f"{current_app.config['IMAGE_RETENTION_DAYS']} days")
+
+
 @click.command("plans")
 def plans():
     """Show the configured plans."""
@@ -270,10 +280,12 @@ def providers():
         click.echo(f"{name}\t{up.type}\t{' '.join(up.base_urls)}\t{keys}\t{routing}")
         for model, target in sorted(up.models.items()):
             click.echo(f"    {model}" + (f" -> {target}" if target != model else "")
-                       + (" (embedding)" if model in up.embedding_models else ""))
+                       + (" (embedding)" if model in up.embedding_models else "")
+                       + (" (image)" if model in up.image_models else ""))
         for pattern in up.patterns:
             click.echo(f"    {pattern} (any matching name"
-                       + (", embedding)" if pattern in up.embedding_models else ")"))
+                       + (", embedding" if pattern in up.embedding_models else "")
+                       + (", image" if pattern in up.image_models else "") + ")")
 
 
 @click.command("first-key")

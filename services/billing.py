@@ -67,12 +67,13 @@ WITH batch AS (
                          CAST(:key_ids AS integer[]), CAST(:models AS text[]),
                          CAST(:providers AS text[]), CAST(:inputs AS integer[]),
                          CAST(:cache_reads AS integer[]), CAST(:cache_writes AS integer[]),
-                         CAST(:outputs AS integer[]), CAST(:prices AS numeric[]),
+                         CAST(:outputs AS integer[]), CAST(:images AS integer[]),
+                         CAST(:prices AS numeric[]),
                          CAST(:estimated AS boolean[]), CAST(:partial AS boolean[]),
                          CAST(:request_ids AS text[]))
         AS b(hold_id, user_id, refund, billed, key_id, model, provider, input_tokens,
-             cache_read_tokens, cache_write_tokens, output_tokens, price, estimated, partial,
-             request_id)),
+             cache_read_tokens, cache_write_tokens, output_tokens, images, price, estimated,
+             partial, request_id)),
 dropped AS (
     DELETE FROM holds USING batch WHERE holds.id = batch.hold_id RETURNING holds.id),
 settled AS (
@@ -84,10 +85,11 @@ refunded AS (
     WHERE accounts.user_id = back.user_id),
 recorded AS (
     INSERT INTO usage_records (user_id, key_id, model, provider, input_tokens,
-                               cache_read_tokens, cache_write_tokens, output_tokens, price,
-                               estimated, partial, created_at, request_id)
+                               cache_read_tokens, cache_write_tokens, output_tokens, images,
+                               price, estimated, partial, created_at, request_id)
     SELECT user_id, key_id, model, provider, input_tokens, cache_read_tokens,
-           cache_write_tokens, output_tokens, price, estimated, partial, :created_at, request_id
+           cache_write_tokens, output_tokens, images, price, estimated, partial, :created_at,
+           request_id
     FROM settled WHERE billed)
 SELECT id FROM dropped""").bindparams(bindparam("created_at", type_=UsageRecord.created_at.type))
 
@@ -137,14 +139,14 @@ class Billing:
 
     # ---- on the request path -------------------------------------------------------------
     def reserve(self, caller, model: str, prompt_tokens: int, max_output: int,
-                price=None, request_id: str = "") -> Ticket:
+                price=None, request_id: str = "", images: int = 0) -> Ticket:
         """Hold the most this request can cost; raises InsufficientCredits (402) when it can't.
 
         `price` is the model's (services.pricing.Price) when the caller looked it up already;
-        the ticket carries it to the settlement.
+        the ticket carries it to the settlement. `images`: the most images it may return.
         """
         price = price or self.pricing.for_model(model)
-        amount = price.cost(Usage(input=prompt_tokens, output=max_output))
+        amount = price.cost(Usage(input=prompt_tokens, output=max_output, images=images))
         hold_id = (self._hold_pg(caller.user_id, amount) if self.postgres
                    else self._hold(caller.user_id, amount))
         if hold_id is None:
@@ -375,7 +377,7 @@ def _settle_set(conn, batch: list[Charge]) -> list[Charge]:
     simple = [batch[i] for i in chosen]
     columns = {name: [] for name in (
         "hold_ids", "user_ids", "refunds", "billed", "key_ids", "models", "providers", "inputs",
-        "cache_reads", "cache_writes", "outputs", "prices", "estimated", "partial",
+        "cache_reads", "cache_writes", "outputs", "images", "prices", "estimated", "partial",
         "request_ids")}
     for item in simple:
         t, u = item.ticket, item.usage
@@ -383,7 +385,8 @@ def _settle_set(conn, batch: list[Charge]) -> list[Charge]:
         # amounts rounded to the micro-credit, as the Credits type rounds the per-charge path's
         row = (t.hold_id, t.user_id, (t.amount - price).quantize(MICRO), u is not None,
                t.key_id, t.model, t.provider, u.input if u else 0, u.cache_read if u else 0,
-               u.cache_write if u else 0, u.output if u else 0, price.quantize(MICRO),
+               u.cache_write if u else 0, u.output if u else 0, u.images if u else 0,
+               price.quantize(MICRO),
                item.estimated, item.partial, t.request_id or None)
         for column, value in zip(columns.values(), row, strict=True):
             column.append(value)
@@ -417,7 +420,7 @@ def _settle_each_charge(conn, batch: list[Charge]):
                             "model": ticket.model, "provider": ticket.provider,
                             "input_tokens": u.input,
                             "cache_read_tokens": u.cache_read, "cache_write_tokens": u.cache_write,
-                            "output_tokens": u.output, "price": price,
+                            "output_tokens": u.output, "images": u.images, "price": price,
                             "estimated": item.estimated, "partial": item.partial,
                             "created_at": utcnow(), "request_id": ticket.request_id or None})
     if records:
