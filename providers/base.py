@@ -14,6 +14,8 @@ class Provider:
     counts_tokens = False  # True: count_tokens() asks the upstream itself
     supports_embeddings = False  # True: embed() asks the upstream for embeddings
     max_embedding_inputs = 0  # the most inputs one embed() call may carry
+    supports_images = False  # True: generate_images() makes images (providers/images.py)
+    supports_image_edits = False  # True: edit_images() edits uploaded images
     defaults: dict = {}  # upstream settings of this type when neither entry nor preset gives them
     # Other wire formats the same upstream speaks -> the adapter for each (providers.registry
     # fills it in; an OpenAI-type upstream with `responses = true` has a Responses dialect).
@@ -35,3 +37,12 @@ class Provider:
         """POST an embeddings body (translation.embeddings.EmbeddingFormat) for `model`; the
         answer's bytes and its JSON. `options` come with the body (Gemini: the method)."""
         raise NotImplementedError(f"{self.wire_format} upstreams have no embeddings")
+
+    def generate_images(self, req, *, fetcher) -> list:
+        """Images for a providers.images.ImageRequest: a list of GeneratedImage (at most req.n,
+        at least one). `fetcher` (providers.media.ImageFetcher) downloads URL answers."""
+        raise NotImplementedError(f"{self.wire_format} upstreams make no images")
+
+    def edit_images(self, req, *, fetcher) -> list:
+        """Edited images for an ImageRequest carrying `images` (and maybe a `mask`)."""
+        raise NotImplementedError(f"{self.wire_format} upstreams edit no images")

@@ -103,10 +103,29 @@ class UpstreamResponse:
 
 def send(session, url, *, body: bytes, headers: dict, timeout, upstream) -> UpstreamResponse:
     """POST upstream; returns a 2xx answer with its body unread, or raises a GatewayError."""
+    return _request(session, "POST", url, timeout=timeout, upstream=upstream, data=body,
+                    headers=headers)
+
+
+def send_form(session, url, *, fields: dict, files: list, headers: dict, timeout,
+              upstream) -> UpstreamResponse:
+    """POST a multipart/form-data body: `fields` name -> str, `files` a list of
+    (field name, (filename, bytes, mime)). Same answers and faults as send()."""
+    return _request(session, "POST", url, timeout=timeout, upstream=upstream, data=fields,
+                    files=files, headers=headers)
+
+
+def get(session, url, *, headers: dict, timeout, upstream) -> UpstreamResponse:
+    """GET from the upstream (polling a job, say). Same answers and faults as send()."""
+    return _request(session, "GET", url, timeout=timeout, upstream=upstream, headers=headers)
+
+
+def _request(session, method, url, *, timeout, upstream, headers, **kwargs) -> UpstreamResponse:
     if request_id := current_request_id():  # the upstream's logs can be matched with ours
         headers = {**headers, "X-Request-Id": request_id}
     try:
-        resp = session.post(url, data=body, headers=headers, stream=True, timeout=timeout)
+        resp = session.request(method, url, headers=headers, stream=True, timeout=timeout,
+                               **kwargs)
     except requests.Timeout as exc:
         raise UpstreamTimeout(f"provider {upstream.name} did not answer in time") from exc
     except requests.RequestException as exc:

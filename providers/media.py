@@ -42,11 +42,18 @@ class ImageFetcher:
 
     def fetch(self, url: str) -> tuple[str, str]:
         """(mime type, base64 data) of the image at url, or a 400 saying why not."""
+        mime, data = self.fetch_bytes(url)
+        return mime, base64.b64encode(data).decode()
+
+    def fetch_bytes(self, url: str, *, headers: dict | None = None) -> tuple[str, bytes]:
+        """(mime type, bytes) of the image at url, or a 400 saying why not. `headers` go with
+        the first request only (a provider's key for its own file URLs), never to a redirect."""
         deadline = time.monotonic() + self.timeout
         for _ in range(MAX_REDIRECTS + 1):
             self._check(url)
             try:
                 resp = self.session.get(url, stream=True, allow_redirects=False,
+                                        headers=headers,
                                         timeout=max(deadline - time.monotonic(), 0.1))
             except requests.RequestException as exc:
                 why = ("it points to a private or local address" if _caused_by_private(exc)
@@ -54,12 +61,12 @@ class ImageFetcher:
                 raise _refused(url, why) from None
             with resp:
                 if resp.is_redirect and resp.headers.get("location"):
-                    url = urljoin(url, resp.headers["location"])
+                    url, headers = urljoin(url, resp.headers["location"]), None
                     continue
                 return self._read(resp, url, deadline)
         raise _refused(url, "it redirects too many times")
 
-    def _read(self, resp, url, deadline) -> tuple[str, str]:
+    def _read(self, resp, url, deadline) -> tuple[str, bytes]:
         if resp.status_code != 200:
             raise _refused(url, f"fetching it returned HTTP {resp.status_code}")
         mime = resp.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -72,7 +79,7 @@ class ImageFetcher:
                 raise _refused(url, f"it is larger than {self.max_bytes} bytes")
             if time.monotonic() > deadline:
                 raise _refused(url, "fetching it took too long")
-        return mime, base64.b64encode(bytes(data)).decode()
+        return mime, bytes(data)
 
     def _check(self, url: str) -> None:
         parts = urlsplit(url)

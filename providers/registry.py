@@ -15,7 +15,8 @@ from providers.openai import OpenAIProvider
 from providers.responses import ResponsesProvider
 
 log = logging.getLogger(__name__)
-CHAT, EMBEDDINGS = "chat", "embeddings"  # purposes: which endpoints may call a model
+# purposes: which endpoints may call a model
+CHAT, EMBEDDINGS, IMAGES = "chat", "embeddings", "images"
 
 # One adapter class per upstream wire format; a provider's `type` is its wire format's name.
 ADAPTERS = (OpenAIProvider, AnthropicProvider, GeminiProvider, ResponsesProvider)
@@ -70,6 +71,7 @@ class Upstream:
     models: dict = field(default_factory=dict)
     patterns: tuple = ()  # glob patterns routed as-is (e.g. "*/*" on OpenRouter)
     embedding_models: frozenset = frozenset()  # names and patterns (of the above) that embed
+    image_models: frozenset = frozenset()  # names and patterns (of the above) that make images
     output_limit_field: str | None = None  # OpenAI type: max_completion_tokens or max_tokens
     base_urls: tuple = ()  # primary first, then backups; the same paths are used on each
     keys: tuple = field(repr=False, default=())  # providers.keypool.ApiKey, in config order
@@ -90,8 +92,20 @@ class Upstream:
         return None
 
     def serves(self, model: str, purpose: str) -> bool:
-        """Whether this provider's `model` answers chat requests or embeddings requests."""
-        return self.embeds(model) == (purpose == EMBEDDINGS)
+        """Whether this provider's `model` answers chat, embeddings or images requests (a Gemini
+        image model answers chat requests too: its images come back in the answer)."""
+        if self.embeds(model):
+            return purpose == EMBEDDINGS
+        if self.draws(model):
+            return purpose == IMAGES or (purpose == CHAT and self.type == "gemini")
+        return purpose == CHAT
+
+    def draws(self, model: str) -> bool:
+        """Whether a model this provider serves is an image model (its patterns first)."""
+        if model in self.models:
+            return model in self.image_models
+        return any(fnmatch.fnmatchcase(model, p) for p in self.patterns
+                   if p in self.image_models)
 
     def embeds(self, model: str) -> bool:
         """Whether a model this provider serves is an embedding model (its patterns first)."""
@@ -137,14 +151,19 @@ def parse_upstream(entry: dict, environ) -> Upstream:
     if "api_key" in entry:
         raise ValueError(f"provider {name}: put the key in an environment variable (api_key_env)")
     models, patterns = {}, []
-    embedding = _embedding_models(name, entry, spec, adapter)
-    for item in [*spec.get("models", []), *embedding]:
+    embedding = _purpose_models(name, entry, spec, "embedding_models",
+                                adapter.supports_embeddings, "an embeddings API")
+    drawing = _purpose_models(name, entry, spec, "image_models", adapter.supports_images,
+                              "an images API")
+    for item in [*spec.get("models", []), *embedding, *drawing]:
         (patterns.append(item) if "*" in item else models.setdefault(item, item))
-    embedding = set(embedding)
+    embedding, drawing = set(embedding), set(drawing)
     for alias, target in (spec.get("aliases") or {}).items():
         models[alias] = target
         if target in embedding:  # an alias of an embedding model is one too
             embedding.add(alias)
+        if target in drawing:
+            drawing.add(alias)
     responses = spec.get("responses", False)
     if not isinstance(responses, bool) or (responses and kind != OpenAIProvider.wire_format):
         raise ValueError(f"provider {name}: responses must be true or false, and only on "
@@ -154,7 +173,8 @@ def parse_upstream(entry: dict, environ) -> Upstream:
     return Upstream(name=name, type=spec["type"], base_url=urls[0],
                     api_key=keys[0].value if keys else "", models=models,
                     patterns=tuple(patterns), output_limit_field=spec.get("output_limit_field"),
-                    embedding_models=frozenset(embedding), base_urls=urls, keys=keys,
+                    embedding_models=frozenset(embedding), image_models=frozenset(drawing),
+                    base_urls=urls, keys=keys,
                     weight=_number(name, spec, "weight", float, low=0.0),
                     priority=_number(name, spec, "priority", int) or 0,
                     responses=responses)
@@ -200,16 +220,16 @@ def _number(name, spec, field_name, kind, low=None):
     return kind(value)
 
 
-def _embedding_models(name: str, entry: dict, spec: dict, adapter) -> list[str]:
-    """The provider's embedding models; only OpenAI- and Gemini-type APIs have embeddings.
-    An entry that lists its own models replaces the preset's embedding models too."""
-    items = (entry.get("embedding_models") if "models" in entry
-             else spec.get("embedding_models")) or []
+def _purpose_models(name: str, entry: dict, spec: dict, key: str, supported: bool,
+                    what: str) -> list[str]:
+    """The provider's embedding or image models (`key`), for adapters that have `what`.
+    An entry that lists its own models replaces the preset's models of that purpose too."""
+    items = (entry.get(key) if "models" in entry else spec.get(key)) or []
     if not isinstance(items, list) or not all(isinstance(m, str) and m for m in items):
-        raise ValueError(f"provider {name}: embedding_models must be a list of model names")
-    if items and not adapter.supports_embeddings:
-        raise ValueError(f"provider {name}: {spec['type']}-type providers have no embeddings "
-                         "API; remove embedding_models")
+        raise ValueError(f"provider {name}: {key} must be a list of model names")
+    if items and not supported:
+        raise ValueError(f"provider {name}: {spec['type']}-type providers have no {what}; "
+                         f"remove {key}")
     return items
 
 
@@ -243,6 +263,8 @@ class Registry:
         self.created = int(time.time())
         self._embedding_models = frozenset(m for p in providers for m in p.upstream.models
                                            if p.upstream.embeds(m))
+        self._image_models = frozenset(m for p in providers for m in p.upstream.models
+                                       if p.upstream.draws(m))
 
     def routes(self, model: str, provider: str | None = None, purpose: str = CHAT
                ) -> list[Route]:
@@ -260,12 +282,17 @@ class Registry:
             raise ModelNotFound(f"The model '{model}' does not exist{where}", param="model")
         routes = [Route(p, m) for p, m in serving if p.upstream.serves(model, purpose)]
         if not routes:
-            raise wrong_purpose(model, purpose, [p.upstream.type for p, _ in serving])
+            raise wrong_purpose(model, purpose, [p.upstream.type for p, _ in serving],
+                                drawing=any(p.upstream.draws(model) for p, _ in serving))
         return routes
 
     def embedding_models(self) -> frozenset[str]:
         """Client-facing names of every listed embedding model (worked out once)."""
         return self._embedding_models
+
+    def image_models(self) -> frozenset[str]:
+        """Client-facing names of every listed image model."""
+        return self._image_models
 
     def models(self) -> list[tuple[str, str]]:
         """(model, provider name) for every listed model, first provider wins."""
@@ -276,16 +303,24 @@ class Registry:
         return sorted(seen.items())
 
 
-def wrong_purpose(model: str, purpose: str, types: list[str]) -> InvalidRequest:
-    """The 400 for a chat request to an embedding model, or the reverse."""
-    if purpose == CHAT:
+def wrong_purpose(model: str, purpose: str, types: list[str], drawing: bool = False
+                  ) -> InvalidRequest:
+    """The 400 for a request to a model of another purpose (chat, embeddings, images)."""
+    if purpose == IMAGES:
+        message = (f"The model '{model}' makes no images; use an image model with "
+                   "POST /v1/images/generations (see GET /v1/models).")
+    elif purpose == CHAT and drawing:
+        message = (f"The model '{model}' is an image model; it cannot chat. Call "
+                   "POST /v1/images/generations with it.")
+    elif purpose == CHAT:
         message = (f"The model '{model}' is an embedding model; it cannot chat. Call "
                    "POST /v1/embeddings (or :embedContent / :batchEmbedContents) with it.")
     elif all(t == "anthropic" for t in types):
         message = (f"The model '{model}' is served by an Anthropic-type provider, and the "
                    "Anthropic API has no embeddings; use an embedding model (see GET /v1/models).")
     else:
-        message = (f"The model '{model}' is a chat model, not an embedding model; use an "
+        kind = "an image model" if drawing else "a chat model"
+        message = (f"The model '{model}' is {kind}, not an embedding model; use an "
                    "embedding model (see GET /v1/models).")
     return InvalidRequest(message, param="model", code="unsupported_model")
 
