@@ -12,14 +12,17 @@ from providers.anthropic import AnthropicProvider
 from providers.gemini import GeminiProvider
 from providers.keypool import ApiKey
 from providers.openai import OpenAIProvider
+from providers.replicate import ReplicateProvider
 from providers.responses import ResponsesProvider
+from providers.stability import StabilityProvider
 
 log = logging.getLogger(__name__)
 # purposes: which endpoints may call a model
 CHAT, EMBEDDINGS, IMAGES = "chat", "embeddings", "images"
 
 # One adapter class per upstream wire format; a provider's `type` is its wire format's name.
-ADAPTERS = (OpenAIProvider, AnthropicProvider, GeminiProvider, ResponsesProvider)
+ADAPTERS = (OpenAIProvider, AnthropicProvider, GeminiProvider, ResponsesProvider,
+            StabilityProvider, ReplicateProvider)
 # Older spellings of a type, and the settings they stand for: an "openai-compatible" server is an
 # OpenAI-type upstream that knows max_tokens only (OpenAI's reasoning models reject max_tokens).
 TYPE_ALIASES = {"openai-compatible": {"type": "openai", "output_limit_field": "max_tokens"}}
@@ -46,6 +49,24 @@ PRESETS = {
                "api_key_env": "GEMINI_API_KEY", "api_key_env_fallback": "GOOGLE_API_KEY",
                "models": ["gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite"],
                "embedding_models": ["gemini-embedding-001", "gemini-embedding-2"]},
+    # Images-only APIs: every model they list is an image model.
+    "stability": {"type": "stability", "base_url": "https://api.stability.ai/v2beta",
+                  "api_key_env": "STABILITY_API_KEY",
+                  "image_models": ["stable-image-ultra", "stable-image-core", "sd3.5-large",
+                                   "sd3.5-large-turbo", "sd3.5-medium", "sd3.5-flash"]},
+    # Replicate runs any public model by its owner/name ("*/*"); the best-known image models
+    # also have short names.
+    "replicate": {"type": "replicate", "base_url": "https://api.replicate.com/v1",
+                  "api_key_env": "REPLICATE_API_TOKEN",
+                  "image_models": ["flux-schnell", "flux-dev", "flux-pro", "flux-1.1-pro",
+                                   "flux-1.1-pro-ultra", "stable-diffusion-3.5-large", "*/*"],
+                  "aliases": {"flux-schnell": "black-forest-labs/flux-schnell",
+                              "flux-dev": "black-forest-labs/flux-dev",
+                              "flux-pro": "black-forest-labs/flux-pro",
+                              "flux-1.1-pro": "black-forest-labs/flux-1.1-pro",
+                              "flux-1.1-pro-ultra": "black-forest-labs/flux-1.1-pro-ultra",
+                              "stable-diffusion-3.5-large":
+                                  "stability-ai/stable-diffusion-3.5-large"}},
 }
 TYPES = tuple(adapter.wire_format for adapter in ADAPTERS)
 
@@ -78,6 +99,8 @@ class Upstream:
     weight: float | None = None  # share of traffic among providers of the same priority
     priority: int = 0  # lower first; a higher one is used only when the lower ones fail
     responses: bool = False  # OpenAI type: the upstream also serves POST /responses
+    prediction_timeout: float | None = None  # Replicate type: seconds a prediction may take
+    poll_interval: float | None = None  # Replicate type: seconds between looks at a prediction
 
     @property
     def wire_format(self) -> str:
@@ -158,6 +181,8 @@ def parse_upstream(entry: dict, environ) -> Upstream:
     for item in [*spec.get("models", []), *embedding, *drawing]:
         (patterns.append(item) if "*" in item else models.setdefault(item, item))
     embedding, drawing = set(embedding), set(drawing)
+    if not adapter.chats:  # an images-only API: whatever it lists makes images
+        drawing.update(models, patterns)
     for alias, target in (spec.get("aliases") or {}).items():
         models[alias] = target
         if target in embedding:  # an alias of an embedding model is one too
@@ -177,7 +202,9 @@ def parse_upstream(entry: dict, environ) -> Upstream:
                     base_urls=urls, keys=keys,
                     weight=_number(name, spec, "weight", float, low=0.0),
                     priority=_number(name, spec, "priority", int) or 0,
-                    responses=responses)
+                    responses=responses,
+                    prediction_timeout=_number(name, spec, "prediction_timeout", float, low=0.0),
+                    poll_interval=_number(name, spec, "poll_interval", float, low=0.0))
 
 
 def _base_urls(name, spec) -> tuple:

@@ -116,6 +116,7 @@ class FakeReplicate:
         self.received: list[ReplicateReceived] = []
         self.predictions: dict[str, Prediction] = {}
         self.files: dict[str, tuple[str, int, bytes]] = {}  # path -> (type, status, bytes)
+        self.links_base = None  # the base of the urls.get / urls.cancel links (None: this server)
         self.wait_cap = 0.5  # the longest a `Prefer: wait` is honoured here, in seconds
         self.barrier: threading.Barrier | None = None  # creations that must arrive together
         self.lock = threading.Lock()
@@ -266,7 +267,7 @@ class FakeReplicate:
         return urls if model.list_output else (urls[0] if urls else None)
 
     def _json(self, prediction: Prediction, status: int) -> Response:
-        base = f"{self.url}/v1/predictions/{prediction.id}"
+        base = f"{self.links_base or self.url + '/v1'}/predictions/{prediction.id}"
         body = {"id": prediction.id, "model": prediction.model,
                 "version": prediction.version or "hidden", "input": prediction.input,
                 "logs": "", "output": prediction.output, "data_removed": False,

@@ -41,6 +41,7 @@ class StabilityScript:
     headers: dict = field(default_factory=dict)
     finish_reason: str = "SUCCESS"  # CONTENT_FILTERED: a blurred image, as the real API sends
     wait: threading.Event | None = None  # hold the answer until this is set
+    answer_json: bool = False  # the JSON answer whatever the Accept header says
 
 
 @dataclass
@@ -124,7 +125,7 @@ class FakeStability:
         image = png(*ratio_size(ratio), seed=f"{prompt}|{number}")
         headers = {"finish-reason": script.finish_reason, "seed": str(seed),
                    "x-request-id": uuid.uuid4().hex, **script.headers}
-        if accept.startswith("application/json"):
+        if accept.startswith("application/json") or script.answer_json:
             body = {"image": base64.b64encode(image).decode(),
                     "finish_reason": script.finish_reason, "seed": seed}
             return Response(json.dumps(body), headers=headers,
