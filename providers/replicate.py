@@ -15,6 +15,7 @@ import base64
 import binascii
 import fnmatch
 import json
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -126,7 +127,7 @@ class ReplicateProvider(Provider):
         else:
             url = f"{self.upstream.base_url}/models/{quote(owner)}/{quote(name)}/predictions"
             body = {}
-        wait = int(max(1, min(MAX_WAIT, deadline - time.monotonic())))
+        wait = math.ceil(max(1, min(MAX_WAIT, deadline - time.monotonic())))
         connect, read = self.timeout
         resp = send(self.session, url, body=json.dumps({**body, "input": inputs}).encode(),
                     headers={**self._auth(), "Content-Type": "application/json",

@@ -117,7 +117,7 @@ class FakeReplicate:
         self.predictions: dict[str, Prediction] = {}
         self.files: dict[str, tuple[str, int, bytes]] = {}  # path -> (type, status, bytes)
         self.links_base = None  # the base of the urls.get / urls.cancel links (None: this server)
-        self.wait_cap = 0.5  # the longest a `Prefer: wait` is honoured here, in seconds
+        self.wait_cap = 0.1  # the longest a `Prefer: wait` is honoured here, in seconds
         self.barrier: threading.Barrier | None = None  # creations that must arrive together
         self.lock = threading.Lock()
         self.server = make_server("127.0.0.1", 0, self.wsgi, threaded=True)
