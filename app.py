@@ -1,5 +1,7 @@
 """Tollgate: a self-hosted AI API gateway. create_app() builds the Flask application."""
 
+import os
+
 from flask import Flask
 
 import cli
@@ -12,6 +14,7 @@ from blueprints import (
     console,
     credits,
     gemini_api,
+    images_api,
     openai_api,
     ops,
     playground,
@@ -31,6 +34,8 @@ from providers.routing import Router
 from services.conversations import ConversationStore
 from services.embeddings import Embeddings
 from services.health import ProviderHealth
+from services.image_store import ImageStore, LocalBlobs
+from services.images import Images
 from services.keys import KeyStore
 from services.metrics import Metrics
 from services.plans import PlanBook
@@ -62,16 +67,24 @@ def create_app(overrides=None):
         registry, billing, max_input_tokens=app.config["EMBEDDING_MAX_INPUT_TOKENS"],
         concurrency=app.config["EMBEDDING_UPSTREAM_CONCURRENCY"])
     app.extensions["provider_health"] = health = ProviderHealth()
+    router = build_router(app.config, registry, metrics, health)
     app.extensions["relay"] = Relay(
-        registry, billing, build_router(app.config, registry, metrics, health),
+        registry, billing, router,
         max_stream_seconds=app.config["UPSTREAM_MAX_STREAM_SECONDS"], fetcher=fetcher)
+    app.extensions["image_store"] = store = ImageStore(
+        billing.engine, LocalBlobs(app.config["IMAGE_STORE_PATH"]
+                                   or os.path.join(app.instance_path, "images")),
+        retention_days=app.config["IMAGE_RETENTION_DAYS"])
+    app.extensions["images"] = Images(registry, billing, router, store, fetcher,
+                                      models=app.config["IMAGE_MODELS"])
     app.extensions["readiness"] = ops.readiness_checks(app)
     observe_storage(app, metrics)
     pages.init_app(app)
     app.register_blueprint(ops.bp)
     for page in (site, auth, console, playground, admin, admin_api, credits):
         app.register_blueprint(page.bp)
-    for family in (openai_api, responses_api, anthropic_api, gemini_api):
+    app.register_blueprint(images_api.files_bp)
+    for family in (openai_api, images_api, responses_api, anthropic_api, gemini_api):
         for prefix in family.BASE_PATHS:
             app.register_blueprint(family.bp, url_prefix=prefix,
                                    name=family.bp.name + prefix.replace("/", "_"))

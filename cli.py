@@ -1,5 +1,5 @@
 """Operator commands: `flask users …`, `flask keys …`, `flask plans`, `flask providers`,
-`flask responses sweep`."""
+`flask responses sweep`, `flask images sweep`."""
 
 from datetime import timedelta
 from decimal import Decimal
@@ -22,6 +22,7 @@ users = AppGroup("users", help="Manage users.")
 keys = AppGroup("keys", help="Manage API keys.")
 credits = AppGroup("credits", help="Grant credits and look at balances.")
 responses = AppGroup("responses", help="Stored Responses API responses.")
+images = AppGroup("images", help="Generated images the gateway stores.")
 
 
 def register(app):
@@ -32,6 +33,7 @@ def register(app):
     app.cli.add_command(plans)
     app.cli.add_command(first_key)
     app.cli.add_command(responses)
+    app.cli.add_command(images)
 
 
 def stored(value: str, what: str, max_length: int, allow_empty=False) -> str:
@@ -204,6 +206,14 @@ def responses_sweep():
     gone = current_app.extensions["conversations"].sweep()
     click.echo(f"deleted {gone} stored responses older than "
                f"{current_app.config['RESPONSES_RETENTION_DAYS']} days")
+
+
+@images.command("sweep")
+def images_sweep():
+    """Delete stored images older than IMAGE_RETENTION_DAYS (files and rows)."""
+    gone = current_app.extensions["image_store"].sweep()
+    click.echo(f"deleted {gone} stored images older than "
+               f"{current_app.config['IMAGE_RETENTION_DAYS']} days")
 
 
 @click.command("plans")

@@ -42,6 +42,16 @@ DEFAULTS = {
     # Stored Responses (POST /v1/responses with store, the default): kept this many days, then
     # swept (hourly by each worker, or `flask responses sweep`).
     "RESPONSES_RETENTION_DAYS": 30,
+    # Images (POST /v1/images/generations and /edits): generated images are stored in
+    # IMAGE_STORE_PATH (None: instance/images), served at /v1/images/files/<id>, kept this many
+    # days, then swept (hourly by each worker, or `flask images sweep`). IMAGE_PUBLIC_URL: the
+    # gateway's address as clients reach it, for `url` answers (None: the request's host).
+    # IMAGE_MODELS: per model (name or pattern) {"sizes": [...], "max_prompt": n}.
+    "IMAGE_STORE_PATH": None,
+    "IMAGE_RETENTION_DAYS": 30,
+    "IMAGE_PUBLIC_URL": None,
+    "IMAGE_MODELS": {},
+    "IMAGE_MAX_UPLOAD_BYTES": 20 * 1024 * 1024,  # the whole multipart body of an edit
     # Embeddings: the most (estimated) input tokens one request may embed, and how many upstream
     # calls of one request (Gemini takes 100 inputs a call) run at once.
     "EMBEDDING_MAX_INPUT_TOKENS": 500_000,

@@ -134,14 +134,14 @@ def record(record_id):
 
 
 CSV_COLUMNS = ("id", "time_utc", "key", "model", "input_tokens", "cache_read_tokens",
-               "cache_write_tokens", "output_tokens", "credits", "estimated", "partial")
+               "cache_write_tokens", "output_tokens", "credits", "estimated", "partial", "images")
 
 
 def _csv_row(row, names) -> list:
     return [row.id, row.created_at.isoformat(timespec="seconds"),
             _csv_safe(names.get(row.key_id, f"key {row.key_id}")), _csv_safe(row.model),
             row.input_tokens, row.cache_read_tokens, row.cache_write_tokens,
-            row.output_tokens, f"{row.price:f}", row.estimated, row.partial]
+            row.output_tokens, f"{row.price:f}", row.estimated, row.partial, row.images]
 
 
 def _csv_safe(value: str) -> str:

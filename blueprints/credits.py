@@ -41,7 +41,8 @@ def record_json(row) -> dict:
             + row.output_tokens,
             "input_tokens": row.input_tokens + row.cache_read_tokens + row.cache_write_tokens,
             "output_tokens": row.output_tokens, "cache_hit_tokens": row.cache_read_tokens,
-            "cache_creation_tokens": row.cache_write_tokens, "price": float(row.price),
+            "cache_creation_tokens": row.cache_write_tokens, "images": row.images,
+            "price": float(row.price),
             "estimated": row.estimated, "partial": row.partial,
             "create_time": int(row.created_at.replace(tzinfo=UTC).timestamp() * 1000)}
 

@@ -89,6 +89,7 @@ class UsageRecord(db.Model):
     cache_read_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cache_write_tokens: Mapped[int] = mapped_column(Integer, default=0)
     output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    images: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # images made
     price: Mapped[Decimal] = mapped_column(Credits)
     estimated: Mapped[bool] = mapped_column(Boolean, default=False)  # we counted, not upstream
     partial: Mapped[bool] = mapped_column(Boolean, default=False)  # the stream was cut short

@@ -3,6 +3,7 @@
 import json
 from urllib.parse import quote
 
+from providers import gemini_images
 from providers.base import Provider
 from providers.http import read_count, read_json, send
 
@@ -12,6 +13,8 @@ class GeminiProvider(Provider):
     counts_tokens = True
     supports_embeddings = True
     max_embedding_inputs = 100  # requests per :batchEmbedContents call (the API refuses more)
+    supports_images = True  # image models (providers/gemini_images.py)
+    supports_image_edits = True  # the uploads as inline parts with the instruction
 
     def open(self, payload, *, model, stream, headers=None, method=None):
         """The model goes into the URL, as Gemini wants (a `model` key in the body is dropped).
@@ -36,3 +39,9 @@ class GeminiProvider(Provider):
     def embed(self, payload, *, model, method="batchEmbedContents"):
         resp = self.open(payload, model=model, stream=False, method=method)
         return read_json(resp)
+
+    def generate_images(self, req, *, fetcher):
+        return gemini_images.generate(self, req, fetcher)
+
+    def edit_images(self, req, *, fetcher):
+        return gemini_images.generate(self, req, fetcher)

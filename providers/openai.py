@@ -2,6 +2,7 @@
 
 import json
 
+from providers import openai_images
 from providers.base import Provider
 from providers.http import read_json, send
 
@@ -13,6 +14,8 @@ class OpenAIProvider(Provider):
     defaults = {"output_limit_field": "max_completion_tokens"}
     supports_embeddings = True
     max_embedding_inputs = 2048  # inputs per /embeddings call
+    supports_images = True  # POST /images/generations (providers/openai_images.py)
+    supports_image_edits = True  # POST /images/edits
 
     def open(self, payload, *, model, stream, headers=None, endpoint="chat/completions"):
         sent = {"Content-Type": "application/json",
@@ -26,3 +29,9 @@ class OpenAIProvider(Provider):
     def embed(self, payload, *, model):
         resp = self.open(payload, model=model, stream=False, endpoint="embeddings")
         return read_json(resp)
+
+    def generate_images(self, req, *, fetcher):
+        return openai_images.generate(self, req, fetcher)
+
+    def edit_images(self, req, *, fetcher):
+        return openai_images.edit(self, req, fetcher)

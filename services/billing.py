@@ -85,14 +85,14 @@ class Billing:
 
     # ---- on the request path -------------------------------------------------------------
     def reserve(self, caller, model: str, prompt_tokens: int, max_output: int,
-                price=None, request_id: str = "") -> Ticket:
+                price=None, request_id: str = "", images: int = 0) -> Ticket:
         """Hold the most this request can cost; raises InsufficientCredits (402) when it can't.
 
         `price` is the model's (services.pricing.Price) when the caller looked it up already;
-        the ticket carries it to the settlement.
+        the ticket carries it to the settlement. `images`: the most images it may return.
         """
         price = price or self.pricing.for_model(model)
-        amount = price.cost(Usage(input=prompt_tokens, output=max_output))
+        amount = price.cost(Usage(input=prompt_tokens, output=max_output, images=images))
         # Core statements on a plain connection: this is on every request's path, and the ORM
         # session's bookkeeping would cost more than the two statements themselves.
         with self.engine.begin() as conn:
@@ -302,7 +302,7 @@ def settle(conn, batch: list[Charge]):
                             "model": ticket.model, "provider": ticket.provider,
                             "input_tokens": u.input,
                             "cache_read_tokens": u.cache_read, "cache_write_tokens": u.cache_write,
-                            "output_tokens": u.output, "price": price,
+                            "output_tokens": u.output, "images": u.images, "price": price,
                             "estimated": item.estimated, "partial": item.partial,
                             "created_at": utcnow(), "request_id": ticket.request_id or None})
     if records:

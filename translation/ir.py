@@ -21,6 +21,7 @@ class Usage:
     cache_read: int = 0
     cache_write: int = 0
     output: int = 0
+    images: int = 0  # images returned (charged per image at the price's `image`)
 
     @property
     def total(self) -> int:
