@@ -1,0 +1,175 @@
+"""The official openai SDK's `client.images.generate` through the gateway to the Stability AI
+and Replicate fakes: both response formats, the stored URL serving a PNG, per-image credits,
+and every failure a clean OpenAI-shape error that costs nothing."""
+
+import base64
+from decimal import Decimal
+
+import openai
+import pytest
+import requests
+
+from tests.api.cross_family.test_credits import books
+from tests.conftest import UPSTREAM_KEY_ENV, make_user
+from tests.fake_replicate import FakeReplicate, PredictionScript
+from tests.fake_stability import FakeStability, StabilityScript
+from tests.pngs import size_of
+
+FLUX = "black-forest-labs/flux-schnell"
+
+
+@pytest.fixture(scope="module")
+def stability():
+    fake = FakeStability().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def replicate():
+    fake = FakeReplicate().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def settings(stability, replicate, tmp_path):
+    for fake in (stability, replicate):
+        fake.scripts.clear()
+        fake.received.clear()
+    return {
+        "PROVIDERS": [
+            {"name": "stability", "type": "stability", "base_url": f"{stability.url}/v2beta",
+             "api_key_env": UPSTREAM_KEY_ENV, "models": ["stable-image-core", "sd3.5-large"]},
+            # the preset's models and short names, on the fake
+            {"name": "replicate", "preset": "replicate", "base_url": f"{replicate.url}/v1",
+             "api_key_env": UPSTREAM_KEY_ENV, "poll_interval": 0.01},
+            {"name": "replicate-slow", "type": "replicate", "base_url": f"{replicate.url}/v1",
+             "api_key_env": UPSTREAM_KEY_ENV, "image_models": ["slow-flux"],
+             "aliases": {"slow-flux": FLUX}, "prediction_timeout": 0.3, "poll_interval": 0.01},
+        ],
+        "IMAGE_FETCH_ALLOW_PRIVATE": True,  # the fake's output files are on loopback
+        "IMAGE_STORE_PATH": str(tmp_path / "images"),
+        "RATELIMIT_ENABLED": False,
+    }
+
+
+@pytest.fixture
+def user(app):
+    return make_user(app, credits=Decimal(100))
+
+
+def sdk(gateway, key):
+    return openai.OpenAI(base_url=f"{gateway}/v1", api_key=key, max_retries=0)
+
+
+MODELS = ["stable-image-core", "flux-schnell"]
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("response_format", ["url", "b64_json"])
+def test_generate_in_both_formats(app, gateway, user, model, response_format):
+    user_id, key = user
+    reply = sdk(gateway, key).images.generate(model=model, prompt="a red fox", size="1792x1024",
+                                              response_format=response_format)
+    [image] = reply.data
+    if response_format == "url":
+        assert image.url.startswith(f"{gateway}/v1/images/files/")
+        served = requests.get(image.url, timeout=10)
+        assert served.status_code == 200 and served.headers["content-type"] == "image/png"
+        data = served.content
+    else:
+        assert image.url is None
+        data = base64.b64decode(image.b64_json)
+    assert size_of(data) == (128, 72)  # 16:9, the nearest ratio to 1792x1024
+    assert reply.model_extra["credits_consumed"] == 10
+    bal, [record], holds, gap = books(app, user_id)
+    assert bal == 90 and holds == [] and gap == 0
+    assert (record.model, record.images, record.price) == (model, 1, Decimal(10))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_two_hd_images_cost_30(app, gateway, user, stability, replicate, model):
+    user_id, key = user
+    reply = sdk(gateway, key).images.generate(model=model, prompt="a red fox", n=2,
+                                              quality="hd", response_format="b64_json")
+    assert len(reply.data) == 2 and reply.data[0].b64_json != reply.data[1].b64_json
+    assert reply.model_extra["credits_consumed"] == 30
+    if model == "flux-schnell":  # one prediction making both
+        [created] = replicate.created()
+        assert created.json["input"]["num_outputs"] == 2
+    else:  # one Stability call per image
+        assert len(stability.received) == 2
+    bal, [record], holds, gap = books(app, user_id)
+    assert bal == 70 and record.images == 2 and holds == [] and gap == 0
+
+
+def test_a_stability_call_that_fails_is_not_charged(app, gateway, user, stability):
+    user_id, key = user
+    stability.push(StabilityScript(), StabilityScript(status=500))
+    reply = sdk(gateway, key).images.generate(model="stable-image-core", prompt="a red fox",
+                                              n=2, response_format="b64_json")
+    assert len(reply.data) == 1 and reply.model_extra["credits_consumed"] == 10
+    bal, [record], holds, gap = books(app, user_id)
+    assert bal == 90 and record.images == 1 and holds == [] and gap == 0
+
+
+def assert_nothing_charged(app, user_id):
+    bal, records, holds, gap = books(app, user_id)
+    assert bal == 100 and holds == [] and gap == 0
+    assert sum(r.price for r in records) == 0
+
+
+@pytest.mark.parametrize("model, prompt, script, status, code, words", [
+    ("stable-image-core", "something forbidden", None, 400, "content_policy_violation",
+     "flagged by our content moderation system"),
+    ("stable-image-core", "a red fox", StabilityScript(finish_reason="CONTENT_FILTERED"), 400,
+     "content_policy_violation", "content filter flagged the image"),
+    ("stable-image-core", "a red fox", StabilityScript(status=500), 502,
+     "upstream_unavailable", "failed with HTTP 500"),
+    ("flux-schnell", "a red fox", PredictionScript(mode="fail", polls=1, error="CUDA error"),
+     502, "upstream_prediction_failed", "prediction failed: CUDA error"),
+    ("flux-schnell", "a red fox", PredictionScript(mode="cancel"), 502,
+     "upstream_prediction_failed", "prediction was cancelled"),
+    ("flux-schnell", "a red fox", PredictionScript(mode="fail", error="NSFW content detected"),
+     400, "content_policy_violation", "NSFW content detected"),
+    ("flux-schnell", "a red fox", PredictionScript(file_type="text/html"), 502,
+     "upstream_unavailable", "could not be downloaded"),
+], ids=["moderation", "filtered", "stability-500", "failed", "cancelled", "nsfw", "not-image"])
+def test_failures_are_clean_errors_that_cost_nothing(app, gateway, user, stability, replicate,
+                                                     model, prompt, script, status, code,
+                                                     words):
+    user_id, key = user
+    if script is not None:
+        (stability if model.startswith("stable") else replicate).push(script)
+    with pytest.raises(openai.APIStatusError) as info:
+        sdk(gateway, key).images.generate(model=model, prompt=prompt)
+    err = info.value
+    assert err.status_code == status and err.code == code and words in err.message
+    assert "Traceback" not in err.response.text
+    assert_nothing_charged(app, user_id)
+
+
+def test_a_prediction_that_never_finishes_is_cut_at_the_timeout(app, gateway, user,
+                                                                replicate):
+    user_id, key = user
+    replicate.push(PredictionScript(mode="never"))
+    with pytest.raises(openai.APIStatusError) as info:
+        sdk(gateway, key).images.generate(model="slow-flux", prompt="a red fox")
+    err = info.value
+    assert err.status_code == 504 and err.code == "upstream_timeout"
+    assert "did not finish within 0.3 seconds" in err.message
+    [prediction_id] = replicate.cancels()
+    assert replicate.predictions[prediction_id].status == "canceled"
+    assert len(replicate.created()) == 1  # not started again elsewhere
+    assert_nothing_charged(app, user_id)
+
+
+def test_a_balance_short_of_the_hold_sends_nothing(app, gateway, stability):
+    user_id, key = make_user(app, "short", credits=Decimal(25))
+    with pytest.raises(openai.APIStatusError) as info:
+        sdk(gateway, key).images.generate(model="stable-image-core", prompt="a red fox", n=2,
+                                          quality="hd")
+    assert info.value.status_code == 402 and not stability.received
+    bal, records, holds, gap = books(app, user_id)
+    assert bal == 25 and holds == [] and gap == 0
