@@ -63,11 +63,11 @@ def create_app(overrides=None):
                            allow_private=app.config["IMAGE_FETCH_ALLOW_PRIVATE"])
     app.extensions["conversations"] = ConversationStore(
         billing.engine, retention_days=app.config["RESPONSES_RETENTION_DAYS"])
-    app.extensions["embeddings"] = Embeddings(
-        registry, billing, max_input_tokens=app.config["EMBEDDING_MAX_INPUT_TOKENS"],
-        concurrency=app.config["EMBEDDING_UPSTREAM_CONCURRENCY"])
     app.extensions["provider_health"] = health = ProviderHealth()
     router = build_router(app.config, registry, metrics, health)
+    app.extensions["embeddings"] = Embeddings(
+        registry, billing, router, max_input_tokens=app.config["EMBEDDING_MAX_INPUT_TOKENS"],
+        concurrency=app.config["EMBEDDING_UPSTREAM_CONCURRENCY"])
     app.extensions["relay"] = Relay(
         registry, billing, router,
         max_stream_seconds=app.config["UPSTREAM_MAX_STREAM_SECONDS"], fetcher=fetcher)

@@ -50,8 +50,10 @@ def act_for_user():
 @login_required
 def page():
     registry = current_app.extensions["relay"].registry
-    models = [m for m, _ in registry.models()  # the playground chats: no embedding models
-              if g.caller.plan.allows(m) and m not in registry.embedding_models()]
+    draws = registry.image_models()  # the playground chats: no embedding or image-only models
+    models = [m for m, _ in registry.models()
+              if g.caller.plan.allows(m) and m not in registry.embedding_models()
+              and "text" in draws.get(m, ("text",))]
     return render_template("playground.html", models=models)
 
 

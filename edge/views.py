@@ -105,9 +105,10 @@ def allowed_models() -> list[tuple[str, str]]:
 def model_list(family: str) -> Response:
     """The models this caller may use, in the list shape of the `family` format."""
     registry = current_app.extensions["relay"].registry
-    embeds = registry.embedding_models()
+    embeds, draws = registry.embedding_models(), registry.image_models()
     return jsonify(FORMATS[family].model_list([
-        FORMATS[family].model_entry(m, owner, registry.created, embeds=m in embeds)
+        FORMATS[family].model_entry(m, owner, registry.created, embeds=m in embeds,
+                                    outputs=draws.get(m))
         for m, owner in allowed_models()]))
 
 
@@ -118,5 +119,6 @@ def one_model(family: str, segment: str) -> Response:
     for model, owner in allowed_models():
         if model == name:
             return jsonify(fmt.model_entry(model, owner, registry.created,
-                                           embeds=model in registry.embedding_models()))
+                                           embeds=model in registry.embedding_models(),
+                                           outputs=registry.image_models().get(model)))
     raise fmt.model_missing(name)

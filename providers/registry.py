@@ -290,8 +290,12 @@ class Registry:
         self.created = int(time.time())
         self._embedding_models = frozenset(m for p in providers for m in p.upstream.models
                                            if p.upstream.embeds(m))
-        self._image_models = frozenset(m for p in providers for m in p.upstream.models
-                                       if p.upstream.draws(m))
+        self._image_models = {}  # image model -> what it outputs (Gemini's also chat)
+        for p in providers:
+            for m in p.upstream.models:
+                if p.upstream.draws(m):
+                    chats = p.upstream.serves(m, CHAT) or "text" in self._image_models.get(m, ())
+                    self._image_models[m] = ("image", "text") if chats else ("image",)
 
     def routes(self, model: str, provider: str | None = None, purpose: str = CHAT
                ) -> list[Route]:
@@ -317,8 +321,9 @@ class Registry:
         """Client-facing names of every listed embedding model (worked out once)."""
         return self._embedding_models
 
-    def image_models(self) -> frozenset[str]:
-        """Client-facing names of every listed image model."""
+    def image_models(self) -> dict[str, tuple]:
+        """Every listed image model -> its output modalities (("image",), or ("image", "text")
+        for a Gemini image model, which chat clients call too)."""
         return self._image_models
 
     def models(self) -> list[tuple[str, str]]:

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from gevent import monkey
 from gevent.pool import Pool
 
-from errors import GatewayError, InvalidRequest, UpstreamUnavailable
+import tracing
+from errors import GatewayError, InvalidRequest, UpstreamError, UpstreamUnavailable
 from providers.registry import EMBEDDINGS
 from services.billing import InsufficientCredits
 from translation.embeddings import MAX_INPUTS, EmbedAnswer, batches, estimate_tokens
@@ -42,6 +43,7 @@ class _Served:
     counted: int  # input tokens as the upstream counted them
     unread: int  # our count of the inputs whose call the upstream did not count
     raw: bytes | None = None  # the upstream's own answer, when it goes to the client as is
+    provider: str = ""  # the name of the provider that served it
 
 
 class PartlyServed(Exception):
@@ -53,9 +55,10 @@ class PartlyServed(Exception):
 
 
 class Embeddings:
-    def __init__(self, registry, billing, *, max_input_tokens: int, concurrency: int = 4):
+    def __init__(self, registry, billing, router, *, max_input_tokens: int, concurrency: int = 4):
         self.registry = registry
         self.billing = billing
+        self.router = router  # providers.routing.Router: URLs, keys, breakers, retry budget
         self.max_input_tokens = max_input_tokens
         self.concurrency = max(1, concurrency)
 
@@ -69,7 +72,7 @@ class Embeddings:
         self._check_size(req, sum(estimates))
         ticket = self._reserve(caller, req.model, sum(estimates))
         try:
-            served = self._serve(fmt, body, req, routes, estimates)
+            served, headers = self._serve(fmt, body, req, routes, estimates)
         except PartlyServed as partly:
             self.billing.charge(ticket, Usage(input=partly.tokens), estimated=partly.estimated,
                                 partial=True)
@@ -77,13 +80,15 @@ class Embeddings:
         except BaseException:
             self.billing.release(ticket)
             raise
+        ticket.provider = served.provider
         tokens, estimated = served.counted + served.unread, served.unread > 0
         cost = self.billing.charge(ticket, Usage(input=tokens), estimated=estimated)
         if served.raw is not None:
             out = fmt.relay_body(served.raw, cost)
         else:
             out = fmt.answer_from_ir(served.answer, req, tokens, cost)
-        headers = {"x-tollgate-token-count": "estimated"} if estimated else {}
+        if estimated:
+            headers["x-tollgate-token-count"] = "estimated"
         return EmbedReply(200, out, headers=headers)
 
     def _check_size(self, req, tokens: int) -> None:
@@ -105,24 +110,36 @@ class Embeddings:
                            "credits. Top up, or send fewer inputs.")
             raise
 
-    def _serve(self, fmt, body, req, routes, estimates) -> _Served:
-        """Try each route until one answers; a failure another route may not have (refused,
-        timed out, 5xx, 429) moves on, as long as no call of this request has succeeded."""
-        last_error = None
-        for route in routes:
-            if not route.provider.supports_embeddings:
-                continue
+    def _serve(self, fmt, body, req, routes, estimates) -> tuple[_Served, dict]:
+        """(what served the request, the headers naming it) from the routing plan's first
+        attempt that answers: each attempt is one URL and key of a provider that embeds; a
+        failure another URL, key or provider may not have (refused, timed out, 5xx, 429, a
+        refused key) moves on, as long as no call of this request has succeeded."""
+        routes = [route for route in routes if route.provider.supports_embeddings]
+        if not routes:
+            raise InvalidRequest(f"No provider can embed with '{req.model}'.", param="model")
+        info = tracing.current()
+        plan = self.router.plan(routes)
+        for route in plan:
             try:
                 if (fmt.name == route.provider.wire_format
                         and len(req.inputs) <= route.provider.max_embedding_inputs):
-                    return self._passthrough(fmt, body, req, route, estimates)
-                return self._translated(fmt, req, route, estimates)
-            except UpstreamUnavailable as err:
-                log.warning("provider %s unavailable: %s", route.provider.upstream.name,
-                            err.message)
-                last_error = err
-        raise last_error or InvalidRequest(f"No provider can embed with '{req.model}'.",
-                                           param="model")
+                    served = self._passthrough(fmt, body, req, route, estimates)
+                else:
+                    served = self._translated(fmt, req, route, estimates)
+            except (UpstreamUnavailable, UpstreamError) as err:
+                plan.failed(route, err)  # raises what no other attempt could help with
+                log.warning("provider %s attempt %d failed (%s): %s",
+                            route.provider.upstream.name, plan.attempts, err.fault, err.message)
+                continue
+            headers = plan.succeeded(route)
+            served.provider = plan.provider
+            if info is not None:
+                info.provider, info.attempts = plan.provider, plan.attempts
+            return served, headers
+        if info is not None:
+            info.attempts = plan.attempts
+        raise plan.exhausted(req.model)
 
     def _passthrough(self, fmt, body, req, route, estimates) -> _Served:
         payload, options = fmt.passthrough_payload(body, route.upstream_model, req.method)

@@ -5,7 +5,8 @@ and can be slow, silent, broken or failing on demand. Replies are queued with `f
 with none queued it answers by echoing the last user message. The wire format follows the
 path: `.../messages` is Anthropic (tests/fake_anthropic.py), `.../models/M:method` is Gemini
 (tests/fake_gemini.py), `.../responses` OpenAI Responses (tests/fake_responses.py),
-embeddings calls go to tests/fake_embeddings.py, anything else is OpenAI Chat Completions
+embeddings calls go to tests/fake_embeddings.py, images (OpenAI images API, Gemini image
+models) to tests/fake_images.py, anything else is OpenAI Chat Completions
 (below). GET paths registered in
 `fake.files` serve those bytes (images to fetch), or redirect when the type is "redirect".
 """
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from tests import fake_embeddings
+from tests import fake_embeddings, fake_images
 
 
 @dataclass
@@ -48,6 +49,8 @@ class Script:
     reverse_order: bool = False  # embeddings: list the vectors last input first
     quote_key: bool = False  # fail quoting the key received (mid-stream after a few events)
     interim_usage: bool = False  # Gemini: usageMetadata without candidatesTokenCount on chunks
+    image_count: int | None = None  # images: how many to return (default: as many as asked)
+    image_urls: bool = False  # OpenAI images: answer with URLs even when b64_json was asked
 
 
 @dataclass
@@ -59,6 +62,8 @@ class Received:
     json: object
     stream_closed_by_peer_at: float | None = None
     stream_finished: bool = False
+    form: dict = field(default_factory=dict)  # multipart fields (image edits)
+    files: dict = field(default_factory=dict)  # multipart files: name -> [(filename, type, bytes)]
 
 
 class FakeUpstream:
@@ -131,6 +136,12 @@ class FakeUpstream:
                                        else fmt.error_body(script.status)),
                             status=script.status, headers=script.headers,
                             content_type=script.content_type or "application/json")
+        if fake_images.handles(request):
+            status, body, content_type = fake_images.answer(self, request, payload, script,
+                                                            record)
+            data = body if isinstance(body, bytes) else json.dumps(body)
+            return Response(data, status=status, headers=script.headers,
+                            content_type=content_type or "application/json")
         if fake_embeddings.handles(request.path):
             status, body = fake_embeddings.answer(request.path, payload or {}, script)
             return Response(json.dumps(body), status=status, headers=script.headers,

@@ -115,7 +115,7 @@ class AnthropicFormat(WireFormat):
                 "first_id": models[0]["id"] if models else None,
                 "last_id": models[-1]["id"] if models else None}
 
-    def model_entry(self, name, owner, created, embeds=False):
+    def model_entry(self, name, owner, created, embeds=False, outputs=None):
         stamp = datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return {"type": "model", "id": name, "display_name": name, "created_at": stamp}
 

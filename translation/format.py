@@ -149,8 +149,10 @@ class WireFormat(ABC):
         """The model list answer for entries made by `model_entry`."""
 
     @abstractmethod
-    def model_entry(self, name: str, owner: str, created: int, embeds: bool = False) -> dict:
-        """One model of the list; `embeds`: an embedding model (Gemini lists other methods)."""
+    def model_entry(self, name: str, owner: str, created: int, embeds: bool = False,
+                    outputs: tuple | None = None) -> dict:
+        """One model of the list; `embeds`: an embedding model (Gemini lists other methods);
+        `outputs`: an image model's output modalities, marked where the format has room."""
 
     def model_id(self, segment: str) -> str:
         """The model a URL path segment names (Gemini's carry a `models/` prefix)."""

@@ -131,10 +131,12 @@ class GeminiFormat(WireFormat):
     def model_list(self, models):
         return {"models": models}
 
-    def model_entry(self, name, owner, created, embeds=False):
+    def model_entry(self, name, owner, created, embeds=False, outputs=None):
         methods = gemini_embeddings.METHODS if embeds else gemini.METHODS
+        kind = " An image model." if outputs else ""
         return {"name": f"models/{name}", "baseModelId": name, "version": "001",
-                "displayName": name, "description": f"Served by provider {owner} through Tollgate.",
+                "displayName": name,
+                "description": f"Served by provider {owner} through Tollgate.{kind}",
                 "supportedGenerationMethods": list(methods)}
 
     def model_id(self, segment):

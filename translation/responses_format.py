@@ -126,8 +126,11 @@ class ResponsesFormat(WireFormat):
     def model_list(self, models):
         return {"object": "list", "data": models}
 
-    def model_entry(self, name, owner, created, embeds=False):
-        return {"id": name, "object": "model", "created": created, "owned_by": owner}
+    def model_entry(self, name, owner, created, embeds=False, outputs=None):
+        entry = {"id": name, "object": "model", "created": created, "owned_by": owner}
+        if outputs:
+            entry["output_modalities"] = list(outputs)
+        return entry
 
     def model_missing(self, name):
         return ModelNotFound(f"The model '{name}' does not exist", param="model")

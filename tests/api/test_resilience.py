@@ -374,3 +374,33 @@ def test_streams_broken_mid_way_count_against_their_url(post, client, upstream, 
     assert len(backup.received) == 2 and len(upstream.received) == 1  # the primary is open
     text = client.get("/metrics", headers={"Authorization": "Bearer t"}).get_data(as_text=True)
     assert 'tollgate_upstream_failures_total{kind="stream",provider="fake"} 2.0' in text
+
+
+# ---- embeddings take the same routing plan --------------------------------------------------
+def embedding_urls_and_keys(up, backup, refuser):
+    return {"PROVIDERS": [entry(up, refuser, up, api_key_envs=list(KEYS),
+                                embedding_models=["text-embedding-3-small"])]}
+
+
+@pytest.mark.parametrize("settings", [embedding_urls_and_keys], indirect=True)
+def test_embeddings_fail_over_across_urls_and_keys(app, post, upstream, refuser):
+    body = {"model": "text-embedding-3-small", "input": ["a", "b"]}
+    upstream.push(Script(status=429, headers={"Retry-After": "30"}))
+    resp = post(body, path="/v1/embeddings")
+    assert resp.status_code == 200, resp.get_data()
+    assert len(resp.json["data"]) == 2
+    # the refused URL, then the backup with the first key (429), then with the second key
+    assert resp.headers["x-tollgate-attempts"] == "3"
+    assert resp.headers["x-tollgate-provider"] == "fake"
+    assert refuser.connections == 1
+    first, second = keys_seen(upstream)
+    assert first != second
+    assert upstream.last.path == "/v1/embeddings"
+    # the refused URL cools and the limited key rests: the next request goes straight through
+    again = post(body, path="/v1/embeddings")
+    assert again.status_code == 200 and again.headers["x-tollgate-attempts"] == "1"
+    assert refuser.connections == 1 and keys_seen(upstream)[2] == second
+    with app.app_context():
+        from models import UsageRecord
+        rows = UsageRecord.query.filter_by(model="text-embedding-3-small").all()
+    assert [r.provider for r in rows] == ["fake", "fake"]

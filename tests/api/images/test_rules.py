@@ -1,0 +1,145 @@
+"""What the images endpoints refuse (400 with `param`, 402, a provider's failure or refusal),
+with the balance unchanged; failover; the stored images' URLs, their sweep and the model list."""
+
+import io
+from datetime import timedelta
+from decimal import Decimal
+
+import openai
+import pytest
+import requests
+from sqlalchemy import update
+
+from extensions import db
+from models import StoredImage
+from tests.api.images.conftest import GEMINI_IMAGE, charged, image_providers
+from tests.conftest import make_user, provider_entry
+from tests.fake_upstream import Script
+
+PROMPT = "a red bicycle"
+
+
+@pytest.mark.parametrize("body, param", [
+    ({"model": "dall-e-3", "size": "256x256"}, "size"),  # dall-e-2 sizes only
+    ({"model": "dall-e-2", "size": "big"}, "size"),
+    ({"model": "dall-e-2", "n": 5}, "n"),
+    ({"model": "dall-e-2", "n": 0}, "n"),
+    ({"model": "dall-e-2", "n": "2"}, "n"),
+    ({"model": "dall-e-2", "quality": "ultra"}, "quality"),
+    ({"model": "dall-e-2", "response_format": "gif"}, "response_format"),
+    ({"model": "dall-e-3", "prompt": "x" * 4001}, "prompt"),
+    ({"model": "dall-e-2", "prompt": "x" * 1001}, "prompt"),  # dall-e-2's own limit
+    ({"model": "dall-e-2", "prompt": ""}, "prompt"),
+    ({"model": "dall-e-2", "prompt": None}, "prompt"),
+    ({"prompt": PROMPT}, "model"),
+    ({"model": "gpt-test"}, "model"),  # a chat model makes no images
+])
+def test_bad_requests_are_400_with_param_and_free(app, client, user, upstream, body, param):
+    sent = {"prompt": PROMPT, **body}
+    sent = {k: v for k, v in sent.items() if v is not None}
+    resp = client.post("/v1/images/generations", json=sent,
+                       headers={"Authorization": f"Bearer {user[1]}"})
+    assert resp.status_code == 400, resp.json
+    assert resp.json["error"]["param"] == param
+    assert upstream.received == []
+    assert charged(app, user[0]) == (Decimal(100), [], [], 0)
+
+
+def test_gpt_image_takes_a_longer_prompt(client, user):
+    resp = client.post("/v1/images/generations", json={"model": "gpt-image-1",
+                                                        "prompt": "x" * 5000},
+                       headers={"Authorization": f"Bearer {user[1]}"})
+    assert resp.status_code == 200
+
+
+def test_an_edit_needs_an_image(sdk, client, user):
+    resp = client.post("/v1/images/edits", data={"model": "dall-e-2", "prompt": PROMPT,
+                                                 "image": (io.BytesIO(b"not an image"), "x.png")},
+                       headers={"Authorization": f"Bearer {user[1]}"})
+    assert resp.status_code == 400 and resp.json["error"]["param"] == "image"
+    resp = client.post("/v1/images/edits", data={"model": "dall-e-2", "prompt": PROMPT},
+                       headers={"Authorization": f"Bearer {user[1]}"})
+    assert resp.status_code == 400 and resp.json["error"]["param"] == "image"
+
+
+def test_402_when_the_balance_cannot_cover_n_images(app, gateway, upstream):
+    user_id, key = make_user(app, "poor", credits=Decimal(25))
+    sdk = openai.OpenAI(base_url=f"{gateway}/v1", api_key=key, max_retries=0)
+    with pytest.raises(openai.APIStatusError) as caught:
+        sdk.images.generate(model="dall-e-2", prompt=PROMPT, n=3)
+    assert caught.value.status_code == 402 and "30" in caught.value.message
+    assert upstream.received == []
+    assert charged(app, user_id) == (Decimal(25), [], [], 0)
+
+
+@pytest.mark.parametrize("model", ["dall-e-3", GEMINI_IMAGE])
+def test_provider_failure_is_a_clean_openai_error_and_free(app, sdk, user, upstream, model):
+    upstream.push(*[Script(status=500)] * 4)
+    with pytest.raises(openai.APIStatusError) as caught:
+        sdk.images.generate(model=model, prompt=PROMPT)
+    assert caught.value.status_code == 502
+    assert caught.value.body["type"] == "upstream_error" or caught.value.body["code"]
+    assert "Traceback" not in caught.value.message
+    assert charged(app, user[0]) == (Decimal(100), [], [], 0)
+
+
+def test_content_refusals_are_400_not_retried_and_free(app, sdk, user, upstream):
+    upstream.push(Script(status=400, body={"error": {
+        "message": "Your request was rejected as a result of our safety system.",
+        "type": "invalid_request_error", "param": None, "code": "content_policy_violation"}}))
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk.images.generate(model="dall-e-3", prompt=PROMPT)
+    assert caught.value.code == "content_policy_violation"
+    upstream.push(Script(finish_reason="content_filter"))
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk.images.generate(model=GEMINI_IMAGE, prompt=PROMPT)
+    assert "IMAGE_SAFETY" in caught.value.message
+    assert len(upstream.received) == 2
+    assert charged(app, user[0]) == (Decimal(100), [], [], 0)
+
+
+@pytest.fixture
+def settings(upstream, tmp_path):
+    backup = provider_entry(upstream, "backup", models=(), image_models=["dall-e-3"],
+                            priority=1)
+    return {"PROVIDERS": [*image_providers(upstream), backup], "IMAGE_FETCH_ALLOW_PRIVATE": True,
+            "IMAGE_STORE_PATH": str(tmp_path / "images")}
+
+
+def test_a_failing_provider_fails_over_and_is_charged_once(app, sdk, user, upstream):
+    upstream.push(Script(status=503))
+    raw = sdk.images.with_raw_response.generate(model="dall-e-3", prompt=PROMPT)
+    assert raw.headers["x-tollgate-provider"] == "backup"
+    assert raw.headers["x-tollgate-attempts"] == "2"
+    assert raw.headers["X-RateLimit-Limit-Requests"]  # the images family's limit
+    assert charged(app, user[0]) == (Decimal(90), [(Decimal(10), 1)], [], 0)
+    with app.app_context():
+        assert db.session.query(StoredImage).count() == 1
+
+
+def test_expired_images_are_swept_and_nothing_is_listable(app, gateway, sdk, user):
+    url = sdk.images.generate(model="dall-e-2", prompt=PROMPT).data[0].url
+    assert requests.get(url, timeout=5).status_code == 200
+    base = f"{gateway}/v1/images/files"
+    for other in (base, base + "/", base + "/img_" + "A" * 32 + ".png", base + "/..%2f"):
+        resp = requests.get(other, timeout=5)
+        assert resp.status_code == 404 and url.rsplit("/", 1)[1] not in resp.text
+    with app.app_context():  # 31 days old
+        db.session.execute(update(StoredImage).values(
+            created_at=StoredImage.created_at - timedelta(days=31)))
+        db.session.commit()
+    assert requests.get(url, timeout=5).status_code == 404  # expired: gone before the sweep
+    out = app.test_cli_runner().invoke(args=["images", "sweep"])
+    assert "deleted 1 stored images" in out.output
+    assert requests.get(url, timeout=5).status_code == 404
+    store = app.extensions["image_store"]
+    assert store.blobs.get(url.rsplit("/", 1)[1].split(".")[0]) is None
+    with app.app_context():
+        assert db.session.query(StoredImage).count() == 0
+
+
+def test_models_list_marks_image_models(sdk):
+    models = {m.id: m for m in sdk.models.list()}
+    assert models["dall-e-3"].model_extra["output_modalities"] == ["image"]
+    assert models[GEMINI_IMAGE].model_extra["output_modalities"] == ["image", "text"]
+    assert "output_modalities" not in models["gpt-test"].model_extra
