@@ -175,9 +175,9 @@ def parse_upstream(entry: dict, environ) -> Upstream:
         raise ValueError(f"provider {name}: put the key in an environment variable (api_key_env)")
     models, patterns = {}, []
     embedding = _purpose_models(name, entry, spec, "embedding_models",
-                                adapter.supports_embeddings, "an embeddings API")
+                                adapter.supports_embeddings, "embeddings API")
     drawing = _purpose_models(name, entry, spec, "image_models", adapter.supports_images,
-                              "an images API")
+                              "images API")
     for item in [*spec.get("models", []), *embedding, *drawing]:
         (patterns.append(item) if "*" in item else models.setdefault(item, item))
     embedding, drawing = set(embedding), set(drawing)
