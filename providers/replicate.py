@@ -24,7 +24,13 @@ from urllib.parse import quote, urlsplit
 from gevent import monkey
 from gevent.pool import Pool
 
-from errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from errors import (
+    GatewayError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    redact,
+)
 from providers.aspect import nearest_aspect_ratio
 from providers.base import Provider
 from providers.http import get, read_json, send
@@ -161,7 +167,8 @@ class ReplicateProvider(Provider):
                 raise UpstreamUnavailable(f"provider {name}'s prediction succeeded without "
                                           "output files", fault="protocol")
             return self._download(urls, fetcher)
-        error = str(prediction.get("error") or "no reason given")[:500]
+        error = redact(str(prediction.get("error") or "no reason given")[:500],
+                       self.upstream.api_key)
         if status == "failed" and _NSFW.search(error):
             raise ImageRefused(f"provider {name} refused the request: {error}", param="prompt")
         if status in ("failed", "canceled"):

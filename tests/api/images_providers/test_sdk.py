@@ -13,7 +13,7 @@ from tests.api.cross_family.test_credits import books
 from tests.conftest import UPSTREAM_KEY_ENV, make_user
 from tests.fake_replicate import FakeReplicate, PredictionScript
 from tests.fake_stability import FakeStability, StabilityScript
-from tests.pngs import size_of
+from tests.pngs import png, size_of
 
 FLUX = "black-forest-labs/flux-schnell"
 
@@ -186,3 +186,19 @@ def test_sizes_and_prompts_the_ratio_models_take(app, gateway, user, stability, 
     with pytest.raises(openai.BadRequestError) as info:
         client.images.generate(model="flux-schnell", prompt="a red fox", size="1000x1000")
     assert info.value.param == "size" and len(replicate.created()) == 1
+
+
+def test_listed_as_image_models_that_neither_chat_nor_edit(app, gateway, user, stability):
+    _, key = user
+    client = sdk(gateway, key)
+    listed = {m.id: m.model_extra.get("output_modalities") for m in client.models.list()}
+    assert "image" in listed["stable-image-core"] and "image" in listed["flux-schnell"]
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="stable-image-core",
+                                       messages=[{"role": "user", "content": "hi"}])
+    assert info.value.param == "model" and "image model" in info.value.message
+    with pytest.raises(openai.BadRequestError) as info:
+        client.images.edit(model="flux-schnell", prompt="add a hat",
+                           image=("fox.png", png(8, 8), "image/png"))
+    assert info.value.param == "model" and "cannot edit" in info.value.message
+    assert not stability.received
