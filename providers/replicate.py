@@ -144,18 +144,26 @@ class ReplicateProvider(Provider):
             while prediction.get("status") in RUNNING:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise PredictionTimeout(
-                        f"provider {self.upstream.name}: the prediction did not finish within "
-                        f"{self.upstream.prediction_timeout:g} seconds; it was cancelled")
+                    raise self._timed_out()
                 time.sleep(min(self.upstream.poll_interval, left))
-                prediction = self._read(get(
-                    self.session, self._own(prediction, "get"), headers=self._auth(),
-                    timeout=(connect, max(1.0, min(read, deadline - time.monotonic()))),
-                    upstream=self.upstream))
+                try:
+                    prediction = self._read(get(
+                        self.session, self._own(prediction, "get"), headers=self._auth(),
+                        timeout=(connect, max(1.0, min(read, deadline - time.monotonic()))),
+                        upstream=self.upstream))
+                except UpstreamTimeout:
+                    if time.monotonic() < deadline:
+                        raise
+                    raise self._timed_out() from None  # the look itself outlasted the time
         except BaseException:
             self._cancel(prediction)  # nobody will wait for it: stop paying for its compute
             raise
         return self._outcome(prediction, fetcher)
+
+    def _timed_out(self) -> PredictionTimeout:
+        return PredictionTimeout(
+            f"provider {self.upstream.name}: the prediction did not finish within "
+            f"{self.upstream.prediction_timeout:g} seconds; it was cancelled")
 
     def _outcome(self, prediction: dict, fetcher) -> list[GeneratedImage]:
         status, name = prediction.get("status"), self.upstream.name

@@ -84,6 +84,7 @@ class PredictionScript:
     file_status: int = 200  # e.g. 404: the output URLs have expired
     outputs: int | None = None  # how many files it produces (default: num_outputs)
     data_urls: bool = False  # output as data: URLs instead of file URLs
+    poll_delay: float = 0.0  # seconds each look at it (GET) takes to answer
 
 
 @dataclass
@@ -176,6 +177,7 @@ class FakeReplicate:
             if prediction is None:
                 return problem(404, "Not found", "The requested resource could not be found.")
             if method == "GET" and len(parts) == 3:
+                time.sleep(prediction.script.poll_delay)
                 self._advance(prediction)
                 return self._json(prediction, 200)
             if method == "POST" and parts[3:] == ["cancel"]:

@@ -101,6 +101,14 @@ def test_a_never_finishing_prediction_is_cut_and_cancelled(fake, replicate):
     assert fake.created()[0].headers["Prefer"] == "wait=1"  # never longer than the time left
 
 
+def test_a_look_that_outlasts_the_timeout_is_the_timeout_too(fake, replicate):
+    fake.push(PredictionScript(mode="never", poll_delay=1.5))
+    slow = with_settings(replicate, prediction_timeout=0.2)
+    with pytest.raises(PredictionTimeout):  # the GET's own timeout hit first, past the deadline
+        slow.generate_images(request(), fetcher=FETCHER)
+    assert len(fake.cancels()) == 1
+
+
 @pytest.mark.parametrize("script, kind, words", [
     (PredictionScript(mode="fail", polls=1, error="CUDA out of memory"), UpstreamError,
      "prediction failed: CUDA out of memory"),
