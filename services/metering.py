@@ -14,6 +14,8 @@
   providers bill its prompt, and the relay closed the upstream at once, so it costs at least the
   prompt.
 - A request that failed before anything was relayed is free (release).
+- Images a model made (Gemini image models) are charged per image relayed, at the price of the
+  request's image quality, whole or streamed alike; their tokens are not charged as output.
 """
 
 from dataclasses import replace
@@ -52,15 +54,16 @@ class Meter:
         """Settle a stream once it ended (translation.taps.Tap; outcome from the relay)."""
         complete = outcome == "complete"
         if tap.usage is not None and complete:
-            self._charge(tap.usage)
+            self._charge(with_images(tap.usage, tap.images))
             return
         text = self.format.output_text_of_events(bytes(tap.relayed))
-        if tap.usage is None and not text and outcome in ("upstream_error", "truncated"):
+        if (tap.usage is None and not text and not tap.images
+                and outcome in ("upstream_error", "truncated")):
             self.release()
             return
         counted = self.format.estimate_text_tokens(text) if text else 0
         usage, estimated = cut_stream_usage(tap.usage, counted, self.ticket.prompt_estimate)
-        self._charge(usage, estimated=estimated, partial=not complete)
+        self._charge(with_images(usage, tap.images), estimated=estimated, partial=not complete)
 
     def release(self) -> None:
         """Nothing billable was produced: give the whole hold back."""
@@ -69,6 +72,11 @@ class Meter:
     def _estimate(self, text: str) -> Usage:
         return Usage(input=self.ticket.prompt_estimate,
                      output=self.format.estimate_text_tokens(text))
+
+
+def with_images(usage, images: int):
+    """`usage` counting the images a stream relayed (the most of its own count and the tap's)."""
+    return replace(usage, images=images) if images > usage.images else usage
 
 
 def cut_stream_usage(reported, counted: int, prompt_estimate: int) -> tuple[Usage, bool]:

@@ -55,10 +55,14 @@ class Relay:
         client = FORMATS[inbound.format]
         price = self.billing.pricing.for_model(inbound.model)
         limit = client.output_limit(inbound, price.max_output_tokens)
+        draws = inbound.model in self.registry.image_models()  # a Gemini image model: per image
+        if draws:
+            price = price.at_quality(client.image_quality(inbound))
         # the usage record's request id is unique: only an id we made, never a client's
         ticket = self.billing.reserve(caller, inbound.model,
                                       client.estimate_prompt_tokens(inbound), limit, price=price,
-                                      request_id=info.id if info.generated else "")
+                                      request_id=info.id if info.generated else "",
+                                      images=1 if draws else 0)
         meter = Meter(self.billing, ticket, client, info=info)
         try:
             served = self._serve(inbound, routes, limit, meter, client_socket, info)

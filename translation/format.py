@@ -148,6 +148,11 @@ class WireFormat(ABC):
     def model_list(self, models: list[dict]) -> dict:
         """The model list answer for entries made by `model_entry`."""
 
+    def image_quality(self, inbound) -> str:
+        """The image quality a chat request asks of an image model ("standard" or "hd"), which
+        sets its per-image price (Gemini: imageSize 4K is hd)."""
+        return "standard"
+
     @abstractmethod
     def model_entry(self, name: str, owner: str, created: int, embeds: bool = False,
                     outputs: tuple | None = None) -> dict:

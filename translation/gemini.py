@@ -9,6 +9,7 @@ translation/gemini_stream.py; the format object in gemini_format.py.
 import base64
 import json
 import re
+from dataclasses import replace
 
 from errors import InvalidRequest
 from translation import ir
@@ -319,8 +320,13 @@ def parts_to_ir(parts) -> list:
     for part in parts or []:
         if not isinstance(part, dict) or part.get("thought"):
             continue
+        blob = part.get("inlineData") or part.get("inline_data")
         if part.get("text"):
             out.append(ir.Text(part["text"]))
+        elif isinstance(blob, dict) and str(blob.get("mimeType") or blob.get("mime_type") or ""
+                                            ).startswith("image/"):
+            out.append(ir.Image(mime=blob.get("mimeType") or blob.get("mime_type"),
+                                data=str(blob.get("data") or "")))
         elif isinstance(part.get("functionCall"), dict):
             call = part["functionCall"]
             out.append(ir.ToolCall(id=call.get("id") or new_call_id(), name=call.get("name", ""),
@@ -338,9 +344,12 @@ def response_to_ir(body: dict) -> ir.ChatResponse:
         reason = ir.CONTENT_FILTER
     else:
         reason = finish_to_ir(candidate.get("finishReason"), saw_call)
+    usage = usage_from(body.get("usageMetadata"))
+    images = sum(isinstance(p, ir.Image) for p in parts)
+    if usage is not None and images:
+        usage = replace(usage, images=images)
     return ir.ChatResponse(id=body.get("responseId") or "", model=body.get("modelVersion") or "",
-                           parts=parts, stop_reason=reason,
-                           usage=usage_from(body.get("usageMetadata")))
+                           parts=parts, stop_reason=reason, usage=usage)
 
 
 def parts_from_ir(parts) -> list[dict]:
@@ -348,7 +357,7 @@ def parts_from_ir(parts) -> list[dict]:
     for part in parts:
         if isinstance(part, ir.Text) and part.text:
             out.append({"text": part.text})
-        elif isinstance(part, ir.ToolCall):
+        elif isinstance(part, ir.ToolCall | ir.Image):
             out.append(_part_from_ir(part))
     return out
 
@@ -383,7 +392,10 @@ def usage_from(meta) -> Usage | None:
     prompt = int(meta.get("promptTokenCount") or 0) + int(meta.get("toolUsePromptTokenCount") or 0)
     cached = int(meta.get("cachedContentTokenCount") or 0)
     output = int(meta.get("candidatesTokenCount") or 0) + int(meta.get("thoughtsTokenCount") or 0)
-    return Usage(input=max(prompt - cached, 0), cache_read=cached, output=output)
+    # image output is charged per image (the answer's inline images), not as tokens
+    output -= sum(int(d.get("tokenCount") or 0) for d in meta.get("candidatesTokensDetails") or []
+                  if isinstance(d, dict) and d.get("modality") == "IMAGE")
+    return Usage(input=max(prompt - cached, 0), cache_read=cached, output=max(output, 0))
 
 
 def usage_to(usage: Usage) -> dict:
@@ -395,5 +407,29 @@ def usage_to(usage: Usage) -> dict:
 
 
 def usage_of_body(content: bytes) -> Usage | None:
-    """Usage of a whole answer body."""
-    return usage_in_body(content, "usageMetadata", usage_from)
+    """Usage of a whole answer body, with the images it carries."""
+    if b'"inlineData"' not in content and b'"inline_data"' not in content:
+        return usage_in_body(content, "usageMetadata", usage_from)
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    usage = usage_from(body.get("usageMetadata"))
+    if usage is not None:
+        usage = replace(usage, images=images_in(body))
+    return usage
+
+
+def images_in(chunk: dict) -> int:
+    """How many images (inline image parts) the candidates of an answer or chunk carry."""
+    count = 0
+    for candidate in chunk.get("candidates") or []:
+        for part in (candidate.get("content") or {}).get("parts") or []:
+            blob = part.get("inlineData") or part.get("inline_data") if isinstance(
+                part, dict) else None
+            if isinstance(blob, dict) and str(blob.get("mimeType") or blob.get("mime_type")
+                                              or "").startswith("image/"):
+                count += 1
+    return count

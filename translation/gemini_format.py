@@ -131,6 +131,14 @@ class GeminiFormat(WireFormat):
     def model_list(self, models):
         return {"models": models}
 
+    def image_quality(self, inbound):
+        config = inbound.body.get("generationConfig") or inbound.body.get("generation_config")
+        image = (config.get("imageConfig") or config.get("image_config")) if isinstance(
+            config, dict) else None
+        size = (image.get("imageSize") or image.get("image_size")) if isinstance(
+            image, dict) else None
+        return "hd" if str(size).upper() == "4K" else "standard"
+
     def model_entry(self, name, owner, created, embeds=False, outputs=None):
         methods = gemini_embeddings.METHODS if embeds else gemini.METHODS
         kind = " An image model." if outputs else ""

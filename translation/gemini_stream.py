@@ -3,6 +3,7 @@ JSON array Gemini streams when the client did not ask for `alt=sse`; watch a pas
 re-framed as that array when the client wants one."""
 
 import json
+from dataclasses import replace
 
 from errors import failed_mid_stream
 from translation import ir
@@ -14,6 +15,7 @@ from translation.gemini import (
     error_body,
     error_event,
     finish_to_ir,
+    images_in,
     parts_to_ir,
     usage_from,
     usage_to,
@@ -35,6 +37,7 @@ class StreamDecoder(Decoder):
         self.calls = 0
         self.finish = None
         self.finished = False
+        self.images = 0  # images so far: the usage of each chunk carries them
 
     def feed(self, event: bytes) -> list:
         data = event_data(event) or event.strip()  # errors may come as bare JSON lines
@@ -50,13 +53,16 @@ class StreamDecoder(Decoder):
             message = (chunk["error"] or {}).get("message") if isinstance(chunk["error"], dict) \
                 else chunk["error"]
             return [ir.Failure(failed_mid_stream(message))]
+        events = self._candidate(chunk)
         usage = usage_from(chunk.get("usageMetadata"))
+        if usage is not None:
+            usage = replace(usage, images=self.images)
         out = [ir.UsageUpdate(usage)] if usage is not None else []  # before Start: see above
         if not self.started:
             self.started = True
             out.append(ir.Start(id=chunk.get("responseId") or "",
                                 model=chunk.get("modelVersion") or ""))
-        return out + self._candidate(chunk)
+        return out + events
 
     def _candidate(self, chunk) -> list:
         candidates = chunk.get("candidates") or []
@@ -69,6 +75,9 @@ class StreamDecoder(Decoder):
         for part in parts_to_ir((candidate.get("content") or {}).get("parts")):
             if isinstance(part, ir.Text):
                 out.append(ir.TextDelta(part.text))
+            elif isinstance(part, ir.Image):
+                out.append(ir.ImageOut(part.mime, part.data))
+                self.images += 1
             else:
                 out.append(ir.ToolCallStart(self.calls, part.id, part.name, part.signature))
                 out.append(ir.ToolCallDelta(self.calls, part.arguments))
@@ -109,6 +118,9 @@ class StreamEncoder(Encoder):
             self.id = event.id
         elif isinstance(event, ir.TextDelta):
             return self._flush_call() + self._chunk([{"text": event.text}])
+        elif isinstance(event, ir.ImageOut):
+            return self._flush_call() + self._chunk(
+                [{"inlineData": {"mimeType": event.mime, "data": event.data}}])
         elif isinstance(event, ir.ToolCallStart):
             out = self._flush_call()
             self.call = [event, ""]
@@ -178,6 +190,11 @@ class PassthroughTap(Watcher):
 
     def watch(self, event: bytes) -> bytes | None:
         data = event_data(event)
+        if b'"inlineData"' in data or b'"inline_data"' in data:  # an image: charged per image
+            try:
+                self.images += images_in(json.loads(data))
+            except (ValueError, AttributeError):
+                pass
         if b'"usageMetadata"' in data or b'"finishReason"' in data or b'"error"' in data:
             try:
                 chunk = json.loads(data)

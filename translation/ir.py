@@ -119,7 +119,7 @@ class ChatRequest:
 class ChatResponse:
     id: str
     model: str
-    parts: list  # Text and ToolCall parts in order
+    parts: list  # Text, ToolCall and (images the model made) Image parts in order
     stop_reason: str = STOP
     stop_sequence: str | None = None
     usage: Usage | None = None
@@ -151,6 +151,16 @@ class ToolCallStart:
 class ToolCallDelta:
     index: int
     arguments: str
+
+
+@dataclass
+class ImageOut:
+    """An image the model made (base64 `data`), whole: Gemini image models send each in one
+    chunk. Chat Completions clients get it in `delta.images`; formats without a place for
+    output images leave it out."""
+
+    mime: str
+    data: str
 
 
 @dataclass

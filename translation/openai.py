@@ -256,6 +256,8 @@ def response_from_ir(answer: ir.ChatResponse, req: ir.ChatRequest) -> dict:
     if calls:
         message["tool_calls"] = [{"id": c.id, "type": "function", "function": {
             "name": c.name, "arguments": c.arguments}} for c in calls]
+    if images := [p for p in answer.parts if isinstance(p, ir.Image)]:  # OpenRouter's shape
+        message["images"] = [image_entry(p.mime, p.data, i) for i, p in enumerate(images)]
     body = {"id": completion_id(answer.id), "object": "chat.completion",
             "created": int(time.time()), "model": req.model,
             "choices": [{"index": 0, "message": message, "logprobs": None,
@@ -263,6 +265,12 @@ def response_from_ir(answer: ir.ChatResponse, req: ir.ChatRequest) -> dict:
     if answer.usage is not None:
         body["usage"] = usage_to(answer.usage)
     return body
+
+
+def image_entry(mime: str, data: str, index: int) -> dict:
+    """An image the model made, as OpenRouter's clients read `message.images`."""
+    return {"index": index, "type": "image_url",
+            "image_url": {"url": f"data:{mime};base64,{data}"}}
 
 
 def completion_id(upstream_id: str) -> str:

@@ -15,6 +15,7 @@ from translation.openai import (
     FINISH_TO_IR,
     completion_id,
     error_event,
+    image_entry,
     usage_from,
     usage_to,
 )
@@ -116,6 +117,7 @@ class StreamEncoder(Encoder):
         self.created = int(time.time())
         self.started = False
         self.usage = None
+        self.images = 0  # images sent so far (their index in delta.images)
 
     def encode(self, event) -> bytes:
         out = b""
@@ -132,6 +134,9 @@ class StreamEncoder(Encoder):
         elif isinstance(event, ir.ToolCallDelta):
             out += self._chunk({"tool_calls": [{"index": event.index,
                                                 "function": {"arguments": event.arguments}}]})
+        elif isinstance(event, ir.ImageOut):
+            out += self._chunk({"images": [image_entry(event.mime, event.data, self.images)]})
+            self.images += 1
         elif isinstance(event, ir.Finish):
             out += self._chunk({}, FINISH_FROM_IR.get(event.stop_reason, "stop"))
         elif isinstance(event, ir.UsageUpdate):

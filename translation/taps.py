@@ -21,6 +21,7 @@ class Tap:
         self.usage = None
         self.finished = False
         self.failed = False
+        self.images = 0  # images relayed (inline image parts), charged per image
         self.relayed = bytearray()
         # what must never reach the client in an error (the provider's key; set by the exchange)
         self.secrets = ()
@@ -100,6 +101,8 @@ class TranslatingTap(Tap):
         for event in events:
             if isinstance(event, ir.UsageUpdate):
                 self.usage = event.usage
+            elif isinstance(event, ir.ImageOut):
+                self.images += 1
             elif isinstance(event, ir.End):
                 self.finished = True
             elif isinstance(event, ir.Failure):
