@@ -108,7 +108,7 @@ class ReplicateProvider(Provider):
                                 "Replicate model name (owner/name or owner/name:version)")
         shape = inputs_for(req.model)
         counts = [req.n] if shape.many else [1] * req.n
-        deadline = time.monotonic() + self.upstream.prediction_timeout
+        deadline = time.monotonic() + self._setting("prediction_timeout")
 
         def one(count):
             try:
@@ -145,7 +145,7 @@ class ReplicateProvider(Provider):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise self._timed_out()
-                time.sleep(min(self.upstream.poll_interval, left))
+                time.sleep(min(self._setting("poll_interval"), left))
                 try:
                     prediction = self._read(get(
                         self.session, self._own(prediction, "get"), headers=self._auth(),
@@ -163,7 +163,7 @@ class ReplicateProvider(Provider):
     def _timed_out(self) -> PredictionTimeout:
         return PredictionTimeout(
             f"provider {self.upstream.name}: the prediction did not finish within "
-            f"{self.upstream.prediction_timeout:g} seconds; it was cancelled")
+            f"{self._setting('prediction_timeout'):g} seconds; it was cancelled")
 
     def _outcome(self, prediction: dict, fetcher) -> list[GeneratedImage]:
         status, name = prediction.get("status"), self.upstream.name
@@ -202,6 +202,10 @@ class ReplicateProvider(Provider):
         return images
 
     # ---- HTTP details -----------------------------------------------------------------------
+    def _setting(self, name: str) -> float:
+        """The upstream's setting, or this type's default when it was built without one."""
+        return getattr(self.upstream, name) or self.defaults[name]
+
     def _auth(self) -> dict:
         return {"Authorization": f"Bearer {self.upstream.api_key}"} if self.upstream.api_key \
             else {}
