@@ -76,7 +76,7 @@ def create_app(overrides=None):
                                    or os.path.join(app.instance_path, "images")),
         retention_days=app.config["IMAGE_RETENTION_DAYS"])
     app.extensions["images"] = Images(registry, billing, router, store, fetcher,
-                                      models=app.config["IMAGE_MODELS"])
+                                      models=app.config["IMAGE_MODEL_RULES"])
     app.extensions["readiness"] = ops.readiness_checks(app)
     observe_storage(app, metrics)
     pages.init_app(app)

@@ -280,10 +280,12 @@ def providers():
         click.echo(f"{name}\t{up.type}\t{' '.join(up.base_urls)}\t{keys}\t{routing}")
         for model, target in sorted(up.models.items()):
             click.echo(f"    {model}" + (f" -> {target}" if target != model else "")
-                       + (" (embedding)" if model in up.embedding_models else ""))
+                       + (" (embedding)" if model in up.embedding_models else "")
+                       + (" (image)" if model in up.image_models else ""))
         for pattern in up.patterns:
             click.echo(f"    {pattern} (any matching name"
-                       + (", embedding)" if pattern in up.embedding_models else ")"))
+                       + (", embedding" if pattern in up.embedding_models else "")
+                       + (", image" if pattern in up.image_models else "") + ")")
 
 
 @click.command("first-key")

@@ -46,11 +46,12 @@ DEFAULTS = {
     # IMAGE_STORE_PATH (None: instance/images), served at /v1/images/files/<id>, kept this many
     # days, then swept (hourly by each worker, or `flask images sweep`). IMAGE_PUBLIC_URL: the
     # gateway's address as clients reach it, for `url` answers (None: the request's host).
-    # IMAGE_MODELS: per model (name or pattern) {"sizes": [...], "max_prompt": n}.
+    # IMAGE_MODEL_RULES: per model (name or glob) {"sizes": [...], "max_prompt": n}, beside the
+    # built-in rules for dall-e-2, dall-e-3 and gpt-image-* (services/images.py).
     "IMAGE_STORE_PATH": None,
     "IMAGE_RETENTION_DAYS": 30,
     "IMAGE_PUBLIC_URL": None,
-    "IMAGE_MODELS": {},
+    "IMAGE_MODEL_RULES": {},
     "IMAGE_MAX_UPLOAD_BYTES": 20 * 1024 * 1024,  # the whole multipart body of an edit
     # Embeddings: the most (estimated) input tokens one request may embed, and how many upstream
     # calls of one request (Gemini takes 100 inputs a call) run at once.

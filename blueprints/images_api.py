@@ -10,6 +10,7 @@ from edge.views import authenticate, json_body, require_model, to_response
 from edge.views import validate as check
 from errors import InvalidRequest
 from providers.images import SourceImage
+from services.image_store import extension
 from services.images import MAX_IMAGES, QUALITIES
 from services.names import MODEL_MAX, PROVIDER_MAX
 
@@ -34,6 +35,8 @@ class ImagesIn(Schema):
     style = fields.String(allow_none=True, validate=validate.OneOf(("vivid", "natural")))
     user = fields.String(allow_none=True, validate=validate.Length(max=256))
     provider = StoredName(PROVIDER_MAX)
+    stream = fields.Boolean(allow_none=True, validate=validate.Equal(
+        False, error="Streaming partial images is not supported; leave stream unset."))
 
 
 IMAGES_IN = ImagesIn()
@@ -61,6 +64,8 @@ def edits():
     body = {k: v for k, v in request.form.items()}
     if isinstance(body.get("n"), str) and body["n"].strip().isdigit():
         body["n"] = int(body["n"])
+    if body.get("stream") in ("true", "false"):
+        body["stream"] = body["stream"] == "true"
     uploads = [_upload(f, "image") for name in ("image", "image[]")
                for f in request.files.getlist(name)]
     if not uploads:
@@ -107,7 +112,7 @@ def public_base() -> str:
 @files_bp.get("/v1/images/files/<name>")
 def image_file(name):
     """A stored image by its id; unknown, expired or malformed ids are all the same 404."""
-    image_id, _, _ext = name.partition(".")
+    image_id = name.partition(".")[0]
     found = current_app.extensions["image_store"].load(image_id)
     if found is None:
         abort(404)
@@ -115,5 +120,5 @@ def image_file(name):
     response = Response(data, mimetype=mime)
     response.headers["Cache-Control"] = "private, max-age=86400, immutable"
     response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Content-Disposition"] = f'inline; filename="{name}"'
+    response.headers["Content-Disposition"] = f'inline; filename="{image_id}.{extension(mime)}"'
     return response

@@ -35,9 +35,13 @@ def pricing():
     book = current_app.extensions["keys"].plans
     prices = current_app.extensions["billing"].pricing
     models = [(name, owner, prices.for_model(name)) for name, owner in _models()]
+    draws = current_app.extensions["relay"].registry.image_models()
+    image_models = [m for m in models if m[0] in draws]
+    models = [m for m in models if "text" in draws.get(m[0], ("text",))]
     plans = sorted(book.plans.values(), key=lambda p: (p.per_hour is None, p.per_hour or 0))
     families = sorted({f for p in plans for f in p.per_minute})
-    return render_template("pricing.html", models=models, plans=plans, families=families,
+    return render_template("pricing.html", models=models, image_models=image_models,
+                           plans=plans, families=families,
                            default_plan=book.default, default_price=prices.default,
                            signup_credits=current_app.config["SIGNUP_CREDITS"])
 

@@ -11,17 +11,12 @@ under gevent; one that fails after the first succeeded leaves fewer images (char
 import base64
 import binascii
 import json
-import logging
 import math
 
-from gevent import monkey
-from gevent.pool import Pool
-
-from errors import GatewayError, UpstreamUnavailable
+from errors import UpstreamUnavailable
 from providers.http import read_json
-from providers.images import GeneratedImage, ImageRefused
+from providers.images import GeneratedImage, ImageRefused, one_call_each
 
-log = logging.getLogger(__name__)
 ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
 HD_SIZE = "4K"
 BLOCKED = {"SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "IMAGE_SAFETY",
@@ -74,22 +69,7 @@ def generate(provider, req, fetcher) -> list[GeneratedImage]:
         resp = provider.open(body, model=req.model, stream=False)
         return images_of(provider, read_json(resp)[1])
 
-    first = one()  # its failure may move on to another attempt
-    rest = []
-    if req.n > 1:
-        def attempt(_):
-            try:
-                return one()
-            except GatewayError as err:  # the images made so far are still delivered
-                log.warning("provider %s: one of %d images failed: %s",
-                            provider.upstream.name, req.n, err.message)
-                return []
-
-        if monkey.is_module_patched("socket"):
-            rest = Pool(req.n - 1).map(attempt, range(req.n - 1))
-        else:
-            rest = [attempt(i) for i in range(req.n - 1)]
-    return [image for batch in [first, *rest] for image in batch]
+    return one_call_each(one, req.n, provider.upstream)
 
 
 def images_of(provider, data) -> list[GeneratedImage]:

@@ -113,10 +113,11 @@ def send(session, url, *, body: bytes, headers: dict, timeout, upstream) -> Upst
 
 def send_form(session, url, *, fields: dict, files: list, headers: dict, timeout,
               upstream) -> UpstreamResponse:
-    """POST a multipart/form-data body: `fields` name -> str, `files` a list of
-    (field name, (filename, bytes, mime)). Same answers and faults as send()."""
-    return _request(session, "POST", url, timeout=timeout, upstream=upstream, data=fields,
-                    files=files, headers=headers)
+    """POST a multipart/form-data body (also with no files): `fields` name -> str, `files` a
+    list of (field name, (filename, bytes, mime)). Same answers and faults as send()."""
+    parts = [(name, (None, str(value))) for name, value in fields.items()] + list(files)
+    return _request(session, "POST", url, timeout=timeout, upstream=upstream, files=parts,
+                    headers=headers)
 
 
 def get(session, url, *, headers: dict, timeout, upstream) -> UpstreamResponse:

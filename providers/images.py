@@ -18,9 +18,15 @@ GatewayError (`ImageRefused`, fault None: not a failover). Returning fewer image
 allowed (the request is charged for fewer); returning none is an error.
 """
 
+import logging
 from dataclasses import dataclass
 
-from errors import InvalidRequest, UpstreamUnavailable
+from gevent import monkey
+from gevent.pool import Pool
+
+from errors import GatewayError, InvalidRequest, UpstreamUnavailable
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,29 @@ class ImageRefused(InvalidRequest):
     so not retried elsewhere, and nothing is charged."""
 
     code = "content_policy_violation"
+
+
+def one_call_each(call, n: int, upstream) -> list:
+    """`n` images from an upstream that makes one a call: `call()` returns a list of
+    GeneratedImage. The first call alone (its failure may move on to another attempt), the rest
+    at once under gevent; one of those that fails leaves fewer images (charged fewer)."""
+    first = call()
+
+    def attempt(_):
+        try:
+            return call()
+        except GatewayError as err:
+            log.warning("provider %s: one of %d images failed: %s", upstream.name, n,
+                        err.message)
+            return []
+
+    if n <= 1:
+        return first
+    if monkey.is_module_patched("socket"):
+        rest = Pool(n - 1).map(attempt, range(n - 1))
+    else:
+        rest = [attempt(i) for i in range(n - 1)]
+    return [image for batch in [first, *rest] for image in batch]
 
 
 def download(fetcher, url: str, upstream, headers: dict | None = None) -> tuple[str, bytes]:

@@ -4,7 +4,8 @@ https://platform.openai.com/docs/api-reference/images: generations take JSON, ed
 multipart (one `image`, or several as `image[]`, and an optional `mask`). dall-e models are
 asked for b64_json, so no provider URL has to be fetched; gpt-image models always answer in
 base64 and refuse `response_format`. A URL answer (some compatible servers send only those) is
-downloaded through the image fetcher's rules.
+downloaded through the image fetcher's rules. dall-e-3 makes one image a call: n > 1 is
+sent as n calls.
 """
 
 import base64
@@ -13,7 +14,7 @@ import json
 
 from errors import UpstreamError, UpstreamUnavailable
 from providers.http import read_json, send, send_form
-from providers.images import GeneratedImage, ImageRefused, download
+from providers.images import GeneratedImage, ImageRefused, download, one_call_each
 
 MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 
@@ -46,12 +47,21 @@ def _headers(provider) -> dict:
 
 
 def generate(provider, req, fetcher) -> list[GeneratedImage]:
-    body = json.dumps(_fields(req), separators=(",", ":")).encode()
-    resp = _call(lambda: send(provider.session, f"{provider.upstream.base_url}/images/generations",
-                              body=body, headers={**_headers(provider),
-                                                  "Content-Type": "application/json"},
-                              timeout=provider.timeout, upstream=provider.upstream))
-    return _images(provider, resp, fetcher)
+    """One call; dall-e-3 makes one image a call (it refuses n > 1), so it gets n calls."""
+    fields = _fields(req)
+    single = req.model == "dall-e-3" and req.n > 1
+    if single:
+        fields["n"] = 1
+    body = json.dumps(fields, separators=(",", ":")).encode()
+
+    def call():
+        resp = _call(lambda: send(
+            provider.session, f"{provider.upstream.base_url}/images/generations", body=body,
+            headers={**_headers(provider), "Content-Type": "application/json"},
+            timeout=provider.timeout, upstream=provider.upstream))
+        return _images(provider, resp, fetcher)
+
+    return one_call_each(call, req.n, provider.upstream) if single else call()
 
 
 def edit(provider, req, fetcher) -> list[GeneratedImage]:

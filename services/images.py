@@ -38,7 +38,7 @@ QUALITIES = {"standard": "standard", "hd": "hd", "low": "standard", "medium": "s
              "auto": "standard", "high": "hd"}
 MAX_PROMPT = 4000
 MAX_IMAGES = 4
-# What the well-known image models accept (client-facing names or patterns); IMAGE_MODELS in
+# What the well-known image models accept (client-facing names or patterns); IMAGE_MODEL_RULES in
 # the config adds or overrides entries: {"sizes": [...], "max_prompt": n}.
 KNOWN_MODELS = {
     "dall-e-2": {"sizes": ["256x256", "512x512", "1024x1024"], "max_prompt": 1000},
@@ -91,8 +91,9 @@ class Images:
                   if r.provider.supports_images
                   and (r.provider.supports_image_edits or not editing)]
         if not routes:
-            raise InvalidRequest(f"The model '{model}' cannot edit images; use a model whose "
-                                 "provider edits (an OpenAI-type or Gemini image model).",
+            what = "edit images" if editing else "make images"
+            raise InvalidRequest(f"The model '{model}' cannot {what} here; use an image model "
+                                 "whose provider does (see GET /v1/models).",
                                  param="model", code="unsupported_model")
         n, quality, size = self._checked(body, model)
         info = tracing.current() or tracing.RequestInfo("")

@@ -67,9 +67,24 @@ def test_embedding_models_from_presets_and_entries():
     assert up.upstream_model("docs") == "nomic"
 
 
+def test_image_models_are_their_own_purpose():
+    """Image models (and their aliases) serve the images endpoints; a Gemini one chats too."""
+    from providers.registry import CHAT, EMBEDDINGS, IMAGES
+
+    up = parse_upstream({"name": "gemini", "models": ["gemini-2.5-flash"],
+                         "image_models": ["gemini-2.5-flash-image"],
+                         "aliases": {"banana": "gemini-2.5-flash-image"}}, {})
+    assert [up.serves("banana", p) for p in (CHAT, EMBEDDINGS, IMAGES)] == [True, False, True]
+    assert [up.serves("gemini-2.5-flash", p) for p in (CHAT, IMAGES)] == [True, False]
+    openai = parse_upstream({"name": "openai"}, {})
+    assert [openai.serves("dall-e-3", p) for p in (CHAT, IMAGES)] == [False, True]
+
+
 @pytest.mark.parametrize("entry, problem", [
     ({"name": "anthropic", "embedding_models": ["claude-embed"]}, "no embeddings API"),
     ({"name": "openai", "embedding_models": "text-embedding-3-small"}, "list of model names"),
+    ({"name": "anthropic", "image_models": ["claude-draw"]}, "no images API"),
+    ({"name": "openai", "image_models": [""]}, "image_models must be a list of model names"),
 ])
 def test_bad_embedding_models_are_refused(entry, problem):
     with pytest.raises(ValueError, match=problem):

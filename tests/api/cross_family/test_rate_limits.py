@@ -4,14 +4,11 @@ import time
 
 import openai
 import pytest
-from flask import Blueprint, jsonify
 from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import event
 
-from edge.ratelimit import limited
-from edge.views import authenticate
 from extensions import db, limiter
-from tests.conftest import STORAGES, limit_storage, make_user
+from tests.conftest import STORAGES, limit_storage, make_user, provider_entry
 
 CHAT = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
 PLANS = {
@@ -22,8 +19,10 @@ PLANS = {
 
 
 @pytest.fixture(params=STORAGES)
-def settings(request):
-    return {"PLANS": PLANS, "AUTH_FAILURE_LIMIT": "3/minute", **limit_storage(request.param)}
+def settings(request, upstream, tmp_path):
+    return {"PLANS": PLANS, "AUTH_FAILURE_LIMIT": "3/minute", **limit_storage(request.param),
+            "PROVIDERS": [provider_entry(upstream, image_models=["dall-e-2"])],
+            "IMAGE_STORE_PATH": str(tmp_path / "images")}
 
 
 def chat(client, key, **extra):
@@ -100,18 +99,15 @@ def test_models_list_reports_without_counting(client, api_key):
         assert rate_headers(resp)[:2] == (3, 2)
 
 
-def test_families_are_counted_apart_and_share_the_hourly_limit(app, client):
-    """Chat and images have their own per-minute limits; both count towards the hourly one.
-    There is no image endpoint yet, so a view joins the images family here as one would."""
-    extra = Blueprint("image_family_test", __name__)
-    extra.before_request(authenticate)
-    extra.add_url_rule("/v1/images/generations", "images",
-                       limited("images")(lambda: jsonify(ok=True)), methods=["POST"])
-    app.register_blueprint(extra)
+IMAGE = {"model": "dall-e-2", "prompt": "a kite", "response_format": "b64_json"}
 
+
+def test_families_are_counted_apart_and_share_the_hourly_limit(app, client):
+    """Chat and images have their own per-minute limits; both count towards the hourly one."""
     _, key = make_user(app, "mixed")
     auth = {"Authorization": f"Bearer {key}"}
-    images = [client.post("/v1/images/generations", headers=auth) for _ in range(3)]
+    images = [client.post("/v1/images/generations", headers=auth, json=IMAGE)
+              for _ in range(3)]
     assert [r.status_code for r in images] == [200, 200, 429]
     assert rate_headers(images[0])[:2] == (2, 1)
     assert images[2].json["error"]["type"] == "rate_limit_error"
@@ -120,7 +116,8 @@ def test_families_are_counted_apart_and_share_the_hourly_limit(app, client):
     _, hourly_key = make_user(app, "mixed-hourly")
     put_on_plan(app, "mixed-hourly", "hourly")
     auth = {"Authorization": f"Bearer {hourly_key}"}
-    codes = [client.post("/v1/images/generations", headers=auth).status_code for _ in range(2)]
+    codes = [client.post("/v1/images/generations", headers=auth, json=IMAGE).status_code
+             for _ in range(2)]
     codes += [chat(client, hourly_key).status_code for _ in range(3)]
     assert codes == [200, 200, 200, 200, 429], "images and chat share the hourly limit of 4"
 

@@ -31,6 +31,10 @@ def test_dall_e_3_url_is_served_by_the_gateway(app, gateway, sdk, user, upstream
     assert image.status_code == 200 and image.headers["Content-Type"] == "image/png"
     assert image.content == png_for(PROMPT) and "max-age" in image.headers["Cache-Control"]
     assert charged(app, user[0]) == (Decimal(90), [(Decimal(10), 1)], [], 0)
+    usage = requests.get(f"{gateway}/v1/credits?include_usage=true", timeout=5,
+                         headers={"Authorization": f"Bearer {sdk.api_key}"}).json()
+    [record] = usage["data"]["usage"]["list"]
+    assert (record["model"], record["images"], record["price"]) == ("dall-e-3", 1, 10)
 
 
 def test_gemini_b64_json(app, sdk, user, upstream):
@@ -65,6 +69,13 @@ def test_two_hd_images_cost_30(app, sdk, user, upstream, model):
     else:
         assert upstream.last.json["quality"] == "high" and upstream.last.json["n"] == 2
     assert charged(app, user[0]) == (Decimal(70), [(Decimal(30), 2)], [], 0)
+
+
+def test_dall_e_3_makes_one_image_a_call(app, sdk, user, upstream):
+    reply = sdk.images.generate(model="dall-e-3", prompt=PROMPT, n=2, response_format="b64_json")
+    assert len(reply.data) == 2
+    assert [r.json["n"] for r in upstream.received] == [1, 1]
+    assert charged(app, user[0])[1] == [(Decimal(20), 2)]
 
 
 def test_newer_quality_words_map_onto_the_two_prices(app, sdk, user, upstream):

@@ -33,6 +33,7 @@ PROMPT = "a red bicycle"
     ({"model": "dall-e-2", "prompt": None}, "prompt"),
     ({"prompt": PROMPT}, "model"),
     ({"model": "gpt-test"}, "model"),  # a chat model makes no images
+    ({"model": "gpt-image-1", "stream": True}, "stream"),
 ])
 def test_bad_requests_are_400_with_param_and_free(app, client, user, upstream, body, param):
     sent = {"prompt": PROMPT, **body}
@@ -43,6 +44,13 @@ def test_bad_requests_are_400_with_param_and_free(app, client, user, upstream, b
     assert resp.json["error"]["param"] == param
     assert upstream.received == []
     assert charged(app, user[0]) == (Decimal(100), [], [], 0)
+
+
+def test_an_openai_image_model_cannot_chat(client, user, upstream):
+    resp = client.post("/v1/chat/completions", json={"model": "dall-e-3", "messages": [
+        {"role": "user", "content": "hi"}]}, headers={"Authorization": f"Bearer {user[1]}"})
+    assert resp.status_code == 400 and resp.json["error"]["param"] == "model"
+    assert "image model" in resp.json["error"]["message"] and upstream.received == []
 
 
 def test_gpt_image_takes_a_longer_prompt(client, user):
@@ -60,6 +68,15 @@ def test_an_edit_needs_an_image(sdk, client, user):
     resp = client.post("/v1/images/edits", data={"model": "dall-e-2", "prompt": PROMPT},
                        headers={"Authorization": f"Bearer {user[1]}"})
     assert resp.status_code == 400 and resp.json["error"]["param"] == "image"
+
+
+def test_an_edit_past_the_upload_cap_is_413(app, client, user, upstream):
+    app.config["IMAGE_MAX_UPLOAD_BYTES"] = 1000
+    resp = client.post("/v1/images/edits", data={"model": "dall-e-2", "prompt": PROMPT,
+                                                 "image": (io.BytesIO(b"\x89PNG" * 500), "a.png")},
+                       headers={"Authorization": f"Bearer {user[1]}"})
+    assert resp.status_code == 413 and resp.json["error"]["type"] == "invalid_request_error"
+    assert upstream.received == []
 
 
 def test_402_when_the_balance_cannot_cover_n_images(app, gateway, upstream):
@@ -143,3 +160,42 @@ def test_models_list_marks_image_models(sdk):
     assert models["dall-e-3"].model_extra["output_modalities"] == ["image"]
     assert models[GEMINI_IMAGE].model_extra["output_modalities"] == ["image", "text"]
     assert "output_modalities" not in models["gpt-test"].model_extra
+
+
+def test_concurrent_requests_keep_the_books(app, gateway, upstream):
+    """Eight requests at once on a balance for four images, two refused by the provider: each
+    success charged once, refusals and 402s free, no hold left, the ledger balanced."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    user_id, key = make_user(app, "busy", credits=Decimal(45))
+    assert app.test_cli_runner().invoke(args=["users", "plan", "busy", "pro"]).exit_code == 0
+    refusal = {"error": {"message": "rejected by the safety system", "param": None,
+                         "type": "invalid_request_error", "code": "content_policy_violation"}}
+    upstream.push(Script(status=400, body=refusal), Script(status=400, body=refusal))
+
+    def one(_):
+        return requests.post(f"{gateway}/v1/images/generations", timeout=20,
+                             headers={"Authorization": f"Bearer {key}"},
+                             json={"model": "dall-e-2", "prompt": PROMPT,
+                                   "response_format": "b64_json"}).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(one, range(8)))
+    assert set(codes) <= {200, 400, 402} and codes.count(200) <= 4
+    bal, records, holds, gap = charged(app, user_id)
+    assert len(records) == codes.count(200) and bal == 45 - 10 * codes.count(200)
+    assert holds == [] and gap == 0
+
+
+def test_the_pricing_page_shows_per_image_prices(client):
+    page = client.get("/pricing").get_data(as_text=True)
+    images = page.split("<h3>Image models</h3>")[1]
+    assert "<code>dall-e-3</code>" in images and "<code>gpt-test</code>" not in images
+    assert "10" in images and "15" in images
+
+
+def test_flask_providers_marks_image_models(app):
+    out = app.test_cli_runner().invoke(args=["providers"]).output
+    assert "    dall-e-3 (image)" in out
+    assert "    nano-banana -> gemini-2.5-flash-image (image)" in out
+    assert "    gpt-test\n" in out
