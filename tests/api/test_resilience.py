@@ -400,6 +400,7 @@ def test_embeddings_fail_over_across_urls_and_keys(app, post, upstream, refuser)
     again = post(body, path="/v1/embeddings")
     assert again.status_code == 200 and again.headers["x-tollgate-attempts"] == "1"
     assert refuser.connections == 1 and keys_seen(upstream)[2] == second
+    assert app.extensions["billing"].flush()  # settlement is written off the response path
     with app.app_context():
         from models import UsageRecord
         rows = UsageRecord.query.filter_by(model="text-embedding-3-small").all()
