@@ -183,14 +183,14 @@ def parse_upstream(entry: dict, environ) -> Upstream:
     for item in [*spec.get("models", []), *embedding, *drawing]:
         (patterns.append(item) if "*" in item else models.setdefault(item, item))
     embedding, drawing = set(embedding), set(drawing)
-    if not adapter.chats:  # an images-only API: whatever it lists makes images
-        drawing.update(models, patterns)
     for alias, target in (spec.get("aliases") or {}).items():
         models[alias] = target
         if target in embedding:  # an alias of an embedding model is one too
             embedding.add(alias)
         if target in drawing:
             drawing.add(alias)
+    if not adapter.chats:  # an images-only API: whatever it lists makes images
+        drawing.update(models, patterns)
     responses = spec.get("responses", False)
     if not isinstance(responses, bool) or (responses and kind != OpenAIProvider.wire_format):
         raise ValueError(f"provider {name}: responses must be true or false, and only on "

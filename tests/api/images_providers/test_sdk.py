@@ -40,13 +40,15 @@ def settings(stability, replicate, tmp_path):
     return {
         "PROVIDERS": [
             {"name": "stability", "type": "stability", "base_url": f"{stability.url}/v2beta",
-             "api_key_env": UPSTREAM_KEY_ENV, "models": ["stable-image-core", "sd3.5-large"]},
+             "api_key_env": UPSTREAM_KEY_ENV, "models": ["stable-image-core", "sd3.5-large"],
+             "aliases": {"any-image": "stable-image-core"}},
             # the preset's models and short names, on the fake
             {"name": "replicate", "preset": "replicate", "base_url": f"{replicate.url}/v1",
              "api_key_env": UPSTREAM_KEY_ENV, "poll_interval": 0.01},
             {"name": "replicate-slow", "type": "replicate", "base_url": f"{replicate.url}/v1",
              "api_key_env": UPSTREAM_KEY_ENV, "image_models": ["slow-flux"],
-             "aliases": {"slow-flux": FLUX}, "prediction_timeout": 0.3, "poll_interval": 0.01},
+             "aliases": {"slow-flux": FLUX, "any-image": FLUX}, "prediction_timeout": 0.3,
+             "poll_interval": 0.01},
         ],
         "IMAGE_FETCH_ALLOW_PRIVATE": True,  # the fake's output files are on loopback
         "IMAGE_STORE_PATH": str(tmp_path / "images"),
@@ -202,3 +204,22 @@ def test_listed_as_image_models_that_neither_chat_nor_edit(app, gateway, user, s
                            image=("fox.png", png(8, 8), "image/png"))
     assert info.value.param == "model" and "cannot edit" in info.value.message
     assert not stability.received
+
+
+def test_a_failing_provider_fails_over_but_a_refusal_does_not(app, gateway, user, stability,
+                                                              replicate):
+    """`any-image` is served by Stability first, then Replicate."""
+    user_id, key = user
+    client = sdk(gateway, key)
+    with pytest.raises(openai.BadRequestError) as info:
+        client.images.generate(model="any-image", prompt="something forbidden")
+    assert info.value.code == "content_policy_violation" and not replicate.received
+    stability.push(StabilityScript(status=503))
+    raw = client.images.with_raw_response.generate(model="any-image", prompt="a red fox",
+                                                   response_format="b64_json")
+    assert raw.headers["x-tollgate-provider"] == "replicate-slow"
+    assert raw.headers["x-tollgate-attempts"] == "2"
+    assert raw.parse().model_extra["credits_consumed"] == 10
+    assert len(replicate.created()) == 1 and len(stability.received) == 2
+    bal, [record], holds, gap = books(app, user_id)
+    assert bal == 90 and record.provider == "replicate-slow" and holds == [] and gap == 0
