@@ -72,11 +72,8 @@ class StabilityProvider(Provider):
         headers = {"Accept": "image/*"}
         if self.upstream.api_key:
             headers["Authorization"] = f"Bearer {self.upstream.api_key}"
-        # every field as a part without a filename: the API takes multipart only, and requests
-        # would send fields without files urlencoded
-        parts = [(name, (None, value)) for name, value in fields.items()]
-        resp = send_form(self.session, url, fields={}, files=parts, headers=headers,
-                         timeout=self.timeout, upstream=self.upstream)
+        resp = send_form(self.session, url, fields=fields, files=[], headers=headers,
+                         timeout=self.timeout, upstream=self.upstream)  # multipart only
         mime = resp.content_type.split(";")[0].strip().lower()
         finish = resp.headers.get("finish-reason", "SUCCESS")
         content = resp.body()
