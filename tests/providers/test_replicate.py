@@ -191,3 +191,10 @@ def test_a_bad_model_name_is_refused_before_sending(fake, replicate):
     with pytest.raises(UpstreamError):
         replicate.generate_images(request("../../admin"), fetcher=FETCHER)
     assert not fake.received
+
+
+def test_a_failure_quoting_the_key_does_not_pass_it_on(fake, replicate):
+    fake.push(PredictionScript(mode="fail", error=f"bad token {UPSTREAM_KEY} for this model"))
+    with pytest.raises(UpstreamError) as info:
+        replicate.generate_images(request(), fetcher=FETCHER)
+    assert UPSTREAM_KEY not in info.value.message and "[redacted]" in info.value.message

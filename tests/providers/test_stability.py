@@ -139,3 +139,11 @@ def test_account_faults_are_the_keys(fake, stability, status, body, code, fault)
     with pytest.raises(GatewayError) as info:
         stability.generate_images(request(), fetcher=FETCHER)
     assert (info.value.code, info.value.fault) == (code, fault)
+
+
+def test_an_error_quoting_the_key_does_not_pass_it_on(fake, stability):
+    fake.push(StabilityScript(status=400, body={"id": "1", "name": "bad_request",
+                                                "errors": [f"key {UPSTREAM_KEY} is odd"]}))
+    with pytest.raises(UpstreamError) as info:
+        stability.generate_images(request(), fetcher=FETCHER)
+    assert UPSTREAM_KEY not in info.value.message and "[redacted]" in info.value.message
