@@ -8,7 +8,7 @@ from decimal import Decimal
 import openai
 import pytest
 
-from tests.api.cross_family.test_credits import books
+from tests.api.cross_family.test_credits import settled_books
 from tests.conftest import make_user, provider_entry
 
 GEMINI_IMAGE = "gemini-2.5-flash-image"
@@ -42,6 +42,7 @@ def decoded(item) -> bytes:
 
 
 def charged(app, user_id):
-    """(balance, [(price, images)] of the records, open holds, ledger gap)."""
-    bal, records, holds, gap = books(app, user_id)
+    """(balance, [(price, images)] of the records, open holds, ledger gap), once no hold is
+    open (a stream is settled when the server has closed it, just after the client's last read)."""
+    bal, records, holds, gap = settled_books(app, user_id)
     return bal, [(r.price, r.images) for r in records], holds, gap
