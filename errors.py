@@ -106,6 +106,7 @@ def failed_mid_stream(message) -> UpstreamError:
 _SECRET_PATTERNS = re.compile(
     r"(?:sk|tg|pk|rk)-[A-Za-z0-9_\-]{6,}"  # OpenAI, Anthropic, DeepSeek, OpenRouter, our own
     r"|AIza[0-9A-Za-z_\-]{20,}"            # Google API keys
+    r"|r8_[A-Za-z0-9]{16,}"                # Replicate API tokens
     r"|(?i:bearer)\s+[A-Za-z0-9_\-.~+/=]{8,}"
 )
 

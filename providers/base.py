@@ -11,6 +11,7 @@ class Provider:
     """
 
     wire_format: str
+    chats = True  # False: an images-only API (Stability, Replicate): every model is an image model
     counts_tokens = False  # True: count_tokens() asks the upstream itself
     supports_embeddings = False  # True: embed() asks the upstream for embeddings
     max_embedding_inputs = 0  # the most inputs one embed() call may carry

@@ -22,12 +22,15 @@ from errors import (
     UpstreamUnavailable,
     redact,
 )
+from providers.images import ImageRefused
 from tracing import current_request_id
 
 # Upstream 4xx statuses passed on to the client, with the kind of error they are.
 PASSED_ON = {400: "invalid_request", 404: "not_found", 409: "invalid_request",
              413: "invalid_request", 422: "invalid_request"}
 MAX_ERROR_BODY = 64 * 1024
+# Error codes that mean a content filter refused the request (not a fault of the upstream).
+MODERATION_CODES = ("content_moderation",)
 READ_SIZE = 64 * 1024
 
 
@@ -95,6 +98,7 @@ class UpstreamResponse:
         self._resp, self.upstream = resp, upstream
         self.status = resp.status_code
         self.content_type = resp.headers.get("content-type", "")
+        self.headers = resp.headers  # case-insensitive (Stability's finish-reason, say)
         raw = resp.raw
         self._read1 = raw.read1
         # An unencoded body is read from http.client's response under urllib3's, as urllib3
@@ -214,10 +218,16 @@ def upstream_error(resp, upstream):
     message, code = _error_detail(resp)
     message = redact(message, upstream.api_key)
     name = upstream.name
+    if code in MODERATION_CODES:  # Stability: 403 content_moderation; the prompt is at fault
+        return ImageRefused(f"provider {name} refused the request: {message}")
     # Gemini reports a bad key as 400 INVALID_ARGUMENT with reason API_KEY_INVALID.
     if status in (401, 403) or code == "API_KEY_INVALID":
         return UpstreamError(f"provider {name} rejected the gateway's credentials",
                              code="upstream_auth_failed", fault="auth")
+    if status == 402:  # Stability, Replicate, DeepSeek: the account has no credit left
+        return UpstreamUnavailable(f"provider {name} is out of credit", status=503,
+                                   code="upstream_quota_exhausted",
+                                   headers={"x-should-retry": "false"}, fault="quota")
     if status == 429:
         if code in ("insufficient_quota", "credit_balance_exhausted", "billing_hard_limit_reached"):
             return UpstreamUnavailable(f"provider {name} is out of quota", status=503,
@@ -243,6 +253,10 @@ def _error_detail(resp) -> tuple[str, str | None]:
         data = json.loads(resp.raw.read(MAX_ERROR_BODY, decode_content=True))
     except Exception:  # a body that is not JSON carries nothing we pass on
         return "", None
+    if isinstance(data, dict) and isinstance(data.get("errors"), list):  # Stability's shape
+        return "; ".join(str(e) for e in data["errors"]), str(data.get("name") or "") or None
+    if isinstance(data, dict) and "error" not in data and ("detail" in data or "title" in data):
+        return str(data.get("detail") or data.get("title")), None  # Replicate: problem+json
     err = data[0] if isinstance(data, list) and data else data  # Gemini may wrap it in [...]
     err = err.get("error") if isinstance(err, dict) else None
     if isinstance(err, dict):

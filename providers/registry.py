@@ -12,14 +12,17 @@ from providers.anthropic import AnthropicProvider
 from providers.gemini import GeminiProvider
 from providers.keypool import ApiKey
 from providers.openai import OpenAIProvider
+from providers.replicate import ReplicateProvider
 from providers.responses import ResponsesProvider
+from providers.stability import StabilityProvider
 
 log = logging.getLogger(__name__)
 # purposes: which endpoints may call a model
 CHAT, EMBEDDINGS, IMAGES = "chat", "embeddings", "images"
 
 # One adapter class per upstream wire format; a provider's `type` is its wire format's name.
-ADAPTERS = (OpenAIProvider, AnthropicProvider, GeminiProvider, ResponsesProvider)
+ADAPTERS = (OpenAIProvider, AnthropicProvider, GeminiProvider, ResponsesProvider,
+            StabilityProvider, ReplicateProvider)
 # Older spellings of a type, and the settings they stand for: an "openai-compatible" server is an
 # OpenAI-type upstream that knows max_tokens only (OpenAI's reasoning models reject max_tokens).
 TYPE_ALIASES = {"openai-compatible": {"type": "openai", "output_limit_field": "max_tokens"}}
@@ -48,6 +51,24 @@ PRESETS = {
                "models": ["gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite"],
                "embedding_models": ["gemini-embedding-001", "gemini-embedding-2"],
                "image_models": ["gemini-2.5-flash-image", "gemini-3-pro-image-preview"]},
+    # Images-only APIs: every model they list is an image model.
+    "stability": {"type": "stability", "base_url": "https://api.stability.ai/v2beta",
+                  "api_key_env": "STABILITY_API_KEY",
+                  "image_models": ["stable-image-ultra", "stable-image-core", "sd3.5-large",
+                                   "sd3.5-large-turbo", "sd3.5-medium", "sd3.5-flash"]},
+    # Replicate runs any public model by its owner/name ("*/*"); the best-known image models
+    # also have short names.
+    "replicate": {"type": "replicate", "base_url": "https://api.replicate.com/v1",
+                  "api_key_env": "REPLICATE_API_TOKEN",
+                  "image_models": ["flux-schnell", "flux-dev", "flux-pro", "flux-1.1-pro",
+                                   "flux-1.1-pro-ultra", "stable-diffusion-3.5-large", "*/*"],
+                  "aliases": {"flux-schnell": "black-forest-labs/flux-schnell",
+                              "flux-dev": "black-forest-labs/flux-dev",
+                              "flux-pro": "black-forest-labs/flux-pro",
+                              "flux-1.1-pro": "black-forest-labs/flux-1.1-pro",
+                              "flux-1.1-pro-ultra": "black-forest-labs/flux-1.1-pro-ultra",
+                              "stable-diffusion-3.5-large":
+                                  "stability-ai/stable-diffusion-3.5-large"}},
 }
 TYPES = tuple(adapter.wire_format for adapter in ADAPTERS)
 
@@ -80,6 +101,8 @@ class Upstream:
     weight: float | None = None  # share of traffic among providers of the same priority
     priority: int = 0  # lower first; a higher one is used only when the lower ones fail
     responses: bool = False  # OpenAI type: the upstream also serves POST /responses
+    prediction_timeout: float | None = None  # Replicate type: seconds a prediction may take
+    poll_interval: float | None = None  # Replicate type: seconds between looks at a prediction
 
     @property
     def wire_format(self) -> str:
@@ -166,6 +189,8 @@ def parse_upstream(entry: dict, environ) -> Upstream:
             embedding.add(alias)
         if target in drawing:
             drawing.add(alias)
+    if not adapter.chats:  # an images-only API: whatever it lists makes images
+        drawing.update(models, patterns)
     responses = spec.get("responses", False)
     if not isinstance(responses, bool) or (responses and kind != OpenAIProvider.wire_format):
         raise ValueError(f"provider {name}: responses must be true or false, and only on "
@@ -179,7 +204,9 @@ def parse_upstream(entry: dict, environ) -> Upstream:
                     base_urls=urls, keys=keys,
                     weight=_number(name, spec, "weight", float, low=0.0),
                     priority=_number(name, spec, "priority", int) or 0,
-                    responses=responses)
+                    responses=responses,
+                    prediction_timeout=_number(name, spec, "prediction_timeout", float, low=0.0),
+                    poll_interval=_number(name, spec, "poll_interval", float, low=0.0))
 
 
 def _base_urls(name, spec) -> tuple:

@@ -31,6 +31,8 @@ from translation.ir import Usage
 log = logging.getLogger(__name__)
 
 STANDARD_SIZES = ("256x256", "512x512", "1024x1024", "1792x1024", "1024x1792")
+RATIO_SIZES = [*STANDARD_SIZES, "1536x1024", "1024x1536", "1344x768", "768x1344", "1536x640",
+               "640x1536", "1216x832", "832x1216", "1152x896", "896x1152"]
 # The words newer OpenAI image models use for quality, mapped onto the two we price.
 QUALITIES = {"standard": "standard", "hd": "hd", "low": "standard", "medium": "standard",
              "auto": "standard", "high": "hd"}
@@ -43,6 +45,12 @@ KNOWN_MODELS = {
     "dall-e-3": {"sizes": ["1024x1024", "1792x1024", "1024x1792"]},
     "gpt-image-*": {"sizes": ["1024x1024", "1536x1024", "1024x1536", "auto"],
                     "max_prompt": 32000},
+    # Stability and Replicate models take an aspect ratio, not pixels: the standard sizes and
+    # the native ones of each ratio (about a megapixel) are sent as the nearest ratio.
+    "stable-image-*": {"sizes": RATIO_SIZES, "max_prompt": 10000},
+    "sd3*": {"sizes": RATIO_SIZES, "max_prompt": 10000},
+    "flux-*": {"sizes": RATIO_SIZES},
+    "stable-diffusion-*": {"sizes": RATIO_SIZES},
 }
 
 
