@@ -21,8 +21,16 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from sqlalchemy.exc import SQLAlchemyError
+
 import tracing
-from errors import InsufficientCredits, InvalidRequest, UpstreamError, UpstreamUnavailable
+from errors import (
+    InsufficientCredits,
+    InvalidRequest,
+    StorageUnavailable,
+    UpstreamError,
+    UpstreamUnavailable,
+)
 from providers.images import ImageRequest
 from providers.registry import IMAGES
 from services.image_store import extension
@@ -110,7 +118,15 @@ class Images:
         usage = Usage(images=len(images))
         cost = self.billing.charge(ticket, usage)  # the images exist: charged whatever follows
         info.charged(usage, cost)
-        data = [self._entry(image, body, caller, public_base) for image in images]
+        try:
+            data = [self._entry(image, body, caller, public_base) for image in images]
+        except (OSError, SQLAlchemyError) as exc:  # a full disk, a lost database
+            log.error("request %s: %d images made but not stored: %s", info.id, len(images),
+                      exc.__class__.__name__)
+            raise StorageUnavailable(
+                f"The images were made ({cost} credits charged) but the gateway could not "
+                "store them. Retry, or ask for response_format b64_json.",
+                code="image_store_unavailable") from None
         out = {"created": int(time.time()), "data": data, "credits_consumed": float(cost)}
         return ImagesReply(200, json.dumps(out).encode(), headers=headers)
 

@@ -103,6 +103,24 @@ def test_provider_failure_is_a_clean_openai_error_and_free(app, sdk, user, upstr
     assert charged(app, user[0]) == (Decimal(100), [], [], 0)
 
 
+def test_a_store_that_cannot_write_is_a_clean_503_and_the_images_are_charged(app, sdk, user,
+                                                                             tmp_path):
+    store = tmp_path / "images"
+    store.mkdir(exist_ok=True)
+    store.rmdir()
+    store.write_text("a file where the folder should be")  # every write in it fails
+    with pytest.raises(openai.APIStatusError) as caught:
+        sdk.images.generate(model="dall-e-2", prompt=PROMPT, n=2)
+    assert caught.value.status_code == 503
+    assert caught.value.code == "image_store_unavailable"
+    assert "20" in caught.value.message and "b64_json" in caught.value.message
+    # the provider made them: charged once, as every image returned is
+    assert charged(app, user[0]) == (Decimal(80), [(Decimal(20), 2)], [], 0)
+    # b64_json needs no store
+    assert len(sdk.images.generate(model="dall-e-2", prompt=PROMPT,
+                                   response_format="b64_json").data) == 1
+
+
 def test_content_refusals_are_400_not_retried_and_free(app, sdk, user, upstream):
     upstream.push(Script(status=400, body={"error": {
         "message": "Your request was rejected as a result of our safety system.",
