@@ -197,10 +197,12 @@ def test_no_secret_in_logs(post, upstream, caplog, api_key, gateway):
 
 
 @pytest.mark.parametrize("url", ["sqlite:////nonexistent-dir/tollgate.db",
-                                 f"postgresql://postgres@127.0.0.1:{free_port()}/none"])
+                                 "postgresql://postgres@127.0.0.1:{free_port}/none"],
+                         ids=["sqlite", "postgresql"])
 def test_database_down_is_503_and_nothing_forwarded(upstream, url, monkeypatch, tmp_path):
     """No database, no key check and no credit hold: a JSON 503, nothing sent upstream."""
     from app import create_app
+    url = url.format(free_port=free_port())  # a port nobody listens on, picked when run
     monkeypatch.setenv("GATEWAY_CONFIG", str(tmp_path / "absent.toml"))
     monkeypatch.setenv(UPSTREAM_KEY_ENV, UPSTREAM_KEY)
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "CREATE_TABLES": False,
