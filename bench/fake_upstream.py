@@ -37,7 +37,7 @@ USAGE = {"prompt_tokens": 58, "completion_tokens": len(WORDS), "total_tokens": 5
                                        "accepted_prediction_tokens": 0,
                                        "rejected_prediction_tokens": 0}}
 DEFAULT_DELAY_MS = float(os.environ.get("BENCH_CHUNK_DELAY_MS", "0") or 0)
-STREAM_CHUNKS = int(os.environ.get("BENCH_STREAM_CHUNKS", "0") or len(WORDS))
+STREAM_CHUNKS = int(os.environ.get("BENCH_STREAM_CHUNKS") or 0) or len(WORDS)
 
 
 def _dumps(obj) -> bytes:
