@@ -19,12 +19,11 @@ import json
 import threading
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+from tests.fake_server import FakeServer
 from tests.pngs import png, ratio_size
 
 FLUX_RATIOS = ("1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21")
@@ -111,31 +110,16 @@ class ReplicateReceived:
     json: object
 
 
-class FakeReplicate:
+class FakeReplicate(FakeServer):
+    """scripts: PredictionScript, received: ReplicateReceived."""
+
     def __init__(self):
-        self.scripts: deque[PredictionScript] = deque()
-        self.received: list[ReplicateReceived] = []
+        super().__init__()
         self.predictions: dict[str, Prediction] = {}
         self.files: dict[str, tuple[str, int, bytes]] = {}  # path -> (type, status, bytes)
         self.links_base = None  # the base of the urls.get / urls.cancel links (None: this server)
         self.wait_cap = 0.1  # the longest a `Prefer: wait` is honoured here, in seconds
         self.barrier: threading.Barrier | None = None  # creations that must arrive together
-        self.lock = threading.Lock()
-        self.server = make_server("127.0.0.1", 0, self.wsgi, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
-                                       daemon=True)
-
-    def start(self):
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-    def push(self, *scripts: PredictionScript):
-        self.scripts.extend(scripts)
 
     def created(self) -> list[ReplicateReceived]:
         """The prediction-creating requests received, in order."""

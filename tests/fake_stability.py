@@ -14,12 +14,11 @@ import base64
 import json
 import threading
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+from tests.fake_server import FakeServer
 from tests.pngs import png, ratio_size
 
 ENDPOINTS = ("core", "ultra", "sd3")
@@ -53,32 +52,13 @@ class StabilityReceived:
     content_type: str
 
 
-class FakeStability:
+class FakeStability(FakeServer):
+    """scripts: StabilityScript, received: StabilityReceived."""
+
     def __init__(self):
-        self.scripts: deque[StabilityScript] = deque()
-        self.received: list[StabilityReceived] = []
+        super().__init__()
         self.banned = ("forbidden",)  # prompts with these words fail content moderation
         self.barrier: threading.Barrier | None = None  # calls that must arrive together
-        self.lock = threading.Lock()
-        self.server = make_server("127.0.0.1", 0, self.wsgi, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
-                                       daemon=True)
-
-    def start(self):
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-    def push(self, *scripts: StabilityScript):
-        self.scripts.extend(scripts)
-
-    @property
-    def last(self) -> StabilityReceived:
-        return self.received[-1]
 
     def wsgi(self, environ, start_response):
         request = Request(environ)

@@ -16,13 +16,12 @@ import select
 import socket
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from tests import fake_embeddings, fake_images
+from tests.fake_server import FakeServer
 
 
 @dataclass
@@ -66,32 +65,14 @@ class Received:
     files: dict = field(default_factory=dict)  # multipart files: name -> [(filename, type, bytes)]
 
 
-class FakeUpstream:
+class FakeUpstream(FakeServer):
+    """scripts: Script, received: Received."""
+
     def __init__(self):
-        self.scripts = deque()
-        self.received: list[Received] = []
+        super().__init__()
         self.sent_streams: list[bytes] = []
         self.files: dict[str, tuple[str, bytes]] = {}  # GET path -> (content type, bytes)
         self.in_flight = self.most_in_flight = 0  # requests being answered at once (at most)
-        self.lock = threading.Lock()
-        self.server = make_server("127.0.0.1", 0, self.wsgi, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-
-    def start(self):
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-    def push(self, *scripts: Script):
-        self.scripts.extend(scripts)
-
-    @property
-    def last(self) -> Received:
-        return self.received[-1]
 
     # ---- WSGI ---------------------------------------------------------------------------
     def wsgi(self, environ, start_response):
