@@ -11,7 +11,7 @@ count is charged (or, when it reports none, the estimate, marked `estimated`), o
 """
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from gevent import monkey
 from gevent.pool import Pool
@@ -20,19 +20,12 @@ import tracing
 from errors import GatewayError, InvalidRequest, UpstreamError, UpstreamUnavailable
 from providers.registry import EMBEDDINGS
 from services.billing import InsufficientCredits
+from services.relay import Reply
 from translation.embeddings import MAX_INPUTS, EmbedAnswer, batches, estimate_tokens
 from translation.ir import Usage
 from translation.registry import FORMATS
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EmbedReply:
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-    headers: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -62,7 +55,7 @@ class Embeddings:
         self.max_input_tokens = max_input_tokens
         self.concurrency = max(1, concurrency)
 
-    def embed(self, client_format: str, body: dict, *, caller, method: str = "") -> EmbedReply:
+    def embed(self, client_format: str, body: dict, *, caller, method: str = "") -> Reply:
         """Serve one embeddings request in `client_format` (the body is already validated)."""
         fmt = FORMATS[client_format].embeddings
         forced = body.pop("provider", None)
@@ -89,7 +82,7 @@ class Embeddings:
             out = fmt.answer_from_ir(served.answer, req, tokens, cost)
         if estimated:
             headers["x-tollgate-token-count"] = "estimated"
-        return EmbedReply(200, out, headers=headers)
+        return Reply(200, out, headers=headers)
 
     def _check_size(self, req, tokens: int) -> None:
         if len(req.inputs) > MAX_INPUTS:  # the schemas refuse this first; kept for other callers

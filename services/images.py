@@ -19,7 +19,7 @@ import fnmatch
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -34,6 +34,7 @@ from errors import (
 from providers.images import ImageRequest
 from providers.registry import IMAGES
 from services.image_store import extension
+from services.relay import Reply
 from translation.ir import Usage
 
 log = logging.getLogger(__name__)
@@ -62,14 +63,6 @@ KNOWN_MODELS = {
 }
 
 
-@dataclass
-class ImagesReply:
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-    headers: dict = field(default_factory=dict)
-
-
 @dataclass(frozen=True)
 class ModelRules:
     sizes: tuple
@@ -91,7 +84,7 @@ class Images:
         sizes = tuple(entry.get("sizes") or STANDARD_SIZES)
         return ModelRules(sizes, int(entry.get("max_prompt") or MAX_PROMPT))
 
-    def create(self, body: dict, *, caller, public_base: str, uploads=(), mask=None) -> ImagesReply:
+    def create(self, body: dict, *, caller, public_base: str, uploads=(), mask=None) -> Reply:
         """Serve one validated images request (edits when `uploads` are given)."""
         editing = bool(uploads)
         model = body["model"]
@@ -128,7 +121,7 @@ class Images:
                 "store them. Retry, or ask for response_format b64_json.",
                 code="image_store_unavailable") from None
         out = {"created": int(time.time()), "data": data, "credits_consumed": float(cost)}
-        return ImagesReply(200, json.dumps(out).encode(), headers=headers)
+        return Reply(200, json.dumps(out).encode(), headers=headers)
 
     def _checked(self, body: dict, model: str) -> tuple[int, str, str]:
         """(n, quality, size) of a request, checked against the model's rules."""
