@@ -75,6 +75,8 @@ DEFAULTS = {
     "PRICING": {},
     "HOLD_TTL": 3600.0,
     "SETTLE_QUEUE_SIZE": 10_000,
+    # A settlement batch waits this long for more charges after its first (one commit for all).
+    "SETTLE_GATHER_SECONDS": 0.01,
     # A testing aid, off ("") in service: the database driver refuses every statement that
     # carries this exact string, as PostgreSQL refuses a NUL, to exercise refused charges.
     "STORAGE_REFUSE_VALUE": "",

@@ -106,7 +106,8 @@ def start_billing(app) -> Billing:
     with app.app_context():
         engine = db.engine
     billing = Billing(engine, Pricing(app.config["PRICING"]),
-                      queue_size=app.config["SETTLE_QUEUE_SIZE"], hold_ttl=app.config["HOLD_TTL"])
+                      queue_size=app.config["SETTLE_QUEUE_SIZE"], hold_ttl=app.config["HOLD_TTL"],
+                      gather_seconds=float(app.config["SETTLE_GATHER_SECONDS"]))
     try:
         billing.sweep()
     except Exception as exc:  # the database may come up later; the periodic sweep retries

@@ -122,8 +122,11 @@ class Charge:
 
 class Billing:
     def __init__(self, engine, pricing, *, queue_size=10_000, hold_ttl=3600.0,
-                 sweep_every=60.0):
+                 sweep_every=60.0, gather_seconds=0.0):
         self.engine = engine
+        # how long a batch waits for more charges after its first: at low load, fewer
+        # transactions (each batch is one commit); the charges are no later than that
+        self.gather_seconds = gather_seconds
         self.postgres = engine.dialect.name == "postgresql"
         # the same pool, each checkout in autocommit: a lone statement needs no BEGIN/COMMIT
         self.autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -223,9 +226,12 @@ class Billing:
             except queue.Empty:
                 first = None
             batch = [first] if first is not None else []
+            gather_until = time.monotonic() + self.gather_seconds
             while first is not None and len(batch) < 200:
+                left = gather_until - time.monotonic()
                 try:
-                    batch.append(self.queue.get_nowait())
+                    batch.append(self.queue.get(timeout=left) if left > 0
+                                 else self.queue.get_nowait())
                 except queue.Empty:
                     break
             if batch:

@@ -3,6 +3,7 @@ reserve, settle, release, the sweep, and exact amounts. No app and no HTTP."""
 
 import os
 import threading
+import time
 from datetime import timedelta
 from decimal import Decimal
 from types import SimpleNamespace
@@ -160,6 +161,27 @@ def test_a_burst_of_charges_is_written_whole(engine, billing):
     assert billing.flush()
     bal, records, holds, gap = books(engine, caller)
     assert (bal, len(records), holds, gap) == (Decimal(80), 50, [], 0)
+
+
+def test_charges_a_moment_apart_share_one_commit_within_the_gather_time(engine):
+    """At low load each request's settlement would be a transaction of its own: a batch waits
+    `gather_seconds` after its first charge, so charges a few ms apart commit together."""
+    billing = Billing(engine, Pricing(PRICING), hold_ttl=60, gather_seconds=0.5)
+    commits = []
+    event.listen(engine, "commit", lambda conn: commits.append(1))
+    try:
+        caller = user_with(engine, 100)
+        tickets = [billing.reserve(caller, "m", 100, 100) for _ in range(3)]
+        commits.clear()
+        for ticket in tickets:
+            billing.charge(ticket, Usage(input=100, output=100))
+            time.sleep(0.02)
+        assert billing.flush()
+        assert len(commits) == 1
+        bal, records, holds, gap = books(engine, caller)
+        assert (len(records), holds, gap) == (3, [], 0)
+    finally:
+        billing.shutdown()
 
 
 def counting_statements(engine):
