@@ -35,6 +35,8 @@ def main():
     parser.add_argument("--database-url",
                         default="postgresql://postgres@127.0.0.1:5432/tollgate_bench")
     parser.add_argument("--gateway-root", default=os.path.dirname(BENCH))
+    parser.add_argument("--gather", type=float, default=None,
+                        help="settle_gather_seconds (default: the gateway's own default)")
     args = parser.parse_args()
     sys.path.insert(0, os.path.abspath(args.gateway_root))
     sys.path.insert(0, BENCH)
@@ -71,7 +73,9 @@ def main():
         session.commit()
         grant(session, user.id, Decimal(10**9), "bench")
         caller = SimpleNamespace(user_id=user.id, key_id=1)
-    billing = Billing(engine, Pricing({}))
+    gather = config.DEFAULTS.get("SETTLE_GATHER_SECONDS") if args.gather is None else args.gather
+    billing = (Billing(engine, Pricing({}), gather_seconds=gather) if gather is not None
+               else Billing(engine, Pricing({})))  # a tree from before the setting
     sent = [0]
     event.listen(engine, "before_cursor_execute", lambda *_a: sent.__setitem__(0, sent[0] + 1))
     database = engine.url.database
