@@ -13,7 +13,7 @@ from translation.content import (
     is_blank,
     load_arguments,
     merged,
-    names_by_call_id,
+    name_tool_results,
     reject_many_choices,
     safe_id,
     safe_tool_name,
@@ -43,11 +43,7 @@ def request_to_ir(body: dict) -> ir.ChatRequest:
     """A validated Messages request as the internal request."""
     turns = [ir.Turn(m["role"], _blocks_to_parts(m.get("content"), f"messages[{i}].content"))
              for i, m in enumerate(body["messages"])]
-    names = names_by_call_id(turns)
-    for turn in turns:
-        for part in turn.parts:
-            if isinstance(part, ir.ToolResult):
-                part.name = names.get(part.call_id, "")
+    name_tool_results(turns)
     choice, parallel = _choice_to_ir(body.get("tool_choice"))
     return ir.ChatRequest(
         model=body["model"], turns=turns, system=system_texts(body.get("system")),

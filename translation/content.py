@@ -112,9 +112,14 @@ def reject_many_choices(ir: ChatRequest, provider_format: str) -> None:
                              "returns one answer per request.", param="n")
 
 
-def names_by_call_id(turns) -> dict:
-    """tool-call id -> function name, from the assistant turns (tool results only carry ids)."""
-    return {p.id: p.name for t in turns for p in t.parts if isinstance(p, ToolCall)}
+def name_tool_results(turns) -> None:
+    """Give each tool result the name of the call it answers (formats that send results with
+    an id only), from the tool calls of the assistant turns."""
+    names = {p.id: p.name for t in turns for p in t.parts if isinstance(p, ToolCall)}
+    for turn in turns:
+        for part in turn.parts:
+            if isinstance(part, ToolResult):
+                part.name = names.get(part.call_id, "")
 
 
 def is_blank(text) -> bool:

@@ -13,7 +13,7 @@ from translation.content import (
     data_url,
     image_from_url,
     is_blank,
-    names_by_call_id,
+    name_tool_results,
     new_call_id,
     reject_many_choices,
     safe_tool_name,
@@ -65,11 +65,7 @@ def request_to_ir(body: dict) -> ir.ChatRequest:
             result = ir.ToolResult(call_id=str(message.get("tool_call_id") or ""),
                                    content=_result_parts(message.get("content"), where))
             turns.append(ir.Turn("user", [result]))
-    names = names_by_call_id(turns)
-    for turn in turns:
-        for part in turn.parts:
-            if isinstance(part, ir.ToolResult):
-                part.name = names.get(part.call_id, "")
+    name_tool_results(turns)
     return ir.ChatRequest(
         model=body["model"], turns=turns, system=system,
         max_tokens=body.get("max_completion_tokens") or body.get("max_tokens"),

@@ -10,7 +10,13 @@ so that a stream ends with exactly the response a non-streaming call returns.
 from errors import InvalidRequest
 from translation import ir
 from translation.content import data_url as _data_url
-from translation.content import image_from_url, is_blank, new_call_id, reject_many_choices
+from translation.content import (
+    image_from_url,
+    is_blank,
+    name_tool_results,
+    new_call_id,
+    reject_many_choices,
+)
 from translation.ir import Usage
 from translation.responses_objects import (  # noqa: F401 (the format's interface)
     TERMINAL,
@@ -40,11 +46,7 @@ def request_to_ir(body: dict) -> ir.ChatRequest:
         items = [{"role": "user", "content": items}]
     for i, item in enumerate(items or []):
         _item_to_ir(item, f"input[{i}]", turns, system)
-    names = {p.id: p.name for t in turns for p in t.parts if isinstance(p, ir.ToolCall)}
-    for turn in turns:
-        for part in turn.parts:
-            if isinstance(part, ir.ToolResult):
-                part.name = names.get(part.call_id, "")
+    name_tool_results(turns)
     return ir.ChatRequest(
         model=body["model"], turns=turns, system=system,
         max_tokens=body.get("max_output_tokens"), temperature=body.get("temperature"),
