@@ -9,7 +9,7 @@ from edge.schemas import StoredName, StrictInteger
 from edge.views import authenticate, json_body, require_model, to_response
 from edge.views import validate as check
 from errors import InvalidRequest
-from providers.images import SourceImage
+from providers.images import SourceImage, image_type
 from services.image_store import extension
 from services.images import MAX_IMAGES, QUALITIES
 from services.names import MODEL_MAX, PROVIDER_MAX
@@ -18,7 +18,7 @@ bp = Blueprint("images_api", __name__)
 files_bp = Blueprint("image_files", __name__)
 BASE_PATHS = ("/v1", "/api/v1", "/api/v1/ai")
 MAX_UPLOADS = 16  # images one edit may carry (gpt-image models take up to 16)
-UPLOAD_TYPES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
+UPLOAD_TYPES = ("image/png", "image/jpeg", "image/webp")
 
 
 class ImagesIn(Schema):
@@ -93,10 +93,8 @@ def _upload(storage, param: str):
     data = storage.read()
     if not data:
         raise InvalidRequest(f"Invalid value for '{param}': the file is empty.", param=param)
-    mime = next((m for magic, m in UPLOAD_TYPES.items() if data.startswith(magic)), None)
-    if mime is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        mime = "image/webp"
-    if mime is None:
+    mime = image_type(data)
+    if mime not in UPLOAD_TYPES:
         raise InvalidRequest(f"Invalid value for '{param}': upload a PNG, JPEG or WebP image.",
                              param=param)
     name = (storage.filename or "image")[-100:]
@@ -120,5 +118,6 @@ def image_file(name):
     response = Response(data, mimetype=mime)
     response.headers["Cache-Control"] = "private, max-age=86400, immutable"
     response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response.headers["Content-Disposition"] = f'inline; filename="{image_id}.{extension(mime)}"'
     return response

@@ -29,6 +29,21 @@ from errors import GatewayError, InvalidRequest, UpstreamUnavailable
 log = logging.getLogger(__name__)
 
 
+def image_type(data: bytes) -> str | None:
+    """The raster type of image bytes from their first bytes (PNG, JPEG, WebP, GIF), or None.
+    What an upstream or an upload claims is not trusted: the gateway serves images from its own
+    address, where an SVG or HTML page would run script."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    return None
+
+
 @dataclass(frozen=True)
 class SourceImage:
     """An uploaded image for edits."""

@@ -14,7 +14,7 @@ import json
 
 from errors import UpstreamError, UpstreamUnavailable
 from providers.http import read_json, send, send_form
-from providers.images import GeneratedImage, ImageRefused, download, one_call_each
+from providers.images import GeneratedImage, ImageRefused, download, image_type, one_call_each
 
 MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 
@@ -107,19 +107,8 @@ def _images(provider, resp, fetcher) -> list[GeneratedImage]:
             except (binascii.Error, ValueError, TypeError):
                 raise UpstreamUnavailable(f"provider {provider.upstream.name} sent an image "
                                           "that is not base64", fault="protocol") from None
-            out.append(GeneratedImage(raw, _sniff(raw) or mime, revised))
+            out.append(GeneratedImage(raw, image_type(raw) or mime, revised))
         elif isinstance(item.get("url"), str):
             got_mime, raw = download(fetcher, item["url"], provider.upstream)
             out.append(GeneratedImage(raw, got_mime, revised))
     return out
-
-
-def _sniff(data: bytes) -> str | None:
-    """The image type from its first bytes (the answer's output_format may be absent)."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None

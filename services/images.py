@@ -19,7 +19,7 @@ import fnmatch
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -31,7 +31,7 @@ from errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
-from providers.images import ImageRequest
+from providers.images import ImageRequest, image_type
 from providers.registry import IMAGES
 from services.image_store import extension
 from services.relay import Reply
@@ -160,6 +160,7 @@ class Images:
                     images = adapter.edit_images(req, fetcher=self.fetcher)
                 else:
                     images = adapter.generate_images(req, fetcher=self.fetcher)
+                images = raster_images(images)
                 if not images:
                     raise UpstreamUnavailable(f"provider {adapter.upstream.name} returned no "
                                               "image", fault="protocol")
@@ -184,3 +185,18 @@ class Images:
         if image.revised_prompt:
             entry["revised_prompt"] = image.revised_prompt
         return entry
+
+
+def raster_images(images) -> list:
+    """The images whose bytes are a raster type (PNG, JPEG, WebP, GIF), with the type their
+    bytes show, whatever the upstream claimed; anything else (an SVG, say) is left out and not
+    charged."""
+    out = []
+    for image in images:
+        mime = image_type(image.data)
+        if mime is None:
+            log.warning("an upstream image that is no raster image was left out (%s)",
+                        image.mime[:40])
+            continue
+        out.append(image if mime == image.mime else replace(image, mime=mime))
+    return out

@@ -1,6 +1,7 @@
 """What the images endpoints refuse (400 with `param`, 402, a provider's failure or refusal),
 with the balance unchanged; failover; the stored images' URLs, their sweep and the model list."""
 
+import base64
 import io
 from datetime import timedelta
 from decimal import Decimal
@@ -119,6 +120,26 @@ def test_a_store_that_cannot_write_is_a_clean_503_and_the_images_are_charged(app
     # b64_json needs no store
     assert len(sdk.images.generate(model="dall-e-2", prompt=PROMPT,
                                    response_format="b64_json").data) == 1
+
+
+def test_an_upstream_image_that_is_no_raster_image_is_not_served_nor_charged(app, sdk, user,
+                                                                            upstream):
+    """An SVG (script on the gateway's own address) claimed as an image is left out: the
+    gateway serves only what its bytes show to be PNG, JPEG, WebP or GIF."""
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
+    upstream.push(Script(body={"created": 1, "data": [
+        {"b64_json": base64.b64encode(svg).decode()}]}))
+    with pytest.raises(openai.APIStatusError) as caught:
+        sdk.images.generate(model="dall-e-2", prompt=PROMPT)
+    assert caught.value.status_code == 502
+    assert charged(app, user[0]) == (Decimal(100), [], [], 0)
+
+
+def test_stored_images_are_served_sandboxed(sdk, gateway):
+    url = sdk.images.generate(model="dall-e-2", prompt=PROMPT).data[0].url
+    served = requests.get(url, timeout=10)
+    assert served.headers["Content-Type"] == "image/png"
+    assert served.headers["Content-Security-Policy"] == "default-src 'none'; sandbox"
 
 
 def test_content_refusals_are_400_not_retried_and_free(app, sdk, user, upstream):
