@@ -30,8 +30,10 @@ class Meter:
     def __init__(self, billing, ticket, client_format, *, info=None):
         self.billing, self.ticket, self.format = billing, ticket, client_format
         self.info = info  # tracing.RequestInfo: what was charged, for the request's log line
+        self.settled = False  # charged or released: the hold is settled once
 
     def _charge(self, usage, **how):
+        self.settled = True
         cost = self.billing.charge(self.ticket, usage, **how)
         if self.info is not None:
             self.info.charged(usage, cost)
@@ -46,7 +48,11 @@ class Meter:
         """Charge a complete answer; returns its body with `credits_consumed` added."""
         estimated = usage is None
         if estimated:  # the upstream reported nothing: count it ourselves
-            usage = self._estimate(self.format.output_text_of_body(body))
+            try:
+                text = self.format.output_text_of_body(body)
+            except (ValueError, TypeError, AttributeError, KeyError):  # a 2xx body of odd shape
+                text = ""  # relayed as it came, charged for its prompt
+            usage = self._estimate(text)
         cost = self._charge(usage, estimated=estimated)
         return self.format.with_credits(body, cost)
 
@@ -66,8 +72,10 @@ class Meter:
         self._charge(with_images(usage, tap.images), estimated=estimated, partial=not complete)
 
     def release(self) -> None:
-        """Nothing billable was produced: give the whole hold back."""
-        self.billing.release(self.ticket)
+        """Nothing billable was produced: give the whole hold back (unless it was settled)."""
+        if not self.settled:
+            self.settled = True
+            self.billing.release(self.ticket)
 
     def _estimate(self, text: str) -> Usage:
         return Usage(input=self.ticket.prompt_estimate,

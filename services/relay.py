@@ -65,15 +65,14 @@ class Relay:
                                       images=1 if draws else 0)
         meter = Meter(self.billing, ticket, client, info=info)
         try:
-            served = self._serve(inbound, routes, limit, meter, client_socket, info)
+            served, headers = self._serve(inbound, routes, limit, meter, client_socket, info)
+            ticket.provider = info.provider
+            if isinstance(served, Answer):  # charged here: anything failing before is released
+                served = Reply(served.status, meter.whole(served.body, served.usage),
+                               served.content_type)
         except BaseException:
-            meter.release()
+            meter.release()  # nothing once the answer was charged
             raise
-        served, headers = served
-        ticket.provider = info.provider
-        if isinstance(served, Answer):
-            served = Reply(served.status, meter.whole(served.body, served.usage),
-                           served.content_type)
         served.headers.update(headers)
         return served
 

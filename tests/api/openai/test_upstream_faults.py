@@ -214,3 +214,26 @@ def test_database_down_is_503_and_nothing_forwarded(upstream, url, monkeypatch, 
     assert resp.headers["Retry-After"] == "2"
     assert upstream.received == []
     app.extensions["billing"].shutdown()
+
+
+def test_a_2xx_answer_of_odd_shape_without_usage_is_relayed_and_charged_once(app, post,
+                                                                           upstream):
+    """An answer the meter cannot read text from is relayed as it came and charged for its
+    prompt: never a 500, never a hold left open until the sweep."""
+    from sqlalchemy import select
+
+    from extensions import db
+    from models import UsageRecord
+    from tests.api.cross_family.test_credits import books
+    odd = {"id": "x", "object": "chat.completion", "choices": [{"message": "not an object"}]}
+    upstream.push(Script(body=odd))
+    resp = post()
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["choices"] == odd["choices"]
+    assert app.extensions["billing"].flush()
+    with app.app_context():
+        user_id = db.session.scalar(select(UsageRecord.user_id))
+    _, records, holds, gap = books(app, user_id)
+    assert (len(records), holds, gap) == (1, [], 0)
+    assert records[0].estimated
+    assert float(records[0].price) == resp.json()["credits_consumed"]
