@@ -46,13 +46,13 @@ class Meter:
 
     def whole(self, body: bytes, usage) -> bytes:
         """Charge a complete answer; returns its body with `credits_consumed` added."""
-        estimated = usage is None
+        estimated = usage is None or usage.input == usage.output == 0  # no tokens reported
         if estimated:  # the upstream reported nothing: count it ourselves
             try:
                 text = self.format.output_text_of_body(body)
             except (ValueError, TypeError, AttributeError, KeyError):  # a 2xx body of odd shape
                 text = ""  # relayed as it came, charged for its prompt
-            usage = self._estimate(text)
+            usage = replace(self._estimate(text), images=usage.images if usage else 0)
         cost = self._charge(usage, estimated=estimated)
         return self.format.with_credits(body, cost)
 

@@ -123,15 +123,16 @@ def gemini_answer(request, payload, script):
         body = {"candidates": [{"finishReason": "IMAGE_SAFETY", "index": 0}]}
         return 200, body, None
     parts = [{"text": "Here it is."}, *images]
-    usage = gemini_usage(payload, len(images))
+    usage = gemini_usage(payload, len(images)) if script.usage == "auto" else script.usage
+    with_usage = {"usageMetadata": usage} if usage is not None else {}
     if not request.path.endswith(":streamGenerateContent"):
         return 200, {"candidates": [{"content": {"role": "model", "parts": parts},
                                      "finishReason": "STOP", "index": 0}],
-                     "usageMetadata": usage, "modelVersion": "gemini-image-fake"}, None
+                     **with_usage, "modelVersion": "gemini-image-fake"}, None
     chunks = [{"candidates": [{"content": {"role": "model", "parts": [part]}, "index": 0}],
                "modelVersion": "gemini-image-fake"} for part in parts]
     chunks.append({"candidates": [{"content": {"role": "model", "parts": [{"text": ""}]},
                                    "finishReason": "STOP", "index": 0}],
-                   "usageMetadata": usage, "modelVersion": "gemini-image-fake"})
+                   **with_usage, "modelVersion": "gemini-image-fake"})
     events = b"".join(b"data: " + json.dumps(c).encode() + b"\r\n\r\n" for c in chunks)
     return 200, events, "text/event-stream"

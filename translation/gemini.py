@@ -346,8 +346,8 @@ def response_to_ir(body: dict) -> ir.ChatResponse:
         reason = finish_to_ir(candidate.get("finishReason"), saw_call)
     usage = usage_from(body.get("usageMetadata"))
     images = sum(isinstance(p, ir.Image) for p in parts)
-    if usage is not None and images:
-        usage = replace(usage, images=images)
+    if images:  # charged per image, also when the answer counts no tokens
+        usage = replace(usage or Usage(), images=images)
     return ir.ChatResponse(id=body.get("responseId") or "", model=body.get("modelVersion") or "",
                            parts=parts, stop_reason=reason, usage=usage)
 
@@ -416,9 +416,9 @@ def usage_of_body(content: bytes) -> Usage | None:
         return None
     if not isinstance(body, dict):
         return None
-    usage = usage_from(body.get("usageMetadata"))
-    if usage is not None:
-        usage = replace(usage, images=images_in(body))
+    usage, images = usage_from(body.get("usageMetadata")), images_in(body)
+    if images:  # charged per image, also when the answer counts no tokens
+        usage = replace(usage or Usage(), images=images)
     return usage
 
 

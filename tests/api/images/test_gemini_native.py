@@ -64,6 +64,23 @@ def test_google_genai_generates_an_image_billed_per_image(app, genai_sdk, user, 
     assert records == [(Decimal(TEXT_TOKENS + 10), 1)] and holds == [] and gap == 0
 
 
+@pytest.mark.parametrize("client", ["gemini", "chat"])
+def test_an_image_answer_without_usage_is_still_charged_per_image(app, genai_sdk, user,
+                                                                   upstream, gateway, client):
+    """No usageMetadata (a compatible upstream that leaves it out): the images are charged all
+    the same, whole answers as streams are, and the tokens are estimated."""
+    from tests.fake_upstream import Script
+    upstream.push(Script(usage=None))
+    if client == "gemini":
+        genai_sdk.models.generate_content(model=GEMINI_IMAGE, contents=PROMPT, config=config())
+    else:
+        openai.OpenAI(base_url=f"{gateway}/v1", api_key=user[1], max_retries=0) \
+            .chat.completions.create(model=GEMINI_IMAGE,
+                                     messages=[{"role": "user", "content": PROMPT}])
+    _, [(price, images)], holds, gap = charged(app, user[0])
+    assert images == 1 and price >= 10 and holds == [] and gap == 0
+
+
 def test_a_4k_image_is_priced_hd(app, genai_sdk, user):
     genai_sdk.models.generate_content(model=GEMINI_IMAGE, contents=PROMPT, config=config("4K"))
     assert charged(app, user[0])[1] == [(Decimal(TEXT_TOKENS + 15), 1)]
