@@ -43,8 +43,9 @@ STANDARD_SIZES = ("256x256", "512x512", "1024x1024", "1792x1024", "1024x1792")
 RATIO_SIZES = [*STANDARD_SIZES, "1536x1024", "1024x1536", "1344x768", "768x1344", "1536x640",
                "640x1536", "1216x832", "832x1216", "1152x896", "896x1152"]
 # The words newer OpenAI image models use for quality, mapped onto the two we price.
+# every quality word of the openai SDK's images.generate / images.edit, onto the two prices
 QUALITIES = {"standard": "standard", "hd": "hd", "low": "standard", "medium": "standard",
-             "auto": "standard", "high": "hd"}
+             "auto": "standard", "high": "hd", "xhigh": "hd", "max": "hd"}
 MAX_PROMPT = 4000
 MAX_IMAGES = 4
 # What the well-known image models accept (client-facing names or patterns); IMAGE_MODEL_RULES in

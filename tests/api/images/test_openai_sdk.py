@@ -84,6 +84,20 @@ def test_newer_quality_words_map_onto_the_two_prices(app, sdk, user, upstream):
     assert sorted(r for r, _ in charged(app, user[0])[1]) == [Decimal(10), Decimal(15)]
 
 
+def test_every_quality_word_of_the_sdk_is_taken(app, sdk, user):
+    """The SDK's own Literal of quality words: none is refused."""
+    import typing
+
+    from openai.types import image_generate_params
+    hints = typing.get_type_hints(image_generate_params.ImageGenerateParamsBase)
+    words = typing.get_args(typing.get_args(hints["quality"])[0])
+    from services.images import QUALITIES
+    assert set(words) <= set(QUALITIES)
+    for word in ("xhigh", "max"):  # the newest (the free plan makes 5 images a minute)
+        assert sdk.images.generate(model="gpt-image-1", prompt=PROMPT, quality=word).data
+    assert sorted(r for r, _ in charged(app, user[0])[1]) == [Decimal(15), Decimal(15)]
+
+
 def test_provider_url_answers_are_downloaded_and_served_from_the_gateway(gateway, sdk,
                                                                        upstream):
     upstream.push(Script(image_urls=True))
