@@ -189,13 +189,10 @@ class PassthroughTap(Watcher):
         super().__init__(error_event)
 
     def watch(self, event: bytes) -> bytes | None:
-        if b'"inlineData"' in event or b'"inline_data"' in event:  # an image: charged per image
-            try:
-                self.images += images_in(json.loads(event_data(event)))
-            except (ValueError, AttributeError):
-                pass
-        if b'"usageMetadata"' in event or b'"finishReason"' in event or b'"error"' in event:
-            data = event_data(event)
+        image = b'"inlineData"' in event or b'"inline_data"' in event  # charged per image
+        if image or b'"usageMetadata"' in event or b'"finishReason"' in event \
+                or b'"error"' in event:
+            data = event_data(event)  # one parse, also of a chunk carrying a large image
             try:
                 chunk = json.loads(data)
             except ValueError:
@@ -204,6 +201,8 @@ class PassthroughTap(Watcher):
                 self.failed = True
                 return self.redacted(event)
             if isinstance(chunk, dict):
+                if image:
+                    self.images += images_in(chunk)
                 self.usage = usage_from(chunk.get("usageMetadata")) or self.usage
                 self.finished = self.finished or any(
                     c.get("finishReason") for c in chunk.get("candidates") or [])
