@@ -45,6 +45,10 @@ class KeyPool:
         turn = self.keys[start:] + self.keys[:start]
         return [k for k in turn if self._usable(k, now)]
 
+    def any_usable(self, now: float | None = None) -> bool:
+        """Whether some key may be tried now (no turn taken)."""
+        return any(self._usable(k, now) for k in self.keys or [ApiKey("", "")])
+
     def _usable(self, key, now) -> bool:
         until = self._until.get(key.env, 0.0)
         return not until or (time.monotonic() if now is None else now) >= until

@@ -71,6 +71,10 @@ class Plan:
         deferred = []
         for route in self.routes:
             for url in route.provider.upstream.base_urls:
+                if not self._may_try(route):  # before check(), which may take a URL's trial
+                    if self.budget_left() is None:
+                        return
+                    break
                 verdict = self.router.breakers.check(url)
                 if not verdict.allowed:
                     self.retry_at = min(self.retry_at, verdict.retry_at)
@@ -79,9 +83,22 @@ class Plan:
                 elif (yield from self._keys(route, url)) == "stop":
                     return
         for route, url in deferred:  # failed recently: a last resort, still not if open now
+            if not self._may_try(route):
+                if self.budget_left() is None:
+                    return
+                continue
             if self.router.breakers.check(url).allowed:
                 if (yield from self._keys(route, url)) == "stop":
                     return
+
+    def _may_try(self, route) -> bool:
+        """Whether an attempt on this route could be made now (budget left, a key not resting):
+        a half-open URL's one trial is claimed only for a request that will use it."""
+        pool = self.router.pools[route.provider.upstream.name]
+        if not pool.any_usable():
+            self.retry_at = min(self.retry_at, pool.available_at())
+            return False
+        return self.budget_left() is not None
 
     def _keys(self, route, url):
         """Attempts at one URL: with the next key after a key's fault, else done with it."""

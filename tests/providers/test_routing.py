@@ -103,3 +103,26 @@ def test_key_pool_rests_and_retires():
                                             ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)])
 def test_retry_after(value, seconds):
     assert retry_after_seconds(value, 30.0) == seconds
+
+
+def test_a_half_open_trial_is_not_taken_by_a_request_that_cannot_use_it():
+    """A URL whose trial is due is checked (and its one trial claimed) only when an attempt
+    will follow: not once the budget is spent, nor when every key is resting."""
+    import time
+
+    from errors import UpstreamUnavailable
+    from providers.routing import Router
+    r = route("p", base_urls=["http://one/v1", "http://two/v1"])
+    board = MemoryBreakers(threshold=1, open_seconds=10.0, cooldown=0.0)
+    board.failed("http://two/v1", now=time.monotonic() - 20)  # open, its trial due
+    router = Router([r.provider], board, max_attempts=1)
+    plan = router.plan([r])
+    for attempt in plan:  # one attempt at the first URL, refused: the budget is spent
+        plan.failed(attempt, UpstreamUnavailable("refused", fault="connect"))
+    assert plan.attempts == 1
+    assert board.check("http://two/v1").allowed  # its trial is still there to take
+    board.failed("http://two/v1", now=time.monotonic() - 20)
+    router.pools["p"].rest(router.pools["p"].order()[0], 60)  # the only key rests
+    plan = router.plan([r])
+    assert list(plan) == [] and plan.attempts == 0
+    assert board.check("http://two/v1").allowed
