@@ -16,7 +16,10 @@ import tracing
 
 log = logging.getLogger("tollgate.access")
 QUIET_PATHS = ("/healthz", "/readyz", "/metrics")  # probes: logged at debug level only
-FAMILIES = {"openai_api": "openai", "anthropic_api": "anthropic", "gemini": "gemini",
+# a request's family from its blueprint, before any view ran (what a 401 or 429 is counted in);
+# the relay names it again from the request's wire format
+FAMILIES = {"openai_api": "openai", "responses_api": "responses", "images_api": "openai",
+            "image_files": "openai", "anthropic_api": "anthropic", "gemini": "gemini",
             "credits": "credits", "ops": "ops"}
 
 

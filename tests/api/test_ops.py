@@ -52,6 +52,17 @@ def test_metrics_count_requests(client, api_key):
     assert served[0].labels["provider"] == "fake" and served[0].labels["model"] == "gpt-test"
 
 
+def test_requests_refused_before_a_view_are_counted_in_their_family(client):
+    for path in ("/v1/responses", "/v1/images/generations"):
+        assert client.post(path, json={}).status_code == 401
+    text = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).get_data(
+        as_text=True)
+    refused = {s.labels["family"] for f in text_string_to_metric_families(text)
+               for s in f.samples
+               if s.name == "tollgate_requests_total" and s.labels["status"] == "401"}
+    assert refused == {"responses", "openai"}
+
+
 @pytest.mark.parametrize("settings", [{"METRICS_TOKEN": ""}])
 def test_metrics_off_without_a_token(client):
     assert client.get("/metrics").status_code == 404
