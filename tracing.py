@@ -79,7 +79,3 @@ def current() -> RequestInfo | None:
 def current_request_id() -> str | None:
     info = _current.get()
     return info.id if info is not None else None
-
-
-def end() -> None:
-    _current.set(None)
