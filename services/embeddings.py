@@ -63,19 +63,26 @@ class Embeddings:
         req = fmt.request_to_ir(body, method)
         estimates = [estimate_tokens(item) for item in req.inputs]
         self._check_size(req, sum(estimates))
-        ticket = self._reserve(caller, req.model, sum(estimates))
+        info = tracing.current() or tracing.RequestInfo("")
+        info.model = req.model
+        # the usage record's request id is unique: only an id we made, never a client's
+        ticket = self._reserve(caller, req.model, sum(estimates),
+                               info.id if info.generated else "")
         try:
             served, headers = self._serve(fmt, body, req, routes, estimates)
         except PartlyServed as partly:
-            self.billing.charge(ticket, Usage(input=partly.tokens), estimated=partly.estimated,
-                                partial=True)
+            usage = Usage(input=partly.tokens)
+            info.charged(usage, self.billing.charge(ticket, usage, estimated=partly.estimated,
+                                                    partial=True))
             raise partly.error from None
         except BaseException:
             self.billing.release(ticket)
             raise
         ticket.provider = served.provider
         tokens, estimated = served.counted + served.unread, served.unread > 0
-        cost = self.billing.charge(ticket, Usage(input=tokens), estimated=estimated)
+        usage = Usage(input=tokens)
+        cost = self.billing.charge(ticket, usage, estimated=estimated)
+        info.charged(usage, cost)
         if served.raw is not None:
             out = fmt.relay_body(served.raw, cost)
         else:
@@ -94,9 +101,9 @@ class Embeddings:
                 f"{self.max_input_tokens} one request may embed. Send fewer or shorter inputs.",
                 param=req.size_param)
 
-    def _reserve(self, caller, model: str, tokens: int):
+    def _reserve(self, caller, model: str, tokens: int, request_id: str):
         try:
-            return self.billing.reserve(caller, model, tokens, 0)
+            return self.billing.reserve(caller, model, tokens, 0, request_id=request_id)
         except InsufficientCredits as err:
             most = self.billing.pricing.for_model(model).cost(Usage(input=tokens))
             err.message = (f"Insufficient credits: embedding these inputs may cost up to {most} "

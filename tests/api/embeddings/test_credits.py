@@ -42,6 +42,21 @@ def test_charged_from_the_upstreams_count(app, gateway, upstream, user):
     assert record.price == Decimal("0.5") and not record.estimated and not record.partial
 
 
+def test_the_record_carries_the_requests_id_and_the_access_line_its_credits(app, gateway,
+                                                                           upstream, user,
+                                                                           caplog):
+    user_id, key = user
+    upstream.push(Script(usage={"prompt_tokens": 1000, "total_tokens": 1000}))
+    with caplog.at_level("INFO", logger="tollgate.access"):
+        raw = sdk(gateway, key).embeddings.with_raw_response.create(model=OPENAI_MODEL,
+                                                                    input=["a"])
+    _, [record], _, _ = books(app, user_id)
+    assert record.request_id == raw.headers["x-request-id"]
+    [line] = [r.getMessage() for r in caplog.records if r.name == "tollgate.access"
+              and getattr(r, "request_id", None) == raw.headers["x-request-id"]]
+    assert "credits=0.5" in line and f"model={OPENAI_MODEL}" in line
+
+
 def test_an_upstream_count_above_the_hold_takes_only_what_the_balance_has(app, gateway,
                                                                          upstream):
     """The hold was sized by our count; the upstream counted more. The excess is taken once,
