@@ -12,8 +12,6 @@ class EventSplitter:
         self._buf = b""
 
     def feed(self, data: bytes) -> list[bytes]:
-        if not self._buf and data.find(b"\n\n") == len(data) - 2 and b"\r" not in data:
-            return [data]  # the usual read: exactly one whole event
         buf = self._buf + data if self._buf else data
         events, start = [], 0
         for match in _BOUNDARY.finditer(buf):
