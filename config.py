@@ -13,9 +13,11 @@ DEFAULTS = {
     # and one the server dropped fails its statement, which is retried (holds, settlements) or
     # answered 503; the pool then discards every connection as old as it.
     "SQLALCHEMY_ENGINE_OPTIONS": {"pool_recycle": 1800},
-    # PostgreSQL connections per worker (and as many again in overflow). A request holds one for
-    # a statement or two (key lookup, hold), never while it waits on the upstream or streams;
-    # the settlement worker holds one per batch.
+    # PostgreSQL connections per worker, kept open, and no overflow: a request holds one for a
+    # statement (key lookup, hold), never while it waits on the upstream or streams, and the
+    # settlement worker one per batch. A worker is bound by its CPU, not by its connections: when
+    # all are out a greenlet waits a moment for one, which costs far less than the connect and
+    # close an overflow connection costs on every use once load keeps more than this many out.
     "DATABASE_POOL_SIZE": 10,
     # Request handling.
     "MAX_CONTENT_LENGTH": 8 * 1024 * 1024,  # bytes; larger bodies get 413
@@ -133,7 +135,7 @@ def load_config(app, overrides=None):
         options = app.config["SQLALCHEMY_ENGINE_OPTIONS"] = dict(
             app.config["SQLALCHEMY_ENGINE_OPTIONS"])
         options.setdefault("pool_size", app.config["DATABASE_POOL_SIZE"])
-        options.setdefault("max_overflow", app.config["DATABASE_POOL_SIZE"])
+        options.setdefault("max_overflow", 0)
 
 
 def instance_secret(app) -> str:

@@ -10,6 +10,7 @@ from edge.pages import login_required, page_blueprint
 from edge.ratelimit import limited
 from edge.views import json_body, require_model, to_response
 from edge.views import validate as check
+from extensions import db
 from services.keys import Caller
 from services.usage import PLAYGROUND_KEY
 from translation.inbound import Inbound
@@ -73,6 +74,10 @@ def chat():
         if body.get(name) is not None:
             request_body[name] = body[name]
     inbound = Inbound("openai", request_body, body["model"], stream=True)
+    # Hand back the pooled connection the user's session lookup took before the hold takes one
+    # (the API's key lookup does the same): a pool has no overflow, a request must not wait on
+    # itself.
+    db.session.close()
     reply = current_app.extensions["relay"].chat(
         inbound, caller=g.caller, client_socket=request.environ.get("gunicorn.socket"))
     return to_response(reply)

@@ -106,3 +106,4 @@ def test_the_page_offers_chat_models_only(app, client, upstream):
     signup(client)
     page = client.get("/playground").get_data(as_text=True)
     assert "gpt-test" in page and "embed-test" not in page
+
