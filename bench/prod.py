@@ -48,6 +48,7 @@ from run import (  # noqa: E402  (bench/ is not a package)
     ROOT,
     UPSTREAM_KEY,
     Servers,
+    access_log_off,
     flask_cli,
     fmt,
     free_port,
@@ -104,8 +105,9 @@ def start_gateway(servers: Servers, root: str, *, name: str, workers: int, fast_
            "DATABASE_URL": database_url or f"sqlite:///{servers.workdir}/{name}.db",
            "TOLLGATE_BIND": f"127.0.0.1:{port}",
            "WEB_CONCURRENCY": str(workers),
-           "TOLLGATE_ACCESS_LOG": "/dev/null",
            "FLASK_APP": "app"}
+    env.pop("TOLLGATE_ACCESS_LOG", None)
+    env.update(access_log_off(root))
     env.pop("REDIS_URL", None)
     if redis_url:
         env["REDIS_URL"] = redis_url

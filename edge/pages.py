@@ -51,6 +51,13 @@ class SessionInterface(SecureCookieSessionInterface):
     def get_cookie_secure(self, app):
         return bool(app.config["SESSION_COOKIE_SECURE"] or request.is_secure)
 
+    def open_session(self, app, request):
+        """An empty session, without building the cookie signer, for a request that brings no
+        session cookie: every API call (Flask opens a session for each request)."""
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
+
 
 def init_app(app):
     """Sessions, CSRF, the template helpers and the throttles of the people's side."""

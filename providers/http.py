@@ -40,7 +40,40 @@ def pooled_session(pool_size: int) -> "UpstreamSession":
 
 
 class _LeanAdapter(HTTPAdapter):
-    """requests' adapter without the cookie jar: a proxy keeps no cookies from upstreams."""
+    """requests' adapter without the cookie jar (a proxy keeps no cookies from upstreams), and
+    with what it works out from a request's URL on every send (the proxy to use, the pool's
+    key, the path) worked out once per URL when no proxy is configured, which is always here
+    (the session does not trust the environment): the URLs are a provider's few."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._pool_keys: dict[tuple, tuple] = {}  # (URL, verify, cert) -> pool key attributes
+        self._paths: dict[str, str] = {}  # URL -> the path sent in the request line
+
+    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
+        if proxies:
+            return super().get_connection_with_tls_context(request, verify, proxies, cert)
+        key = (request.url, verify, cert if cert is None or isinstance(cert, str) else tuple(cert))
+        found = self._pool_keys.get(key)
+        if found is None:
+            try:
+                found = self.build_connection_pool_key_attributes(request, verify, cert)
+            except ValueError as exc:
+                raise requests.exceptions.InvalidURL(exc, request=request) from exc
+            if len(self._pool_keys) < 1024:  # a Gemini model name is in its URL's path
+                self._pool_keys[key] = found
+        host_params, pool_kwargs = found
+        return self.poolmanager.connection_from_host(**host_params, pool_kwargs=pool_kwargs)
+
+    def request_url(self, request, proxies):
+        if proxies:
+            return super().request_url(request, proxies)
+        path = self._paths.get(request.url)
+        if path is None:
+            path = request.path_url
+            if len(self._paths) < 1024:
+                self._paths[request.url] = path
+        return path
 
     def build_response(self, req, resp) -> Response:
         response = Response()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
+import psycopg
 from sqlalchemy import bindparam, delete, func, insert, select, text, type_coerce, update
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -45,14 +46,14 @@ RECORDED = select(UsageRecord.id).where(UsageRecord.request_id == bindparam("rid
 # PostgreSQL: the hold in one round trip. The conditional UPDATE and the hold's INSERT are one
 # statement, run outside an explicit transaction (one statement is atomic on its own), so no
 # BEGIN and COMMIT either. No row back: the balance could not cover the amount (402).
-PG_RESERVE = text("""
+PG_RESERVE = """
 WITH taken AS (
-    UPDATE accounts SET balance = balance - :amount
-    WHERE user_id = :account AND balance >= :amount
+    UPDATE accounts SET balance = balance - %(amount)s
+    WHERE user_id = %(account)s AND balance >= %(amount)s
     RETURNING user_id)
 INSERT INTO holds (user_id, amount, created_at)
-SELECT user_id, :amount, :created_at FROM taken
-RETURNING id""").bindparams(bindparam("amount", type_=Credits))
+SELECT user_id, %(amount)s, %(created_at)s FROM taken
+RETURNING id"""
 
 # PostgreSQL: a batch of settlements in one statement, whatever its size (arrays, unnested, so
 # the text is the same for every batch and the driver prepares it once). It drops the holds it
@@ -128,8 +129,8 @@ class Billing:
         # transactions (each batch is one commit); the charges are no later than that
         self.gather_seconds = gather_seconds
         self.postgres = engine.dialect.name == "postgresql"
-        # the same pool, each checkout in autocommit: a lone statement needs no BEGIN/COMMIT
-        self.autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # the one-statement hold goes to psycopg 3 itself (the driver config.py picks)
+        self.psycopg_hold = self.postgres and engine.dialect.driver == "psycopg"
         self.session_factory = sessionmaker(bind=engine, expire_on_commit=False)
         self.pricing = pricing
         self.hold_ttl = hold_ttl
@@ -150,7 +151,7 @@ class Billing:
         """
         price = price or self.pricing.for_model(model)
         amount = price.cost(Usage(input=prompt_tokens, output=max_output, images=images))
-        hold_id = (self._hold_pg(caller.user_id, amount) if self.postgres
+        hold_id = (self._hold_pg(caller.user_id, amount) if self.psycopg_hold
                    else self._hold(caller.user_id, amount))
         if hold_id is None:
             raise InsufficientCredits(
@@ -160,7 +161,8 @@ class Billing:
                       request_id or uuid.uuid4().hex)
 
     def _hold(self, user_id: int, amount: Decimal) -> int | None:
-        """The hold's id, or None when the balance can't cover it (SQLite: two statements)."""
+        """The hold's id, or None when the balance can't cover it (SQLite, or PostgreSQL on
+        another driver than psycopg 3: two statements)."""
         # Core statements on a plain connection: this is on every request's path, and the ORM
         # session's bookkeeping would cost more than the two statements themselves.
         with self.engine.begin() as conn:
@@ -171,19 +173,38 @@ class Billing:
                                        "created_at": utcnow()}).scalar_one()
 
     def _hold_pg(self, user_id: int, amount: Decimal) -> int | None:
-        """PostgreSQL: one statement, one round trip. A pooled connection the server dropped
-        (no pre-ping checks them out) fails the statement, which is tried once more on a fresh
-        connection; the pool has then discarded the connections as old as it. Should the server
-        have run it before the connection broke, that first hold is nobody's: the sweep releases
-        it after hold_ttl, so the credits are reserved a while, never lost."""
-        params = {"account": user_id, "amount": amount, "created_at": utcnow()}
+        """PostgreSQL: one statement, one round trip, sent on the pooled driver connection
+        itself: SQLAlchemy's execution machinery (a Connection, its isolation level set and
+        reset, an execution context, a result) cost more CPU than the statement (about 0.25
+        against 0.1 ms a hold). psycopg prepares the statement after its first uses.
+
+        A pooled connection the server dropped (no pre-ping checks them out) fails the
+        statement, which is tried once more on a fresh connection; the pool has then discarded
+        the connections as old as it. Should the server have run it before the connection broke,
+        that first hold is nobody's: the sweep releases it after hold_ttl, so the credits are
+        reserved a while, never lost. Driver errors are raised as SQLAlchemy's (503 upstream)."""
+        params = {"account": user_id, "amount": Decimal(amount).quantize(MICRO),
+                  "created_at": utcnow()}
         for attempt in (1, 2):
+            pooled = self.engine.raw_connection()  # SQLAlchemy's errors (pool timeout, connect)
             try:
-                with self.autocommit.connect() as conn:
-                    return conn.execute(PG_RESERVE, params).scalar()
-            except DBAPIError as exc:
-                if attempt == 2 or not exc.connection_invalidated:
-                    raise
+                driver = pooled.driver_connection
+                driver.autocommit = True  # a lone statement: no BEGIN, no COMMIT
+                try:
+                    row = driver.execute(PG_RESERVE, params).fetchone()
+                finally:
+                    if not driver.closed:
+                        driver.autocommit = False  # the pool's other users expect transactions
+                return row[0] if row else None
+            except psycopg.Error as exc:
+                dropped = pooled.driver_connection.broken or pooled.driver_connection.closed
+                if dropped:
+                    pooled.invalidate(exc)
+                if attempt == 2 or not dropped:
+                    raise DBAPIError.instance(PG_RESERVE, params, exc, psycopg.Error,
+                                              connection_invalidated=dropped) from exc
+            finally:
+                pooled.close()
         return None  # not reached
 
     def charge(self, ticket: Ticket, usage, *, estimated=False, partial=False) -> Decimal:

@@ -2,8 +2,10 @@
 reserve, settle, release, the sweep, and exact amounts. No app and no HTTP."""
 
 import os
+import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 from decimal import Decimal
 from types import SimpleNamespace
@@ -192,13 +194,56 @@ def counting_statements(engine):
     return sent
 
 
+@contextmanager
+def wire_trace(engine):
+    """What psycopg sends PostgreSQL on the engine's connections, message by message (libpq's
+    own protocol trace, attached at checkout): the hold goes to the driver connection itself,
+    past SQLAlchemy's statement events."""
+    import psycopg
+    trace, messages = tempfile.TemporaryFile(), []
+
+    def attach(driver, _record, _proxy):
+        driver.pgconn.trace(trace.fileno())
+        driver.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+
+    def detach(driver, _record):
+        driver.pgconn.untrace()
+
+    event.listen(engine, "checkout", attach)
+    event.listen(engine, "checkin", detach)
+    try:
+        yield messages
+    finally:
+        event.remove(engine, "checkout", attach)
+        event.remove(engine, "checkin", detach)
+        trace.seek(0)
+        messages += [line for line in trace.read().decode().splitlines() if line.strip()]
+        trace.close()
+
+
 def test_a_hold_is_one_statement_on_postgresql(engine, billing, backend):
     caller = user_with(engine, 10)
-    sent = counting_statements(engine)
-    billing.reserve(caller, "m", 1000, 1000)
-    with pytest.raises(InsufficientCredits):
-        billing.reserve(caller, "m", 10_000, 10_000)
-    assert len(sent) == (2 if backend == "postgresql" else 3)  # sqlite: UPDATE, INSERT, UPDATE
+    if backend == "postgresql":
+        with wire_trace(engine) as messages:
+            billing.reserve(caller, "m", 1000, 1000)
+            with pytest.raises(InsufficientCredits):
+                billing.reserve(caller, "m", 10_000, 10_000)
+        sent = [line.split("\t")[2].strip() for line in messages if line.startswith("F\t")]
+        # each hold one statement in one round trip (extended protocol: Parse .. Sync), with no
+        # BEGIN or COMMIT around it (they would be Query messages)
+        assert sent.count("Execute") == 2 and sent.count("Sync") == 2
+        assert "Query" not in sent
+        pooled = engine.raw_connection()  # and the connection went back to the pool as it was
+        try:
+            assert pooled.driver_connection.autocommit is False
+        finally:
+            pooled.close()
+    else:
+        sent = counting_statements(engine)
+        billing.reserve(caller, "m", 1000, 1000)
+        with pytest.raises(InsufficientCredits):
+            billing.reserve(caller, "m", 10_000, 10_000)
+        assert len(sent) == 3  # UPDATE, INSERT; UPDATE (refused)
     bal, _, [hold], gap = books(engine, caller)
     assert (bal, hold.amount, gap) == (Decimal(6), Decimal(4), 0)
 
