@@ -132,15 +132,16 @@ class UpstreamResponse:
         self.status = resp.status_code
         self.content_type = resp.headers.get("content-type", "")
         self.headers = resp.headers  # case-insensitive (Stability's finish-reason, say)
-        raw = resp.raw
-        self._read1 = raw.read1
+        raw = self._raw = resp.raw
         # An unencoded body is read from http.client's response under urllib3's, as urllib3
         # would (read1, chunked framing undone), without its per-read bookkeeping; the
-        # connection goes back to the pool at the end as urllib3 would do it.
+        # connection goes back to the pool at the end as urllib3 would do it. (No bound method
+        # of self is kept on self: that cycle would keep every finished stream's response and
+        # buffers alive until a full garbage collection, hundreds of MB after a burst.)
         fp = getattr(raw, "_fp", None)
-        if fp is not None and hasattr(fp, "read1") and not resp.headers.get("content-encoding"):
-            self._fp, self._raw = fp, raw
-            self.read = self._read_direct
+        direct = (fp is not None and hasattr(fp, "read1")
+                  and not resp.headers.get("content-encoding"))
+        self._fp = fp if direct else None
 
     def body(self) -> bytes:
         """The whole body; a JSON error object sent with a 2xx status raises UpstreamError."""
@@ -173,8 +174,10 @@ class UpstreamResponse:
 
     def read(self, size: int = READ_SIZE) -> bytes:
         """The next bytes of a stream as they arrive (b"" at its end)."""
+        if self._fp is not None:
+            return self._read_direct(size)
         try:
-            return self._read1(size, decode_content=True)
+            return self._raw.read1(size, decode_content=True)
         except (ReadTimeoutError, TimeoutError, requests.Timeout) as exc:
             raise UpstreamTimeout("the upstream stopped sending") from exc
         except Exception as exc:  # urllib3 ProtocolError, OSError, a bad chunk: the link broke

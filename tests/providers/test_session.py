@@ -42,3 +42,31 @@ def test_a_burst_of_open_streams_all_return_to_the_pool(upstream, caplog):
     assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
     pool = next(iter(p.session.adapter.poolmanager.pools._container.values()))
     assert pool.num_connections == streams and pool.pool.qsize() == streams
+
+
+def test_a_finished_answer_is_freed_at_once_not_by_the_garbage_collector(upstream):
+    """An upstream answer read to its end and closed holds no reference cycle: reference
+    counting frees it (its requests and urllib3 responses, its buffers) as soon as it is
+    dropped. A cycle would keep every stream of a burst alive until a full collection."""
+    import gc
+    import weakref
+
+    p = provider(upstream.url)
+    gc.collect()
+    gc.disable()
+    try:
+        for stream in (True, False):
+            upstream.push(Script())
+            resp = p.open({**CHAT, "stream": stream}, model="m", stream=stream)
+            if stream:
+                resp.expect_stream()
+                while resp.read():
+                    pass
+                resp.close()
+            else:
+                resp.body()
+            gone = weakref.ref(resp)
+            del resp
+            assert gone() is None, f"stream={stream}: the answer outlived its last reference"
+    finally:
+        gc.enable()
