@@ -127,13 +127,9 @@ def _peek(family: str, guard) -> Standing | None:
         return None
     ids = _identifiers(current_app)
 
-    def read():
-        stats = [(item, limiter.limiter.get_window_stats(item, *ids, scope))
-                 for item, scope in limits]
-        return tightest([Standing(item.amount, max(s.remaining, 0), s.reset_time)
-                         for item, s in stats])
-
-    return guard.call(read)
+    windows = current_app.extensions["ratelimit_windows"]
+    found = guard.call(windows.read, [(item, (*ids, scope)) for item, scope in limits])
+    return None if found is None else tightest(found)
 
 
 def _identifiers(app) -> tuple[str, ...]:

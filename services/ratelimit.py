@@ -1,18 +1,22 @@
 """Rate-limit bookkeeping without Flask: checking and counting a request against all its limits
 at once, the storage-down policy, failed-authentication counting per client address, and picking
-the limit to report. Counting is the `limits` package's moving window, on the storage
-flask-limiter was given (memory per process, or Redis); on Redis all of a request's limits are
-checked, counted and read back in one round trip (`Windows`)."""
+the limit to report. Counting is a moving window. On Redis (flask-limiter's storage) it is the
+`limits` package's own layout, and all of a request's limits are checked, counted and read back
+in one round trip (`Windows`); with flask-limiter's memory storage the request limits are kept
+in this process by `LocalWindows` instead (see there why)."""
 
 import logging
 import math
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from limits import RateLimitItem, parse_many
 from limits.errors import StorageError
-from limits.storage import RedisClusterStorage, RedisStorage
+from limits.storage import MemoryStorage, RedisClusterStorage, RedisStorage
+from limits.strategies import MovingWindowRateLimiter
 
 from errors import RateLimited, RateLimitUnavailable
 
@@ -93,25 +97,86 @@ return result
 """
 
 
+class LocalWindows:
+    """Moving windows in this process's memory: each key's hit times, oldest first, at most the
+    limit's size of them. A request is checked and counted against all its limits under one
+    lock, with no thread or timer: `limits`' memory storage starts a timer thread every 10 ms
+    while it is being hit (to expire entries), which cost the one-worker embedded setup about
+    an eighth of its CPU. Keys whose newest hit has left its window are dropped once a minute,
+    so memory stays bounded by the callers active within their windows."""
+
+    SWEEP_EVERY = 60.0
+
+    def __init__(self, clock: Callable[[], float] = time.time):
+        self.clock = clock
+        self._hits: dict[str, tuple[deque, float]] = {}  # key -> (hit times, window seconds)
+        self._lock = threading.Lock()
+        self._swept_at = clock()
+
+    def hit(self, limits: list[tuple[RateLimitItem, str]]
+            ) -> tuple[RateLimitItem | None, list[Standing]]:
+        now, standings = self.clock(), []
+        with self._lock:
+            if now - self._swept_at >= self.SWEEP_EVERY:
+                self._sweep(now)
+            for item, key in limits:
+                window = item.get_expiry()
+                hits = self._window(key, window, now)
+                oldest = hits[0] if hits else now
+                if len(hits) >= item.amount:
+                    standings.append(Standing(item.amount, 0, oldest + window))
+                    return item, standings
+                hits.append(now)
+                standings.append(Standing(item.amount, item.amount - len(hits), oldest + window))
+        return None, standings
+
+    def read(self, item: RateLimitItem, key: str) -> Standing:
+        """Where `key` stands against `item`, without counting a request."""
+        now, window = self.clock(), item.get_expiry()
+        with self._lock:
+            hits = self._window(key, window, now) if key in self._hits else ()
+            oldest = hits[0] if hits else now
+            return Standing(item.amount, max(item.amount - len(hits), 0), oldest + window)
+
+    def _window(self, key: str, window: float, now: float) -> deque:
+        found = self._hits.get(key)
+        if found is None:
+            found = self._hits[key] = (deque(), window)
+        hits, start = found[0], now - window
+        while hits and hits[0] < start:
+            hits.popleft()
+        return hits
+
+    def _sweep(self, now: float) -> None:
+        self._swept_at = now
+        for key in [k for k, (hits, window) in self._hits.items()
+                    if not hits or hits[-1] < now - window]:
+            del self._hits[key]
+
+
 class Windows:
     """Checks and counts one request against several moving-window limits at once.
 
     The limits are walked tightest window first; the first one that is full refuses the
     request and the rest are not counted (as flask-limiter does). The result carries where the
     request stands against each limit walked, so the response headers need no second read.
-    On Redis this is one script call (one round trip); elsewhere `limits`' own storage calls.
+    On Redis this is one script call (one round trip); with the memory storage LocalWindows;
+    on any other storage `limits`' own storage calls.
     """
 
-    def __init__(self, storage: Callable):
+    def __init__(self, storage: Callable, clock: Callable[[], float] = time.time):
         self._storage_of = storage  # returns the storage in use (flask-limiter's)
-        self.storage, self._script = None, None
+        self.clock = clock
+        self.storage, self._script, self._local = None, None, None
 
     def _bind(self):
         storage = self._storage_of()
         if storage is not self.storage:
-            self.storage, self._script = storage, None
+            self.storage, self._script, self._local = storage, None, None
             if isinstance(storage, RedisStorage) and not isinstance(storage, RedisClusterStorage):
                 self._script = storage.get_connection().register_script(ACQUIRE_ALL)
+            elif isinstance(storage, MemoryStorage):
+                self._local = LocalWindows(self.clock)
 
     def hit(self, limits: list[tuple[RateLimitItem, tuple[str, ...]]]
             ) -> tuple[RateLimitItem | None, list[Standing]]:
@@ -122,6 +187,9 @@ class Windows:
         keys = [item.key_for(*identifiers) for item, identifiers in limits]
         if self._script is not None:
             return self._hit_redis(limits, keys)
+        if self._local is not None:
+            return self._local.hit([(item, key) for (item, _), key
+                                    in zip(limits, keys, strict=True)])
         standings = []
         for (item, _), key in zip(limits, keys, strict=True):
             expiry = item.get_expiry()
@@ -131,6 +199,16 @@ class Windows:
             if not acquired:
                 return item, standings
         return None, standings
+
+    def read(self, limits: list[tuple[RateLimitItem, tuple[str, ...]]]) -> list[Standing]:
+        """Where the caller stands against each limit, without counting a request."""
+        self._bind()
+        if self._local is not None:
+            return [self._local.read(item, item.key_for(*ids)) for item, ids in limits]
+        strategy = MovingWindowRateLimiter(self.storage)
+        return [Standing(item.amount, max(stats.remaining, 0), stats.reset_time)
+                for item, stats in ((item, strategy.get_window_stats(item, *ids))
+                                    for item, ids in limits)]
 
     def _hit_redis(self, limits, keys):
         args = [time.time()]

@@ -111,18 +111,25 @@ def test_windows_count_all_limits_at_once_and_stop_at_the_first_full_one(storage
     minute, hour = parse("3/minute"), parse("4/hour")
     windows, strategy = Windows(lambda: storage), MovingWindowRateLimiter(storage)
     limits = [(minute, ("k", "family-chat")), (hour, ("k", "all-families"))]
+    on_redis = hasattr(storage, "get_connection")  # memory: LocalWindows, limits' storage unused
     for remaining in (2, 1, 0):
         refused, standings = windows.hit(limits)
         assert refused is None and [s.remaining for s in standings] == [remaining, remaining + 1]
-        # the same keys `limits` reads: its own view agrees with what the headers say
+        read = windows.read(limits)  # a read without counting agrees
+        assert [(r.remaining, round(r.reset_at)) for r in read] == [
+            (s.remaining, round(s.reset_at)) for s in standings]
+        # on Redis the same keys `limits` reads: its own view agrees with what the headers say
         for (item, ids), standing in zip(limits, standings, strict=True):
-            stats = strategy.get_window_stats(item, *ids)
-            assert (stats.remaining, round(stats.reset_time)) == (standing.remaining,
-                                                                  round(standing.reset_at))
+            if on_redis:
+                stats = strategy.get_window_stats(item, *ids)
+                assert (stats.remaining, round(stats.reset_time)) == (standing.remaining,
+                                                                      round(standing.reset_at))
     refused, standings = windows.hit(limits)
     assert refused is minute and len(standings) == 1 and standings[0].remaining == 0
-    assert strategy.get_window_stats(hour, "k", "all-families").remaining == 1  # not counted
-    assert not strategy.hit(minute, "k", "family-chat")  # and limits' own check agrees
+    assert [s.remaining for s in windows.read(limits)] == [0, 1]  # the hour: not counted
+    if on_redis:
+        assert strategy.get_window_stats(hour, "k", "all-families").remaining == 1
+        assert not strategy.hit(minute, "k", "family-chat")  # and limits' own check agrees
 
 
 def test_windows_drop_entries_that_left_the_window(storage):
@@ -135,12 +142,37 @@ def test_windows_drop_entries_that_left_the_window(storage):
         client = storage.get_connection()
         client.lpush(storage.prefixed_key(key), *[hour_ago - i / 10 for i in range(1400, 0, -1)])
         client.lpush(storage.prefixed_key(key), *[time.time() - 10] * 1000)
-    else:
+        windows = Windows(lambda: storage)
+    else:  # LocalWindows: the same hits, made at those times
+        now = [hour_ago]
+        windows = Windows(lambda: storage, clock=lambda: now[0])
+        for _ in range(1400):
+            assert windows.hit([(item, ("old", "s"))])[0] is None
+        now[0] = time.time() - 10
         for _ in range(1000):
-            storage.acquire_entry(key, item.amount, item.get_expiry())
-    windows = Windows(lambda: storage)
+            assert windows.hit([(item, ("old", "s"))])[0] is None
+        now[0] = time.time()
     refused, (standing,) = windows.hit([(item, ("old", "s"))])
     assert refused is None and standing.remaining == 1500 - 1001
     for _ in range(499):
         assert windows.hit([(item, ("old", "s"))])[0] is None
     assert windows.hit([(item, ("old", "s"))])[0] is item
+
+
+def test_local_windows_forget_callers_gone_quiet():
+    """LocalWindows keeps a key while its hits are within the window, and drops it at the next
+    sweep once they have all left it: memory follows the callers active lately."""
+    from services.ratelimit import LocalWindows
+    now = [1000.0]
+    local = LocalWindows(clock=lambda: now[0])
+    minute = parse("2/minute")
+    assert local.hit([(minute, "a")])[0] is None
+    assert local.hit([(minute, "a")])[0] is None
+    assert local.hit([(minute, "a")])[0] is minute  # full: refused, not counted
+    now[0] += 59.9
+    assert local.read(minute, "a").remaining == 0
+    now[0] += 0.2  # the two hits left the window: room again
+    assert local.read(minute, "a").remaining == 2 and local.hit([(minute, "b")])[0] is None
+    now[0] += LocalWindows.SWEEP_EVERY + 1
+    local.hit([(minute, "c")])  # sweeps: a and b are gone, c stays
+    assert set(local._hits) == {"c"}
