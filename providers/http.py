@@ -34,6 +34,26 @@ MODERATION_CODES = ("content_moderation",)
 READ_SIZE = 64 * 1024
 
 
+URLS_REMEMBERED = 1024  # what is worked out per upstream URL: a provider's few (a Gemini model
+# name is in its URL's path, so a bound)
+
+
+def _remembered(cache: dict, key, make):
+    """cache[key], made by make() the first time while the cache has room."""
+    found = cache.get(key)
+    if found is None:
+        found = make()
+        if len(cache) < URLS_REMEMBERED:
+            cache[key] = found
+    return found
+
+
+def _prepared_url(url: str) -> str:
+    req = PreparedRequest()
+    req.prepare_url(url, None)
+    return req.url
+
+
 def pooled_session(pool_size: int) -> "UpstreamSession":
     """A requests session whose per-host pool fits the worker's concurrency."""
     return UpstreamSession(pool_size)
@@ -54,26 +74,20 @@ class _LeanAdapter(HTTPAdapter):
         if proxies:
             return super().get_connection_with_tls_context(request, verify, proxies, cert)
         key = (request.url, verify, cert if cert is None or isinstance(cert, str) else tuple(cert))
-        found = self._pool_keys.get(key)
-        if found is None:
-            try:
-                found = self.build_connection_pool_key_attributes(request, verify, cert)
-            except ValueError as exc:
-                raise requests.exceptions.InvalidURL(exc, request=request) from exc
-            if len(self._pool_keys) < 1024:  # a Gemini model name is in its URL's path
-                self._pool_keys[key] = found
-        host_params, pool_kwargs = found
+        host_params, pool_kwargs = _remembered(self._pool_keys, key,
+                                               lambda: self._pool_key(request, verify, cert))
         return self.poolmanager.connection_from_host(**host_params, pool_kwargs=pool_kwargs)
+
+    def _pool_key(self, request, verify, cert) -> tuple:
+        try:
+            return self.build_connection_pool_key_attributes(request, verify, cert)
+        except ValueError as exc:
+            raise requests.exceptions.InvalidURL(exc, request=request) from exc
 
     def request_url(self, request, proxies):
         if proxies:
             return super().request_url(request, proxies)
-        path = self._paths.get(request.url)
-        if path is None:
-            path = request.path_url
-            if len(self._paths) < 1024:
-                self._paths[request.url] = path
-        return path
+        return _remembered(self._paths, request.url, lambda: request.path_url)
 
     def build_response(self, req, resp) -> Response:
         response = Response()
@@ -106,18 +120,12 @@ class UpstreamSession(requests.Session):
         """POST `body`; the response's body is left unread (stream=True)."""
         req = PreparedRequest()
         req.method, req.body = "POST", body
-        req.url = self._urls.get(url) or self._prepare_url(url)
+        req.url = _remembered(self._urls, url, lambda: _prepared_url(url))
         req.headers = CaseInsensitiveDict(self.headers)
         req.headers.update(headers)
         req.headers["Content-Length"] = str(len(body))
         return self.adapter.send(req, stream=True, timeout=timeout)
 
-    def _prepare_url(self, url: str) -> str:
-        req = PreparedRequest()
-        req.prepare_url(url, None)
-        if len(self._urls) < 1024:  # a provider's few URLs; a Gemini model name is in its path
-            self._urls[url] = req.url
-        return req.url
 
 
 class UpstreamResponse:

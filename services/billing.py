@@ -43,6 +43,8 @@ DROP_HOLD = delete(Hold).where(Hold.id == bindparam("hold_id"))
 RECORD = insert(UsageRecord)
 RECORDED = select(UsageRecord.id).where(UsageRecord.request_id == bindparam("rid"))
 
+CREDITS = Credits()  # the column type's own rule for an amount sent past SQLAlchemy
+
 # PostgreSQL: the hold in one round trip. The conditional UPDATE and the hold's INSERT are one
 # statement, run outside an explicit transaction (one statement is atomic on its own), so no
 # BEGIN and COMMIT either. No row back: the balance could not cover the amount (402).
@@ -183,8 +185,8 @@ class Billing:
         the connections as old as it. Should the server have run it before the connection broke,
         that first hold is nobody's: the sweep releases it after hold_ttl, so the credits are
         reserved a while, never lost. Driver errors are raised as SQLAlchemy's (503 upstream)."""
-        params = {"account": user_id, "amount": Decimal(amount).quantize(MICRO),
-                  "created_at": utcnow()}
+        params = {"account": user_id, "created_at": utcnow(),
+                  "amount": CREDITS.process_bind_param(amount, self.engine.dialect)}
         for attempt in (1, 2):
             pooled = self.engine.raw_connection()  # SQLAlchemy's errors (pool timeout, connect)
             try:

@@ -167,12 +167,13 @@ class Windows:
     def __init__(self, storage: Callable, clock: Callable[[], float] = time.time):
         self._storage_of = storage  # returns the storage in use (flask-limiter's)
         self.clock = clock
-        self.storage, self._script, self._local = None, None, None
+        self.storage, self._script, self._local, self._reader = None, None, None, None
 
     def _bind(self):
         storage = self._storage_of()
         if storage is not self.storage:
             self.storage, self._script, self._local = storage, None, None
+            self._reader = MovingWindowRateLimiter(storage)  # reads `limits`' own layout
             if isinstance(storage, RedisStorage) and not isinstance(storage, RedisClusterStorage):
                 self._script = storage.get_connection().register_script(ACQUIRE_ALL)
             elif isinstance(storage, MemoryStorage):
@@ -205,9 +206,8 @@ class Windows:
         self._bind()
         if self._local is not None:
             return [self._local.read(item, item.key_for(*ids)) for item, ids in limits]
-        strategy = MovingWindowRateLimiter(self.storage)
         return [Standing(item.amount, max(stats.remaining, 0), stats.reset_time)
-                for item, stats in ((item, strategy.get_window_stats(item, *ids))
+                for item, stats in ((item, self._reader.get_window_stats(item, *ids))
                                     for item, ids in limits)]
 
     def _hit_redis(self, limits, keys):
