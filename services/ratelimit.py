@@ -7,6 +7,7 @@ in this process by `LocalWindows` instead (see there why)."""
 
 import logging
 import math
+import os
 import threading
 import time
 from collections import deque
@@ -17,6 +18,8 @@ from limits import RateLimitItem, parse_many
 from limits.errors import StorageError
 from limits.storage import MemoryStorage, RedisClusterStorage, RedisStorage
 from limits.strategies import MovingWindowRateLimiter
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 
 from errors import RateLimited, RateLimitUnavailable
 
@@ -154,6 +157,63 @@ class LocalWindows:
             del self._hits[key]
 
 
+class ScriptCalls:
+    """Runs one Lua script on Redis over connections this process keeps for it.
+
+    redis-py's command path around a call (its pool's checkout with a readiness poll of the
+    socket and connection-count metrics, retry and timing wrappers, argument filtering, the
+    script object's own call) cost more of the worker's CPU than sending the command and
+    reading the answer. Here a call takes an idle connection of this object's (the client's
+    pool makes one when none is idle), sends EVALSHA and reads the reply. A connection goes
+    back to the idle list only after a whole reply was read; after any other outcome it is
+    disconnected and handed back to the pool. A kept connection the server closed (a restart) is
+    tried once more on a new one, as the pool's checkout would have reconnected it; a time-out
+    is not retried: a server that does not answer costs one. Connections are per process: after
+    a fork the idle list starts empty.
+    """
+
+    def __init__(self, client, source: str):
+        self.script = client.register_script(source)  # its sha, and loading it on NOSCRIPT
+        self.pool = client.connection_pool
+        self._idle: list = []
+        self._pid = os.getpid()
+
+    def __call__(self, keys: list[str], args: list) -> list:
+        command = ("EVALSHA", self.script.sha, len(keys), *keys, *args)
+        try:
+            return self._send(command)
+        except NoScriptError:  # a flushed or restarted server: redis-py loads it and runs it
+            return self.script(keys, args)
+
+    def _send(self, command: tuple):
+        if self._pid != os.getpid():
+            self._idle, self._pid = [], os.getpid()
+        kept = bool(self._idle)
+        try:
+            return self._on(self._idle.pop() if kept else self.pool.get_connection(), command)
+        except RedisConnectionError:
+            if not kept:
+                raise
+        return self._on(self.pool.get_connection(), command)
+
+    def _on(self, conn, command: tuple):
+        try:
+            conn.send_command(*command)
+            reply = conn.read_response()
+        except NoScriptError:
+            self._idle.append(conn)  # a whole error reply was read: the connection is fine
+            raise
+        except BaseException:  # no reply, half a reply, or the greenlet killed mid-call
+            self._drop(conn)
+            raise
+        self._idle.append(conn)
+        return reply
+
+    def _drop(self, conn) -> None:
+        conn.disconnect()
+        self.pool.release(conn)
+
+
 class Windows:
     """Checks and counts one request against several moving-window limits at once.
 
@@ -175,7 +235,7 @@ class Windows:
             self.storage, self._script, self._local = storage, None, None
             self._reader = MovingWindowRateLimiter(storage)  # reads `limits`' own layout
             if isinstance(storage, RedisStorage) and not isinstance(storage, RedisClusterStorage):
-                self._script = storage.get_connection().register_script(ACQUIRE_ALL)
+                self._script = ScriptCalls(storage.get_connection(), ACQUIRE_ALL)
             elif isinstance(storage, MemoryStorage):
                 self._local = LocalWindows(self.clock)
 

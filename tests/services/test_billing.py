@@ -221,6 +221,27 @@ def wire_trace(engine):
         trace.close()
 
 
+@contextmanager
+def sqlite_trace(engine):
+    """What sqlite3 runs on the engine's connections, statement by statement (the driver's own
+    trace callback, attached at checkout): the hold goes to the driver connection itself."""
+    ran = []
+
+    def attach(driver, _record, _proxy):
+        driver.set_trace_callback(ran.append)
+
+    def detach(driver, _record):
+        driver.set_trace_callback(None)
+
+    event.listen(engine, "checkout", attach)
+    event.listen(engine, "checkin", detach)
+    try:
+        yield ran
+    finally:
+        event.remove(engine, "checkout", attach)
+        event.remove(engine, "checkin", detach)
+
+
 def test_a_hold_is_one_statement_on_postgresql(engine, billing, backend):
     caller = user_with(engine, 10)
     if backend == "postgresql":
@@ -239,13 +260,17 @@ def test_a_hold_is_one_statement_on_postgresql(engine, billing, backend):
         finally:
             pooled.close()
     else:
-        sent = counting_statements(engine)
-        billing.reserve(caller, "m", 1000, 1000)
-        with pytest.raises(InsufficientCredits):
-            billing.reserve(caller, "m", 10_000, 10_000)
-        assert len(sent) == 3  # UPDATE, INSERT; UPDATE (refused)
+        with sqlite_trace(engine) as sent:
+            billing.reserve(caller, "m", 1000, 1000)
+            with pytest.raises(InsufficientCredits):
+                billing.reserve(caller, "m", 10_000, 10_000)
+        # one transaction each (sqlite3 begins it before the UPDATE): taken and held, committed;
+        # refused, rolled back
+        assert [line.split()[0] for line in sent] == [
+            "BEGIN", "UPDATE", "INSERT", "COMMIT", "BEGIN", "UPDATE", "ROLLBACK"]
     bal, _, [hold], gap = books(engine, caller)
     assert (bal, hold.amount, gap) == (Decimal(6), Decimal(4), 0)
+    assert abs(hold.created_at - utcnow()) < timedelta(seconds=5)  # stored as SQLAlchemy would
 
 
 def test_one_batch_of_every_kind_of_charge(engine, billing, backend):
@@ -297,3 +322,25 @@ def test_a_connection_the_server_dropped_is_replaced(engine, billing, backend):
     billing.reserve(caller, "m", 1000, 1000)
     bal, _, holds, gap = books(engine, caller)
     assert (bal, len(holds), gap) == (Decimal(2), 2, 0)
+
+
+def test_a_forked_process_settles_its_own_charges(engine, billing):
+    """The settler is a thread of the process that started it: a forked child (a worker) starts
+    its own at its first charge, and its charges are written."""
+    caller = user_with(engine, 100)
+    usage = Usage(input=500, output=100)
+    billing.charge(billing.reserve(caller, "m", 1000, 1000), usage)
+    assert billing.flush()  # this process's settler runs
+    pid = os.fork()
+    if pid == 0:  # the child: only os._exit leaves it, with what it found as the exit code
+        code = 1
+        try:
+            engine.dispose(close=False)  # the parent's connections stay the parent's
+            billing.charge(billing.reserve(caller, "m", 1000, 1000), usage)
+            code = 0 if billing.flush(timeout=10) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    _, records, holds, gap = books(engine, caller)
+    assert (len(records), holds, gap) == (2, [], 0)

@@ -176,3 +176,44 @@ def test_local_windows_forget_callers_gone_quiet():
     now[0] += LocalWindows.SWEEP_EVERY + 1
     local.hit([(minute, "c")])  # sweeps: a and b are gone, c stays
     assert set(local._hits) == {"c"}
+
+
+@pytest.mark.skipif("redis" not in STORAGES, reason="needs TEST_REDIS_URL")
+def test_windows_on_redis_keep_one_connection_and_survive_its_loss():
+    """The script runs over a connection the windows keep: three requests use one connection.
+    When the server drops it (a restart) the next request is counted once, on a new connection;
+    when the server forgets the script (SCRIPT FLUSH) it is loaded again."""
+    settings = limit_storage("redis")
+    name = "tollgate-test-" + settings["RATELIMIT_STORAGE_OPTIONS"]["key_prefix"][-8:]
+    storage = storage_from_string(settings["RATELIMIT_STORAGE_URI"], wrap_exceptions=True,
+                                  client_name=name,
+                                  **settings["RATELIMIT_STORAGE_OPTIONS"])
+    other = storage_from_string(settings["RATELIMIT_STORAGE_URI"],
+                                **settings["RATELIMIT_STORAGE_OPTIONS"])  # same keys, unnamed
+    admin = other.get_connection()
+    try:
+        windows, strategy = Windows(lambda: storage), MovingWindowRateLimiter(other)
+        item = parse("10/minute")
+
+        def ours():
+            return [c for c in admin.client_list() if c["name"] == name]
+
+        def hit():
+            refused, (standing,) = windows.hit([(item, ("conn", "s"))])
+            assert refused is None
+            return standing.remaining
+
+        assert [hit(), hit(), hit()] == [9, 8, 7]
+        (conn,) = ours()
+        assert conn["cmd"] == "evalsha"
+        admin.client_kill_filter(_id=conn["id"])
+        assert hit() == 6
+        assert strategy.get_window_stats(item, "conn", "s").remaining == 6  # counted once
+        (fresh,) = ours()
+        assert fresh["id"] != conn["id"]
+        admin.script_flush()
+        assert hit() == 5
+        assert hit() == 4
+    finally:
+        storage.reset()
+        storage.get_connection().connection_pool.disconnect()
