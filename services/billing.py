@@ -19,8 +19,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import psycopg
-from sqlalchemy import DateTime, bindparam, delete, func, insert, select, text, type_coerce
-from sqlalchemy import update
+from sqlalchemy import DateTime, bindparam, delete, func, insert, select, text, type_coerce, update
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import sessionmaker
