@@ -7,12 +7,16 @@ handle one family of errors and never import requests.
 """
 
 import json
+import select
 
 import requests
+from gevent import monkey
 from requests.adapters import HTTPAdapter
 from requests.models import PreparedRequest, Response
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ReadTimeoutError
 
 from errors import (
@@ -59,16 +63,55 @@ def pooled_session(pool_size: int) -> "UpstreamSession":
     return UpstreamSession(pool_size)
 
 
+_POLL = monkey.get_original("select", "poll")  # the system's own, also where gevent patched it
+
+
+class _KeptConnection:
+    """Whether a pooled upstream connection is still usable, asked before each reuse: a socket
+    with something to read (the upstream closed it, or sent what nobody asked for) is not.
+    Asked of the system's poll with no wait, as urllib3 asks, but not through gevent's
+    emulation of poll, which cost 12 us a request to answer what one system call does."""
+
+    @property
+    def is_connected(self) -> bool:
+        if self.sock is None:
+            return False
+        poller = _POLL()
+        poller.register(self.sock, select.POLLIN)
+        return not poller.poll(0)
+
+
+class _KeptHTTPConnection(_KeptConnection, HTTPConnection):
+    pass
+
+
+class _KeptHTTPSConnection(_KeptConnection, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _KeptHTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _KeptHTTPSConnection
+
+
 class _LeanAdapter(HTTPAdapter):
     """requests' adapter without the cookie jar (a proxy keeps no cookies from upstreams), and
     with what it works out from a request's URL on every send (the proxy to use, the pool's
     key, the path) worked out once per URL when no proxy is configured, which is always here
-    (the session does not trust the environment): the URLs are a provider's few."""
+    (the session does not trust the environment): the URLs are a provider's few. Its pools'
+    connections are _KeptConnection's."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._pool_keys: dict[tuple, tuple] = {}  # (URL, verify, cert) -> pool key attributes
         self._paths: dict[str, str] = {}  # URL -> the path sent in the request line
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
     def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
         if proxies:

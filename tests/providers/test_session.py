@@ -70,3 +70,59 @@ def test_a_finished_answer_is_freed_at_once_not_by_the_garbage_collector(upstrea
             assert gone() is None, f"stream={stream}: the answer outlived its last reference"
     finally:
         gc.enable()
+
+
+def test_a_pooled_connection_the_upstream_closed_is_not_reused():
+    """A kept-alive connection is reused while the upstream keeps it open; once the upstream
+    closes it after an answer (as servers do when idle or restarting), the next request sees it
+    is gone and opens another, instead of sending into the closed one and failing."""
+    import json
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    served, closed = [], threading.Event()
+    answer = json.dumps({"id": "c", "object": "chat.completion", "model": "m", "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
+
+    def answer_one(conn):
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length")))
+        while len(body) < length:
+            body += conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer))
+
+    def serve():
+        for requests_on_it in (2, 1):  # two answers on the first connection, then it is closed
+            conn, _ = listener.accept()
+            for _ in range(requests_on_it):
+                answer_one(conn)
+            served.append(requests_on_it)
+            conn.close()  # no "Connection: close": the client believes it may keep it
+            closed.set()
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        p = provider(f"http://127.0.0.1:{listener.getsockname()[1]}")
+        for _ in range(2):
+            assert b"hi" in p.open({**CHAT}, model="m", stream=False).body()
+        assert closed.wait(5)
+        pool = next(iter(p.session.adapter.poolmanager.pools._container.values()))
+        kept = pool.pool.queue[-1]
+        for _ in range(100):  # the close reaches the client's socket
+            if not kept.is_connected:
+                break
+            threading.Event().wait(0.01)
+        assert not kept.is_connected
+        assert b"hi" in p.open({**CHAT}, model="m", stream=False).body()
+        server.join(5)
+        assert served == [2, 1]
+    finally:
+        listener.close()
