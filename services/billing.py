@@ -42,6 +42,8 @@ GIVE = (update(Account).where(Account.user_id == bindparam("account"))
         .values(balance=Account.balance + _AMOUNT))
 HOLD = insert(Hold).returning(Hold.id)
 DROP_HOLD = delete(Hold).where(Hold.id == bindparam("hold_id"))
+DROP_HOLDS = (delete(Hold).where(Hold.id.in_(bindparam("hold_ids", expanding=True)))
+              .returning(Hold.id))
 RECORD = insert(UsageRecord)
 RECORDED = select(UsageRecord.id).where(UsageRecord.request_id == bindparam("rid"))
 
@@ -436,22 +438,70 @@ def _reason(exc: Exception) -> str:
 
 def settle(conn, batch: list[Charge]):
     """Charge each real cost, release the rest of its hold, write its record: one transaction.
-    On PostgreSQL the whole batch goes in one statement (PG_SETTLE); what it leaves (a hold
-    not found, a cost above its hold) goes charge by charge, as on SQLite."""
+    The batch's common case (a hold found, a cost within it) goes set-wise: on PostgreSQL in one
+    statement (PG_SETTLE), elsewhere in three (_settle_rows); what they leave (a hold not found,
+    a cost above its hold) goes charge by charge."""
     if conn.dialect.name == "postgresql":
         batch = _settle_set(conn, batch)
+    elif conn.dialect.delete_returning:
+        batch = _settle_rows(conn, batch)
     if batch:
         _settle_each_charge(conn, batch)
 
 
-def _settle_set(conn, batch: list[Charge]) -> list[Charge]:
-    """The batch's common case in one statement; returns the charges it could not settle."""
-    chosen, holds = [], set()  # positions in the batch: a hold taken once (a charge queued
-    for i, item in enumerate(batch):  # twice goes the per-charge way, which finds it gone)
+def _common(batch: list[Charge]) -> list[int]:
+    """Positions of the charges the set-wise paths take: a cost within its hold, each hold once
+    (a charge queued twice goes the per-charge way, which finds its hold gone)."""
+    chosen, holds = [], set()
+    for i, item in enumerate(batch):
         if (item.usage is None or item.cost <= item.ticket.amount) \
                 and item.ticket.hold_id not in holds:
             chosen.append(i)
             holds.add(item.ticket.hold_id)
+    return chosen
+
+
+def _settle_rows(conn, batch: list[Charge]) -> list[Charge]:
+    """The batch's common case in three statements, whatever its size (SQLite): drop the holds
+    it finds, give each account back what they held beyond their costs (summed per account),
+    write the usage records. Returns the charges it could not settle."""
+    chosen = _common(batch)
+    if not chosen:
+        return batch
+    dropped = set(conn.execute(DROP_HOLDS, {"hold_ids": [batch[i].ticket.hold_id
+                                                         for i in chosen]}).scalars())
+    settled = {i for i in chosen if batch[i].ticket.hold_id in dropped}
+    refunds, records = {}, []
+    for i in sorted(settled):
+        item = batch[i]
+        price = Decimal(0) if item.usage is None else item.cost
+        # rounded to the micro-credit one by one, as the Credits type rounds each on the
+        # per-charge path
+        back = (item.ticket.amount - price).quantize(MICRO)
+        if back > 0:
+            refunds[item.ticket.user_id] = refunds.get(item.ticket.user_id, Decimal(0)) + back
+        if item.usage is not None:
+            records.append(_record(item, price))
+    if refunds:
+        conn.execute(GIVE, [{"account": user, "delta": back} for user, back in refunds.items()])
+    if records:
+        conn.execute(RECORD, records)
+    return [item for i, item in enumerate(batch) if i not in settled]
+
+
+def _record(item: Charge, price: Decimal) -> dict:
+    ticket, u = item.ticket, item.usage
+    return {"user_id": ticket.user_id, "key_id": ticket.key_id, "model": ticket.model,
+            "provider": ticket.provider, "input_tokens": u.input,
+            "cache_read_tokens": u.cache_read, "cache_write_tokens": u.cache_write,
+            "output_tokens": u.output, "images": u.images, "price": price,
+            "estimated": item.estimated, "partial": item.partial, "created_at": utcnow(),
+            "request_id": ticket.request_id or None}
+
+
+def _settle_set(conn, batch: list[Charge]) -> list[Charge]:
+    """The batch's common case in one statement; returns the charges it could not settle."""
+    chosen = _common(batch)
     if not chosen:
         return batch
     simple = [batch[i] for i in chosen]
@@ -495,14 +545,7 @@ def _settle_each_charge(conn, batch: list[Charge]):
         elif held > price:
             conn.execute(GIVE, {"account": ticket.user_id, "delta": held - price})
         if item.usage is not None:
-            u = item.usage
-            records.append({"user_id": ticket.user_id, "key_id": ticket.key_id,
-                            "model": ticket.model, "provider": ticket.provider,
-                            "input_tokens": u.input,
-                            "cache_read_tokens": u.cache_read, "cache_write_tokens": u.cache_write,
-                            "output_tokens": u.output, "images": u.images, "price": price,
-                            "estimated": item.estimated, "partial": item.partial,
-                            "created_at": utcnow(), "request_id": ticket.request_id or None})
+            records.append(_record(item, price))
     if records:
         conn.execute(RECORD, records)
 

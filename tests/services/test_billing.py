@@ -275,8 +275,8 @@ def test_a_hold_is_one_statement_on_postgresql(engine, billing, backend):
 
 def test_one_batch_of_every_kind_of_charge(engine, billing, backend):
     """Charges, releases, a cost above its hold, a hold the sweep released, a charge queued
-    twice and two users in one batch: one statement on PostgreSQL for the common ones, the
-    per-charge path for the rest, and the books exact."""
+    twice and two users in one batch: one statement on PostgreSQL for the common ones (three on
+    SQLite), the per-charge path for the rest, and the books exact."""
     rich, poor = user_with(engine, 100), user_with(engine, 5)
     m = billing.pricing.for_model("m")
     charged = [billing.reserve(rich, "m", 1000, 1000) for _ in range(4)]  # 4 held each
@@ -297,6 +297,11 @@ def test_one_batch_of_every_kind_of_charge(engine, billing, backend):
     if backend == "postgresql":  # the set, then for the duplicate, the one above its hold and
         # the swept one, their statements one by one (20 statements without the set)
         assert "unnest" in sent[0] and len(sent) == 11
+    else:  # the set in three statements (the holds dropped, the refunds, the records), the rest
+        # as on PostgreSQL
+        assert sent[0].startswith("DELETE FROM holds") and "RETURNING" in sent[0]
+        assert sent[1].startswith("UPDATE accounts") and sent[2].startswith("INSERT INTO usage")
+        assert len(sent) == 13
     assert billing.set_aside == 0
     bal, records, holds, gap = books(engine, rich)
     assert (bal, len(records), holds, gap) == (Decimal(100) - 5 * Decimal("0.8"), 5, [], 0)
