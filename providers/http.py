@@ -6,8 +6,14 @@ HTTPAdapter.send is the one place urllib3's faults become requests exceptions: t
 handle one family of errors and never import requests.
 """
 
+import contextlib
 import json
+import logging
+import os
 import select
+import threading
+import time
+import weakref
 
 import requests
 from gevent import monkey
@@ -28,6 +34,8 @@ from errors import (
 )
 from providers.images import ImageRefused
 from tracing import current_request_id
+
+log = logging.getLogger(__name__)
 
 # Upstream 4xx statuses passed on to the client, with the kind of error they are.
 PASSED_ON = {400: "invalid_request", 404: "not_found", 409: "invalid_request",
@@ -89,12 +97,91 @@ class _KeptHTTPSConnection(_KeptConnection, HTTPSConnection):
     pass
 
 
-class _HTTPPool(HTTPConnectionPool):
+class _IdleStamped:
+    """A pool whose connections note when they went back to it, so that those idle too long can
+    be closed (close_idle)."""
+
+    def _put_conn(self, conn):
+        if conn is not None:
+            conn.idle_since = time.monotonic()
+        super()._put_conn(conn)
+
+
+class _HTTPPool(_IdleStamped, HTTPConnectionPool):
     ConnectionCls = _KeptHTTPConnection
 
 
-class _HTTPSPool(HTTPSConnectionPool):
+class _HTTPSPool(_IdleStamped, HTTPSConnectionPool):
     ConnectionCls = _KeptHTTPSConnection
+
+
+IDLE_SECONDS = 30.0  # a kept upstream connection unused this long is closed
+
+
+def close_idle(pool, older_than: float) -> int:
+    """Close the pool's connections idle since before `older_than` (monotonic seconds); their
+    places stay in the pool, below the live ones, which are still taken newest first. Returns
+    how many it closed."""
+    idle = pool.pool  # queue.LifoQueue; under gevent its own, which has no lock (none needed)
+    if idle is None:  # the pool was closed
+        return 0
+    with getattr(idle, "mutex", None) or contextlib.nullcontext():
+        places = list(idle.queue)  # LIFO: the newest last
+        stale = [c for c in places if c is not None
+                 and getattr(c, "idle_since", older_than) < older_than]
+        if not stale:
+            return 0
+        gone = {id(c) for c in stale}
+        live = [c for c in places if c is not None and id(c) not in gone]
+        idle.queue[:] = [None] * (len(places) - len(live)) + live
+    for conn in stale:
+        conn.close()
+    return len(stale)
+
+
+class _IdleCloser:
+    """One thread per process that closes the upstream sessions' idle connections.
+
+    After a burst of streams a worker's pools hold a connection for each stream it had open, and
+    a pool reuses its newest, so the oldest would sit there unused for good: a socket each, its
+    buffers and objects, after the upstream closed its end too. Every IDLE_SECONDS / 3 this
+    closes those idle for IDLE_SECONDS, well before upstreams tend to close theirs (a request
+    sent into a connection the upstream is closing just then fails)."""
+
+    def __init__(self):
+        self.sessions: weakref.WeakSet = weakref.WeakSet()
+        self._running_in = None
+        self._lock = threading.Lock()
+
+    def watch(self, session) -> None:
+        self.sessions.add(session)
+        if self._running_in != os.getpid():
+            with self._lock:
+                if self._running_in != os.getpid():
+                    self._running_in = os.getpid()
+                    threading.Thread(target=self._run, name="upstream-idle-closer",
+                                     daemon=True).start()
+
+    def _run(self):
+        while True:
+            time.sleep(IDLE_SECONDS / 3)
+            try:
+                self.close_idle(time.monotonic() - IDLE_SECONDS)
+            except Exception:  # noqa: BLE001  (kept running: the next round may do better)
+                log.exception("closing idle upstream connections failed")
+
+    def close_idle(self, older_than: float) -> int:
+        closed = 0
+        for session in list(self.sessions):
+            manager = session.adapter.poolmanager
+            for key in list(manager.pools.keys()):
+                pool = manager.pools.get(key)
+                if pool is not None:
+                    closed += close_idle(pool, older_than)
+        return closed
+
+
+IDLE_CLOSER = _IdleCloser()
 
 
 class _LeanAdapter(HTTPAdapter):
@@ -149,7 +236,8 @@ class UpstreamSession(requests.Session):
     default headers) straight to the pooled adapter: no environment proxy or .netrc look-ups
     (`trust_env` off), no hooks, no cookie jar, no redirects (an upstream that redirects a
     POST is answering with an error). The pool keeps up to `pool_size` connections per host,
-    as many as a worker has streams open, so none is discarded at the end of a burst."""
+    as many as a worker has streams open, so none is discarded at the end of a burst; those then
+    left idle are closed after IDLE_SECONDS (_IdleCloser)."""
 
     def __init__(self, pool_size: int):
         super().__init__()
@@ -158,6 +246,7 @@ class UpstreamSession(requests.Session):
         self.mount("http://", self.adapter)
         self.mount("https://", self.adapter)
         self._urls: dict[str, str] = {}  # URL as configured -> as requests prepares it
+        IDLE_CLOSER.watch(self)
 
     def post_stream(self, url: str, *, body: bytes, headers: dict, timeout) -> Response:
         """POST `body`; the response's body is left unread (stream=True)."""

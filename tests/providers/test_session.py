@@ -126,3 +126,36 @@ def test_a_pooled_connection_the_upstream_closed_is_not_reused():
         assert served == [2, 1]
     finally:
         listener.close()
+
+
+def test_connections_left_idle_after_a_burst_are_closed(upstream):
+    """After a burst, the pool holds a connection per stream; those idle since before the cutoff
+    are closed and dropped, the rest stay and are taken newest first, and requests go on."""
+    import time
+
+    from providers.http import IDLE_CLOSER
+
+    p = provider(upstream.url)
+    p.session = pooled_session(8)
+    opened = []
+    for _ in range(3):
+        upstream.push(Script())
+        opened.append(p.open({**CHAT, "stream": True}, model="m", stream=True))
+    for resp in opened:  # back in the pool one after another, the last one latest
+        while resp.read():
+            pass
+        resp.close()
+        time.sleep(0.02)
+    pool = next(iter(p.session.adapter.poolmanager.pools._container.values()))
+    kept = [c for c in pool.pool.queue if c is not None]
+    assert len(kept) == 3
+    newest = kept[-1]
+    assert IDLE_CLOSER.close_idle(newest.idle_since - 0.01) == 2  # the two older ones
+    assert [c for c in pool.pool.queue if c is not None] == [newest]
+    assert pool.pool.queue[-1] is newest and len(pool.pool.queue) == 8  # no place lost
+    upstream.push(Script())
+    assert p.open({**CHAT}, model="m", stream=False).body()
+    assert IDLE_CLOSER.close_idle(time.monotonic() + 1) == 1  # everything, once idle enough
+    assert all(c is None for c in pool.pool.queue)
+    upstream.push(Script())
+    assert p.open({**CHAT}, model="m", stream=False).body()  # a new connection
