@@ -71,14 +71,17 @@ def pooled_session(pool_size: int) -> "UpstreamSession":
     return UpstreamSession(pool_size)
 
 
+COALESCE_MAX = 64 * 1024  # a body piece up to this size goes out with the header block
 _POLL = monkey.get_original("select", "poll")  # the system's own, also where gevent patched it
 
 
 class _KeptConnection:
-    """Whether a pooled upstream connection is still usable, asked before each reuse: a socket
-    with something to read (the upstream closed it, or sent what nobody asked for) is not.
-    Asked of the system's poll with no wait, as urllib3 asks, but not through gevent's
-    emulation of poll, which cost 12 us a request to answer what one system call does."""
+    """An upstream connection of the session's pools.
+
+    Whether it is still usable is asked before each reuse: a socket with something to read (the
+    upstream closed it, or sent what nobody asked for) is not. Asked of the system's poll with
+    no wait, as urllib3 asks, but not through gevent's emulation of poll, which cost 12 us a
+    request to answer what one system call does."""
 
     @property
     def is_connected(self) -> bool:
@@ -87,6 +90,40 @@ class _KeptConnection:
         poller = _POLL()
         poller.register(self.sock, select.POLLIN)
         return not poller.poll(0)
+
+    # urllib3 sends a request's header block, then its body: two system calls and two packets
+    # (TCP_NODELAY), which the upstream reads apart too. The header block is held here and sent
+    # with the body's first piece when that is a small bytes one, else just before it.
+    _holding, _held = False, None
+
+    def endheaders(self, message_body=None, *, encode_chunked=False):
+        self._holding = message_body is None
+        try:
+            super().endheaders(message_body, encode_chunked=encode_chunked)
+        finally:
+            self._holding = False
+
+    def send(self, data):
+        if self._holding:  # the header block (http.client sends it in one piece)
+            self._holding, self._held = False, data
+            return
+        held, self._held = self._held, None
+        if held is not None:
+            if isinstance(data, bytes) and len(data) <= COALESCE_MAX:
+                data = held + data
+            else:
+                super().send(held)
+        super().send(data)
+
+    def getresponse(self, *args, **kwargs):
+        held, self._held = self._held, None
+        if held is not None:  # a request without a body
+            super().send(held)
+        return super().getresponse(*args, **kwargs)
+
+    def close(self):
+        self._held = None
+        super().close()
 
 
 class _KeptHTTPConnection(_KeptConnection, HTTPConnection):

@@ -1,7 +1,10 @@
 """The upstream session: what a proxy's POST must not pick up (environment proxies, cookies),
 and a pool that keeps every connection of a burst of open streams. Real HTTP on loopback."""
 
+import json
 import logging
+import socket
+import threading
 
 from providers.http import pooled_session
 from tests.fake_upstream import Script
@@ -72,48 +75,59 @@ def test_a_finished_answer_is_freed_at_once_not_by_the_garbage_collector(upstrea
         gc.enable()
 
 
-def test_a_pooled_connection_the_upstream_closed_is_not_reused():
-    """A kept-alive connection is reused while the upstream keeps it open; once the upstream
-    closes it after an answer (as servers do when idle or restarting), the next request sees it
-    is gone and opens another, instead of sending into the closed one and failing."""
-    import json
-    import socket
-    import threading
+ANSWER = json.dumps({"id": "c", "object": "chat.completion", "model": "m", "choices": [
+    {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
 
-    listener = socket.create_server(("127.0.0.1", 0))
-    served, closed = [], threading.Event()
-    answer = json.dumps({"id": "c", "object": "chat.completion", "model": "m", "choices": [
-        {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
 
-    def answer_one(conn):
+class KeepAliveUpstream:
+    """An HTTP/1.1 upstream on loopback that keeps its connections open: it answers
+    `per_connection[i]` requests on its i-th connection, then closes it (with no
+    "Connection: close": the client believes it may keep it)."""
+
+    def __init__(self, per_connection):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.served, self.closed = [], threading.Event()
+        self.thread = threading.Thread(target=self._serve, args=(per_connection,), daemon=True)
+        self.thread.start()
+
+    def _serve(self, per_connection):
+        for count in per_connection:
+            conn, _ = self.listener.accept()
+            for _ in range(count):
+                self._answer(conn)
+            self.served.append(count)
+            conn.close()
+            self.closed.set()
+
+    @staticmethod
+    def _answer(conn):
         data = b""
         while b"\r\n\r\n" not in data:
             data += conn.recv(65536)
         head, _, body = data.partition(b"\r\n\r\n")
-        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                          if line.lower().startswith(b"content-length")))
+        length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length")), 0)
         while len(body) < length:
             body += conn.recv(65536)
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer))
+                     b"Content-Length: %d\r\n\r\n%s" % (len(ANSWER), ANSWER))
 
-    def serve():
-        for requests_on_it in (2, 1):  # two answers on the first connection, then it is closed
-            conn, _ = listener.accept()
-            for _ in range(requests_on_it):
-                answer_one(conn)
-            served.append(requests_on_it)
-            conn.close()  # no "Connection: close": the client believes it may keep it
-            closed.set()
+    def close(self):
+        self.listener.close()
 
-    server = threading.Thread(target=serve, daemon=True)
-    server.start()
+
+def test_a_pooled_connection_the_upstream_closed_is_not_reused():
+    """A kept-alive connection is reused while the upstream keeps it open; once the upstream
+    closes it after an answer (as servers do when idle or restarting), the next request sees it
+    is gone and opens another, instead of sending into the closed one and failing."""
+    upstream = KeepAliveUpstream([2, 1])  # two answers on the first connection, then closed
     try:
-        p = provider(f"http://127.0.0.1:{listener.getsockname()[1]}")
+        p = provider(upstream.url)
         for _ in range(2):
             assert b"hi" in p.open({**CHAT}, model="m", stream=False).body()
-        assert closed.wait(5)
+        assert upstream.closed.wait(5)
         pool = next(iter(p.session.adapter.poolmanager.pools._container.values()))
         kept = pool.pool.queue[-1]
         for _ in range(100):  # the close reaches the client's socket
@@ -122,10 +136,10 @@ def test_a_pooled_connection_the_upstream_closed_is_not_reused():
             threading.Event().wait(0.01)
         assert not kept.is_connected
         assert b"hi" in p.open({**CHAT}, model="m", stream=False).body()
-        server.join(5)
-        assert served == [2, 1]
+        upstream.thread.join(5)
+        assert upstream.served == [2, 1]
     finally:
-        listener.close()
+        upstream.close()
 
 
 def test_connections_left_idle_after_a_burst_are_closed(upstream):
@@ -159,3 +173,46 @@ def test_connections_left_idle_after_a_burst_are_closed(upstream):
     assert all(c is None for c in pool.pool.queue)
     upstream.push(Script())
     assert p.open({**CHAT}, model="m", stream=False).body()  # a new connection
+
+
+class CountingSocket:
+    """A connected socket that records what each send hands the kernel."""
+
+    def __init__(self, sock):
+        self.sock, self.sent = sock, []
+
+    def sendall(self, data, *args):
+        self.sent.append(bytes(data))
+        return self.sock.sendall(data, *args)
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def __getattr__(self, name):
+        return getattr(self.sock, name)
+
+
+def test_a_request_goes_out_in_one_send_with_its_body():
+    """The header block and a small body leave in one send (one packet, one read upstream); a
+    large body after the header block; a request without a body, its header block alone."""
+    from providers.http import COALESCE_MAX, get, send
+
+    upstream = KeepAliveUpstream([4])
+    try:
+        p = provider(upstream.url)
+        assert p.open({**CHAT}, model="m", stream=False).body()  # a kept connection
+        pool = next(iter(p.session.adapter.poolmanager.pools._container.values()))
+        conn = pool.pool.queue[-1]
+        conn.sock = counting = CountingSocket(conn.sock)
+        url = upstream.url + "/v1/chat/completions"
+        for body in (b'{"model": "m", "messages": []}', b" " * (COALESCE_MAX + 1)):
+            send(p.session, url, body=body, headers={"Content-Type": "application/json"},
+                 timeout=5, upstream=p.upstream).body()
+            assert pool.pool.queue[-1] is conn  # the same connection each time
+        get(p.session, upstream.url + "/v1/models", headers={}, timeout=5, upstream=p.upstream).body()
+        small, large_head, large_body, bodyless = counting.sent
+        assert small.startswith(b"POST /v1/chat/completions") and small.endswith(b"[]}")
+        assert large_head.endswith(b"\r\n\r\n") and large_body == b" " * (COALESCE_MAX + 1)
+        assert bodyless.startswith(b"GET /v1/models") and bodyless.endswith(b"\r\n\r\n")
+    finally:
+        upstream.close()
