@@ -195,6 +195,24 @@ def counting_statements(engine):
 
 
 @contextmanager
+def while_checked_out(engine, attach, detach):
+    """attach(driver connection) at each checkout from the engine's pool, detach at checkin."""
+    def on_checkout(driver, _record, _proxy):
+        attach(driver)
+
+    def on_checkin(driver, _record):
+        detach(driver)
+
+    event.listen(engine, "checkout", on_checkout)
+    event.listen(engine, "checkin", on_checkin)
+    try:
+        yield
+    finally:
+        event.remove(engine, "checkout", on_checkout)
+        event.remove(engine, "checkin", on_checkin)
+
+
+@contextmanager
 def wire_trace(engine):
     """What psycopg sends PostgreSQL on the engine's connections, message by message (libpq's
     own protocol trace, attached at checkout): the hold goes to the driver connection itself,
@@ -202,20 +220,14 @@ def wire_trace(engine):
     import psycopg
     trace, messages = tempfile.TemporaryFile(), []
 
-    def attach(driver, _record, _proxy):
+    def attach(driver):
         driver.pgconn.trace(trace.fileno())
         driver.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
 
-    def detach(driver, _record):
-        driver.pgconn.untrace()
-
-    event.listen(engine, "checkout", attach)
-    event.listen(engine, "checkin", detach)
     try:
-        yield messages
+        with while_checked_out(engine, attach, lambda driver: driver.pgconn.untrace()):
+            yield messages
     finally:
-        event.remove(engine, "checkout", attach)
-        event.remove(engine, "checkin", detach)
         trace.seek(0)
         messages += [line for line in trace.read().decode().splitlines() if line.strip()]
         trace.close()
@@ -226,20 +238,9 @@ def sqlite_trace(engine):
     """What sqlite3 runs on the engine's connections, statement by statement (the driver's own
     trace callback, attached at checkout): the hold goes to the driver connection itself."""
     ran = []
-
-    def attach(driver, _record, _proxy):
-        driver.set_trace_callback(ran.append)
-
-    def detach(driver, _record):
-        driver.set_trace_callback(None)
-
-    event.listen(engine, "checkout", attach)
-    event.listen(engine, "checkin", detach)
-    try:
+    with while_checked_out(engine, lambda driver: driver.set_trace_callback(ran.append),
+                           lambda driver: driver.set_trace_callback(None)):
         yield ran
-    finally:
-        event.remove(engine, "checkout", attach)
-        event.remove(engine, "checkin", detach)
 
 
 def test_a_hold_is_one_statement_on_postgresql(engine, billing, backend):
