@@ -188,9 +188,12 @@ class ScriptCalls:
     def _send(self, command: tuple):
         if self._pid != os.getpid():
             self._idle, self._pid = [], os.getpid()
-        kept = bool(self._idle)
+        try:  # one step, so that two threads cannot both take the last idle connection
+            conn, kept = self._idle.pop(), True
+        except IndexError:
+            conn, kept = self.pool.get_connection(), False
         try:
-            return self._on(self._idle.pop() if kept else self.pool.get_connection(), command)
+            return self._on(conn, command)
         except RedisConnectionError:
             if not kept:
                 raise
