@@ -1,5 +1,6 @@
-"""The gunicorn worker: gevent's, with gunicorn's own error answers as JSON, and its heap
-handed back to the system after a burst of connections.
+"""The gunicorn worker: gevent's, with gunicorn's own error answers as JSON, each answer's
+header block sent with its body, and its heap handed back to the system after a burst of
+connections.
 
 gunicorn answers a request it cannot parse (a malformed request line, oversized headers, an
 unknown transfer coding) itself, before the app sees it, with an HTML page. This worker keeps
@@ -12,6 +13,7 @@ import json
 
 import gevent
 from gunicorn import util
+from gunicorn.http import wsgi
 from gunicorn.workers.ggevent import GeventWorker
 
 from errors import redact
@@ -28,11 +30,75 @@ def write_json_error(sock, status_int, reason, mesg):
     util.write_nonblock(sock, head.encode("latin-1") + body)
 
 
+class _Kept:
+    """Stands in for the socket while gunicorn writes: keeps what it would have sent."""
+
+    def __init__(self):
+        self.data = b""
+
+    def sendall(self, data):
+        self.data += data
+
+
+COALESCE_MAX = 64 * 1024  # a first body piece up to this size goes out with the header block
+
+
+class OneSendResponse(wsgi.Response):
+    """gunicorn's response, whose header block goes out with the first piece of the body in one
+    send (gunicorn sends them apart: two system calls and two packets for every answer).
+
+    gunicorn builds the header block and frames the body as always; what it would send is kept
+    instead (`_Kept`) and sent together. Before anything else reaches the socket (the end of a
+    chunked body, a file sent with sendfile, a response without a body) the held block is sent
+    first, so the bytes and their order on the wire are gunicorn's."""
+
+    _head = None
+
+    def send_headers(self):
+        if self.headers_sent:
+            return
+        self._head = self._written(super().send_headers)
+
+    def _emit_body(self, data):
+        head, self._head = self._head, None
+        if head is None or len(data) > COALESCE_MAX:
+            if head is not None:
+                self.sock.sendall(head)
+            return super()._emit_body(data)
+        self.sock.sendall(head + self._written(super()._emit_body, data))
+
+    def sendfile(self, respiter):
+        self.send_headers()
+        self._send_held()
+        return super().sendfile(respiter)
+
+    def close(self):
+        self.send_headers()
+        self._send_held()
+        super().close()
+
+    def _send_held(self):
+        head, self._head = self._head, None
+        if head is not None:
+            self.sock.sendall(head)
+
+    def _written(self, write, *args) -> bytes:
+        sock, kept = self.sock, _Kept()
+        self.sock = kept
+        try:
+            write(*args)
+        finally:
+            self.sock = sock
+        return kept.data
+
+
 class JsonErrorWorker(GeventWorker):
     def init_process(self):
-        # gunicorn's Worker.handle_error looks write_error up on the util module at each call;
-        # this process is the worker alone, so the HTML writer is replaced for it only.
+        # gunicorn's Worker.handle_error looks write_error up on the util module at each call,
+        # and wsgi.create its Response class; this process is the worker alone, so they are
+        # replaced for it only.
         util.write_error = write_json_error
+        wsgi.Response = OneSendResponse
         super().init_process()
 
     def run(self):
