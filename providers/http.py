@@ -163,14 +163,13 @@ def close_idle(pool, older_than: float) -> int:
     if idle is None:  # the pool was closed
         return 0
     with getattr(idle, "mutex", None) or contextlib.nullcontext():
-        places = list(idle.queue)  # LIFO: the newest last
-        stale = [c for c in places if c is not None
-                 and getattr(c, "idle_since", older_than) < older_than]
+        places, live, stale = len(idle.queue), [], []
+        for conn in idle.queue:  # LIFO: the newest last
+            if conn is not None:
+                (stale if conn.idle_since < older_than else live).append(conn)
         if not stale:
             return 0
-        gone = {id(c) for c in stale}
-        live = [c for c in places if c is not None and id(c) not in gone]
-        idle.queue[:] = [None] * (len(places) - len(live)) + live
+        idle.queue[:] = [None] * (places - len(live)) + live
     for conn in stale:
         conn.close()
     return len(stale)

@@ -470,9 +470,9 @@ def _settle_rows(conn, batch: list[Charge]) -> list[Charge]:
         return batch
     dropped = set(conn.execute(DROP_HOLDS, {"hold_ids": [batch[i].ticket.hold_id
                                                          for i in chosen]}).scalars())
-    settled = {i for i in chosen if batch[i].ticket.hold_id in dropped}
+    settled = [i for i in chosen if batch[i].ticket.hold_id in dropped]
     refunds, records = {}, []
-    for i in sorted(settled):
+    for i in settled:
         item = batch[i]
         price = Decimal(0) if item.usage is None else item.cost
         # rounded to the micro-credit one by one, as the Credits type rounds each on the
@@ -486,7 +486,8 @@ def _settle_rows(conn, batch: list[Charge]) -> list[Charge]:
         conn.execute(GIVE, [{"account": user, "delta": back} for user, back in refunds.items()])
     if records:
         conn.execute(RECORD, records)
-    return [item for i, item in enumerate(batch) if i not in settled]
+    done = set(settled)
+    return [item for i, item in enumerate(batch) if i not in done]
 
 
 def _record(item: Charge, price: Decimal) -> dict:

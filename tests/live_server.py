@@ -1,5 +1,6 @@
 """The real server for tests: gunicorn with the gevent worker, as a subprocess, set up through
-the operator CLI (`flask users create`, `flask keys create`) like a deployment would be."""
+the operator CLI (`flask users create`, `flask keys create`) like a deployment would be; and a
+socket wrapper that records each send, for what goes on the wire."""
 
 import ctypes
 import json
@@ -14,6 +15,23 @@ import requests
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
+
+
+class CountingSocket:
+    """A connected socket that records what each send hands the kernel."""
+
+    def __init__(self, sock):
+        self.sock, self.sent = sock, []
+
+    def sendall(self, data, *args):
+        self.sent.append(bytes(data))
+        return self.sock.sendall(data, *args)
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def __getattr__(self, name):
+        return getattr(self.sock, name)
 
 
 def _die_with_parent():

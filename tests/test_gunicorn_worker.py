@@ -10,20 +10,7 @@ from gunicorn.http.parser import RequestParser
 from gunicorn.http.wsgi import Response
 
 from gunicorn_worker import COALESCE_MAX, OneSendResponse
-
-
-class CountingSocket:
-    """A connected socket that records what each send hands the kernel."""
-
-    def __init__(self, sock):
-        self.sock, self.sent = sock, []
-
-    def sendall(self, data):
-        self.sent.append(bytes(data))
-        self.sock.sendall(data)
-
-    def __getattr__(self, name):
-        return getattr(self.sock, name)
+from tests.live_server import CountingSocket
 
 
 def answer(response_class, method, headers, pieces) -> list[bytes]:

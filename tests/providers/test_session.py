@@ -8,7 +8,7 @@ import threading
 
 from providers.http import pooled_session
 from tests.fake_upstream import Script
-from tests.live_server import free_port
+from tests.live_server import CountingSocket, free_port
 from tests.providers.test_faults import CHAT, provider
 
 
@@ -175,23 +175,6 @@ def test_connections_left_idle_after_a_burst_are_closed(upstream):
     assert p.open({**CHAT}, model="m", stream=False).body()  # a new connection
 
 
-class CountingSocket:
-    """A connected socket that records what each send hands the kernel."""
-
-    def __init__(self, sock):
-        self.sock, self.sent = sock, []
-
-    def sendall(self, data, *args):
-        self.sent.append(bytes(data))
-        return self.sock.sendall(data, *args)
-
-    def fileno(self):
-        return self.sock.fileno()
-
-    def __getattr__(self, name):
-        return getattr(self.sock, name)
-
-
 def test_a_request_goes_out_in_one_send_with_its_body():
     """The header block and a small body leave in one send (one packet, one read upstream); a
     large body after the header block; a request without a body, its header block alone."""
@@ -209,7 +192,8 @@ def test_a_request_goes_out_in_one_send_with_its_body():
             send(p.session, url, body=body, headers={"Content-Type": "application/json"},
                  timeout=5, upstream=p.upstream).body()
             assert pool.pool.queue[-1] is conn  # the same connection each time
-        get(p.session, upstream.url + "/v1/models", headers={}, timeout=5, upstream=p.upstream).body()
+        get(p.session, upstream.url + "/v1/models", headers={}, timeout=5,
+            upstream=p.upstream).body()
         small, large_head, large_body, bodyless = counting.sent
         assert small.startswith(b"POST /v1/chat/completions") and small.endswith(b"[]}")
         assert large_head.endswith(b"\r\n\r\n") and large_body == b" " * (COALESCE_MAX + 1)
