@@ -1,6 +1,6 @@
 """The gunicorn worker: gevent's, with gunicorn's own error answers as JSON, each answer's
-header block sent with its body, and its heap handed back to the system after a burst of
-connections.
+header block sent with its body, its cyclic garbage collector kept off what lives for good,
+and its heap handed back to the system after a burst of connections.
 
 gunicorn answers a request it cannot parse (a malformed request line, oversized headers, an
 unknown transfer coding) itself, before the app sees it, with an HTML page. This worker keeps
@@ -9,6 +9,7 @@ which every client of the gateway can read. Only errors.redact is imported from 
 """
 
 import ctypes
+import gc
 import json
 
 import gevent
@@ -101,9 +102,32 @@ class JsonErrorWorker(GeventWorker):
         wsgi.Response = OneSendResponse
         super().init_process()
 
+    def load_wsgi(self):
+        super().load_wsgi()
+        tune_collector()
+
     def run(self):
         gevent.spawn(_trim_heap, self, TRIM_EVERY)
         super().run()
+
+
+# CPython's cyclic collector runs whenever the container objects alive outnumber those at its
+# last run by its first threshold (700 by default). Requests in flight pass that all the time:
+# at 32 in flight one worker collected about 70 times a second, each time also walking some of
+# what the app loaded (some 140,000 objects: modules, routes, schemas, mappers), about 50 us of
+# each request's CPU. What exists once the app is loaded lives as long as the worker, so
+# gc.freeze() takes it out of the collector's sight (as gc.freeze's documentation suggests for
+# servers), and a first threshold of 10,000 lets the collector run when garbage has piled up
+# rather than at every request's peak: cycles are still found, and what they hold until then is
+# bounded by that count. Measured: 0.5 s of collection in a 10 s run, then 0.02 s.
+COLLECT_AFTER = 10_000
+
+
+def tune_collector():
+    gc.collect()  # what loading left as garbage goes now, not into the frozen set
+    gc.freeze()
+    _, *older = gc.get_threshold()
+    gc.set_threshold(COLLECT_AFTER, *older)
 
 
 # After a burst (thousands of streams), what their greenlets and buffers used is free again but
