@@ -5,7 +5,9 @@ and its heap handed back to the system after a burst of connections.
 gunicorn answers a request it cannot parse (a malformed request line, oversized headers, an
 unknown transfer coding) itself, before the app sees it, with an HTML page. This worker keeps
 gunicorn's choice of status and message and sends them in the OpenAI error envelope instead,
-which every client of the gateway can read. Only errors.redact is imported from the app.
+which every client of the gateway can read. Requests are parsed by gunicorn_h1c
+(gunicorn.conf.py's http_parser); where it names a refusal differently from gunicorn's Python
+parser, the worker gives the Python parser's answer. Only errors.redact is imported from the app.
 """
 
 import ctypes
@@ -15,6 +17,7 @@ import json
 import gevent
 from gunicorn import util
 from gunicorn.http import wsgi
+from gunicorn.http.errors import InvalidHeader, UnsupportedTransferCoding
 from gunicorn.workers.ggevent import GeventWorker
 
 from errors import redact
@@ -93,6 +96,9 @@ class OneSendResponse(wsgi.Response):
         return kept.data
 
 
+FAST_PARSER_UNKNOWN_CODING = "Unsupported Transfer-Encoding"
+
+
 class JsonErrorWorker(GeventWorker):
     def init_process(self):
         # gunicorn's Worker.handle_error looks write_error up on the util module at each call,
@@ -105,6 +111,13 @@ class JsonErrorWorker(GeventWorker):
     def load_wsgi(self):
         super().load_wsgi()
         tune_collector()
+
+    def handle_error(self, req, client, addr, exc):
+        # gunicorn_h1c 0.6.10 (http_parser = "fast") reports a transfer coding it does not know
+        # as a bad header: answer it as gunicorn's Python parser does, 501 (RFC 9112, 6.1).
+        if isinstance(exc, InvalidHeader) and exc.hdr == FAST_PARSER_UNKNOWN_CODING:
+            exc = UnsupportedTransferCoding("Transfer-Encoding")
+        super().handle_error(req, client, addr, exc)
 
     def run(self):
         gevent.spawn(_trim_heap, self, TRIM_EVERY)
