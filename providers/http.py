@@ -7,9 +7,12 @@ handle one family of errors and never import requests.
 """
 
 import contextlib
+import http.client
+import io
 import json
 import logging
 import os
+import re
 import select
 import threading
 import time
@@ -124,6 +127,53 @@ class _KeptConnection:
     def close(self):
         self._held = None
         super().close()
+
+
+# http.client reads an answer's header lines itself, then has the email package parse them
+# (email.feedparser, with its line splitting, defect tracking and policy objects): 25 us for
+# seven header lines, where what comes out is a list of (name, value) pairs. A header block of
+# nothing but plain "Name: value" lines gives the same message built directly (set_raw, as the
+# parser stores each field) in a third of that; anything else (folded or malformed lines, a
+# block cut short) goes to the email parser as before, so its defects and leftovers are
+# unchanged. The replacement is http.client's, for the process: what it returns is the same for
+# every input, only faster.
+MAX_HEADER_LINE, MAX_HEADER_LINES = 65536, 100  # http.client's own limits
+_FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")  # what the email parser takes as a name
+_STDLIB_PARSE_HEADERS = http.client.parse_headers
+
+
+def parse_headers(fp, _class=http.client.HTTPMessage):
+    lines = []
+    while True:
+        line = fp.readline(MAX_HEADER_LINE + 1)
+        if len(line) > MAX_HEADER_LINE:
+            raise http.client.LineTooLong("header line")
+        lines.append(line)
+        if len(lines) > MAX_HEADER_LINES:
+            raise http.client.HTTPException(f"got more than {MAX_HEADER_LINES} headers")
+        if line in (b"\r\n", b"\n", b""):
+            break
+    message = _plain_fields(lines, _class) if line else None
+    if message is None:
+        return _STDLIB_PARSE_HEADERS(io.BytesIO(b"".join(lines)), _class)
+    return message
+
+
+def _plain_fields(lines: list[bytes], message_class):
+    """The message of a block of plain "Name: value" lines, or None for any other block."""
+    message = message_class()
+    for line in lines[:-1]:
+        text = line.decode("iso-8859-1")
+        text = text[:-2] if text.endswith("\r\n") else text[:-1]
+        name, colon, value = text.partition(":")
+        if not colon or "\r" in text or not _FIELD_NAME.fullmatch(name):
+            return None
+        message.set_raw(name, value.lstrip(" \t"))
+    message.set_payload("")
+    return message
+
+
+http.client.parse_headers = parse_headers
 
 
 class _KeptHTTPConnection(_KeptConnection, HTTPConnection):
