@@ -373,10 +373,10 @@ class UpstreamResponse:
         """The whole body; a JSON error object sent with a 2xx status raises UpstreamError."""
         name = self.upstream.name
         try:
-            content = self._resp.content
-        except requests.Timeout as exc:
+            content = self._resp.content if self._fp is None else self._read_whole()
+        except (requests.Timeout, TimeoutError) as exc:
             raise UpstreamTimeout(f"provider {name} stopped sending") from exc
-        except requests.RequestException as exc:
+        except (requests.RequestException, http.client.HTTPException, OSError) as exc:
             raise UpstreamUnavailable(f"provider {name} broke off its answer") from exc
         finally:
             self._resp.close()
@@ -389,6 +389,15 @@ class UpstreamResponse:
                 message = err.get("message", "") if isinstance(err, dict) else str(err)
                 raise UpstreamError(redact(f"provider {name} failed: {message}",
                                            self.upstream.api_key))
+        return content
+
+    def _read_whole(self) -> bytes:
+        """An unencoded body, read whole from http.client's response (Content-Length or chunked
+        framing, a short body raising IncompleteRead), not in requests' and urllib3's 10 kB
+        steps; the connection goes back to the pool once the body was read to its end."""
+        content = self._fp.read()
+        if self._fp.isclosed():
+            self._raw.release_conn()
         return content
 
     def expect_stream(self) -> None:

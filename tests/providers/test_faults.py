@@ -3,6 +3,7 @@ bodies sent with 2xx, unreachable upstreams, and streams that break or stall. Re
 fake upstream on loopback; no app."""
 
 import socket
+import threading
 
 import pytest
 
@@ -99,6 +100,67 @@ def test_an_error_object_in_a_2xx_body(upstream):
     with pytest.raises(UpstreamError) as info:
         resp.body()
     assert "boom" in info.value.message and UPSTREAM_KEY not in info.value.message
+
+
+class OneAnswer:
+    """A loopback upstream that answers one request with `head` and `body` as given, then
+    closes the connection, or keeps it open and silent (`stall`)."""
+
+    def __init__(self, head: bytes, body: bytes, *, stall=False):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.done = threading.Event()
+        threading.Thread(target=self._serve, args=(head, body, stall), daemon=True).start()
+
+    def _serve(self, head, body, stall):
+        conn, _ = self.listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(head + b"\r\n\r\n" + body)
+            if stall:
+                self.done.wait(10)
+
+    def close(self):
+        self.done.set()
+        self.listener.close()
+
+
+JSON_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json"
+WHOLE = b'{"id": "c", "choices": []}'
+
+
+@pytest.mark.parametrize("head, body, read", [
+    (JSON_HEAD + b"\r\nContent-Length: %d" % len(WHOLE), WHOLE, WHOLE),
+    (JSON_HEAD + b"\r\nTransfer-Encoding: chunked", b"5\r\n" + WHOLE[:5] + b"\r\n%x\r\n"
+     % (len(WHOLE) - 5) + WHOLE[5:] + b"\r\n0\r\n\r\n", WHOLE),
+    (JSON_HEAD + b"\r\nContent-Length: 500", WHOLE, UpstreamUnavailable),  # closed short
+    (JSON_HEAD + b"\r\nTransfer-Encoding: chunked", b"5\r\n" + WHOLE[:5] + b"\r\n",
+     UpstreamUnavailable),  # closed between chunks
+    (JSON_HEAD + b"\r\nTransfer-Encoding: chunked", b"zz\r\n", UpstreamUnavailable),
+], ids=["length", "chunked", "cut-short", "cut-between-chunks", "bad-chunk-size"])
+def test_a_whole_answer_read_to_its_end_or_broken_off(head, body, read):
+    upstream = OneAnswer(head, body)
+    try:
+        resp = provider(upstream.url).open(CHAT, model="m", stream=False)
+        if isinstance(read, bytes):
+            assert resp.body() == read
+        else:
+            with pytest.raises(read) as info:
+                resp.body()
+            assert info.value.message == "provider fake broke off its answer"
+    finally:
+        upstream.close()
+
+
+def test_a_whole_answer_that_stalls():
+    upstream = OneAnswer(JSON_HEAD + b"\r\nContent-Length: 500", WHOLE[:10], stall=True)
+    try:
+        resp = provider(upstream.url, read_timeout=0.3).open(CHAT, model="m", stream=False)
+        with pytest.raises(UpstreamTimeout) as info:
+            resp.body()
+        assert info.value.message == "provider fake stopped sending"
+    finally:
+        upstream.close()
 
 
 def test_a_2xx_that_does_not_stream(upstream):
