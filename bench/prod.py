@@ -210,21 +210,25 @@ def load_report(rows: list[tuple[str, str, int, dict]], args) -> list[str]:
     lines = [
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}; {fmt(args.seconds, 0)} s per "
         f"scenario after {fmt(args.warmup, 0)} s of warm-up. Latencies in ms; CPU in ms per "
-        "request: the gateway (master + workers), the PostgreSQL backends of the bench database, "
-        "the Redis server; `other` is the rest of the machine in cores (someone else's load).",
+        "request: the gateway (master + workers), the fake upstream in the same run (a yardstick "
+        "of the machine's speed at that moment: it does the same work per request in every "
+        "row), the PostgreSQL backends of the bench database, the Redis server; `other` is the "
+        "rest of the machine in cores (someone else's load).",
         "",
-        "| setup | kind | conc. | requests | errors | rps | p50 | p99 | gateway CPU | PG CPU "
-        "| Redis CPU | other |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| setup | kind | conc. | requests | errors | rps | p50 | p99 | gateway CPU "
+        "| upstream CPU | PG CPU | Redis CPU | other |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for setup, kind, conc, r in rows:
         gateway = per_request(r["pid_cpu"][1], r["rps"]) if len(r["pid_cpu"]) > 1 else "-"
+        upstream = per_request(r["pid_cpu"][0], r["rps"])
         groups = [per_request(c, r["rps"]) for c in r["group_cpu"]] or ["-", "-"]
         ours = r["client_cpu"] + sum(r["pid_cpu"]) + sum(r["group_cpu"])
         lines.append(
             f"| {setup} | {kind} | {conc} | {r['ok'] + r['errors']} | {r['errors']} "
             f"| {fmt(r['rps'], 0)} | {fmt(r['p50_ms'], 2)} | {fmt(r['p99_ms'], 2)} | {gateway} "
-            f"| {groups[0]} | {groups[1]} | {fmt(max(r['machine_cpu'] - ours, 0), 2)} |")
+            f"| {upstream} | {groups[0]} | {groups[1]} "
+            f"| {fmt(max(r['machine_cpu'] - ours, 0), 2)} |")
     by = {(s, k, c): r for s, k, c, r in rows}
     lines += ["", "| setup | kind | added p50 at concurrency 1 | rps at concurrency "
               f"{args.concurrency} |", "|---|---|---:|---:|"]
