@@ -47,8 +47,9 @@ def free_port() -> int:
 
 
 class GunicornServer:
-    def __init__(self, tmp_path, *, providers, database_url=None, workers=1, env=None):
-        self.tmp_path = tmp_path
+    def __init__(self, tmp_path, *, providers, database_url=None, workers=1, env=None,
+                 app="wsgi:app"):
+        self.tmp_path, self.app = tmp_path, app
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp_path / f"gunicorn-{self.port}.log"
@@ -85,7 +86,7 @@ class GunicornServer:
     def start(self):
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [os.path.join(BIN, "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
+            [os.path.join(BIN, "gunicorn"), "-c", "gunicorn.conf.py", self.app],
             cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent)
         deadline = time.monotonic() + 60

@@ -2,11 +2,8 @@
 the wire, in fewer sends (the header block goes out with the body's first piece). And the
 worker's garbage collector settings, in a real gunicorn."""
 
-import os
 import re
 import socket
-import subprocess
-import time
 
 import pytest
 import requests
@@ -15,7 +12,7 @@ from gunicorn.http.parser import RequestParser
 from gunicorn.http.wsgi import Response
 
 from gunicorn_worker import COALESCE_MAX, COLLECT_AFTER, OneSendResponse
-from tests.live_server import BIN, ROOT, CountingSocket, free_port
+from tests.live_server import CountingSocket, GunicornServer
 
 
 def answer(response_class, method, headers, pieces) -> list[bytes]:
@@ -69,26 +66,11 @@ def test_the_worker_keeps_the_collector_off_what_the_app_loaded(tmp_path):
     """Under the shipped config and worker, what loading the app made is frozen (out of the
     collector's walks), objects made later are still collected, and the first threshold is the
     worker's."""
-    port = free_port()
-    env = {**os.environ, "TOLLGATE_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "1",
-           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
-    with open(tmp_path / "gunicorn.log", "w") as log:
-        proc = subprocess.Popen([os.path.join(BIN, "gunicorn"), "-c", "gunicorn.conf.py",
-                                 "tests.gc_probe:app"], cwd=ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
+    srv = GunicornServer(tmp_path, providers=[], app="tests.gc_probe:app").start()
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (tmp_path / "gunicorn.log").read_text()
-            try:
-                state = requests.get(f"http://127.0.0.1:{port}/", timeout=5).json()
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline, (tmp_path / "gunicorn.log").read_text()
-                time.sleep(0.1)
+        state = requests.get(f"{srv.url}/", timeout=5).json()
     finally:
-        proc.terminate()
-        proc.wait(30)
+        srv.stop()
     assert state["threshold"][0] == COLLECT_AFTER
     assert state["frozen"] > 10_000  # gevent, gunicorn and the probe: the worker's own start
     assert not state["loaded_seen"]
