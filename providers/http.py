@@ -226,26 +226,28 @@ def close_idle(pool, older_than: float) -> int:
 
 
 class _IdleCloser:
-    """One thread per process that closes the upstream sessions' idle connections.
+    """One thread per process that closes kept connections left idle: the upstream sessions'
+    and those the rate limits keep for Redis (services.ratelimit.ScriptCalls).
 
-    After a burst of streams a worker's pools hold a connection for each stream it had open, and
-    a pool reuses its newest, so the oldest would sit there unused for good: a socket each, its
-    buffers and objects, after the upstream closed its end too. Every IDLE_SECONDS / 3 this
-    closes those idle for IDLE_SECONDS, well before upstreams tend to close theirs (a request
-    sent into a connection the upstream is closing just then fails)."""
+    After a burst of streams a worker holds a connection for each request it had in flight at
+    once, and a pool reuses its newest, so the oldest would sit there unused for good: a socket
+    each, its buffers and objects (which keep the burst's memory from going back), after the
+    other end closed too. Every IDLE_SECONDS / 3 this closes those idle for IDLE_SECONDS, well
+    before upstreams tend to close theirs (a request sent into a connection the upstream is
+    closing just then fails). What it watches has close_idle(older_than) -> how many closed."""
 
     def __init__(self):
-        self.sessions: weakref.WeakSet = weakref.WeakSet()
+        self.watched: weakref.WeakSet = weakref.WeakSet()
         self._running_in = None
         self._lock = threading.Lock()
 
-    def watch(self, session) -> None:
-        self.sessions.add(session)
+    def watch(self, keeper) -> None:
+        self.watched.add(keeper)
         if self._running_in != os.getpid():
             with self._lock:
                 if self._running_in != os.getpid():
                     self._running_in = os.getpid()
-                    threading.Thread(target=self._run, name="upstream-idle-closer",
+                    threading.Thread(target=self._run, name="idle-connection-closer",
                                      daemon=True).start()
 
     def _run(self):
@@ -254,17 +256,10 @@ class _IdleCloser:
             try:
                 self.close_idle(time.monotonic() - IDLE_SECONDS)
             except Exception:  # noqa: BLE001  (kept running: the next round may do better)
-                log.exception("closing idle upstream connections failed")
+                log.exception("closing idle connections failed")
 
     def close_idle(self, older_than: float) -> int:
-        closed = 0
-        for session in list(self.sessions):
-            manager = session.adapter.poolmanager
-            for key in list(manager.pools.keys()):
-                pool = manager.pools.get(key)
-                if pool is not None:
-                    closed += close_idle(pool, older_than)
-        return closed
+        return sum(keeper.close_idle(older_than) for keeper in list(self.watched))
 
 
 IDLE_CLOSER = _IdleCloser()
@@ -333,6 +328,15 @@ class UpstreamSession(requests.Session):
         self.mount("https://", self.adapter)
         self._urls: dict[str, str] = {}  # URL as configured -> as requests prepares it
         IDLE_CLOSER.watch(self)
+
+    def close_idle(self, older_than: float) -> int:
+        """Close the connections of this session's pools idle since before `older_than`."""
+        manager, closed = self.adapter.poolmanager, 0
+        for key in list(manager.pools.keys()):
+            pool = manager.pools.get(key)
+            if pool is not None:
+                closed += close_idle(pool, older_than)
+        return closed
 
     def post_stream(self, url: str, *, body: bytes, headers: dict, timeout) -> Response:
         """POST `body`; the response's body is left unread (stream=True)."""

@@ -81,6 +81,15 @@ def test_valid_edge_values_pass(post):
     assert post(body).status_code == 200
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-32-le"])
+def test_bodies_in_any_json_encoding_are_read(post, upstream, encoding):
+    """JSON text may come in UTF-8, -16 or -32, with a byte order mark or without (RFC 8259 asks
+    for UTF-8; json.loads reads them all, and so does the gateway)."""
+    body = {**GOOD, "messages": [{"role": "user", "content": "h\u00e9llo \u2713"}]}
+    assert post(raw=json.dumps(body, ensure_ascii=False).encode(encoding)).status_code == 200
+    assert upstream.received[-1].json["messages"][0]["content"] == "h\u00e9llo \u2713"
+
+
 def test_unknown_route_and_method(client, api_key):
     resp = client.get("/v1/nothing-here")
     assert resp.status_code == 404 and resp.json["error"]["type"] == "invalid_request_error"
