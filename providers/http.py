@@ -226,28 +226,26 @@ def close_idle(pool, older_than: float) -> int:
 
 
 class _IdleCloser:
-    """One thread per process that closes kept connections left idle: the upstream sessions'
-    and those the rate limits keep for Redis (services.ratelimit.ScriptCalls).
+    """One thread per process that closes the upstream sessions' idle connections.
 
-    After a burst of streams a worker holds a connection for each request it had in flight at
-    once, and a pool reuses its newest, so the oldest would sit there unused for good: a socket
-    each, its buffers and objects (which keep the burst's memory from going back), after the
-    other end closed too. Every IDLE_SECONDS / 3 this closes those idle for IDLE_SECONDS, well
-    before upstreams tend to close theirs (a request sent into a connection the upstream is
-    closing just then fails). What it watches has close_idle(older_than) -> how many closed."""
+    After a burst of streams a worker's pools hold a connection for each stream it had open, and
+    a pool reuses its newest, so the oldest would sit there unused for good: a socket each, its
+    buffers and objects, after the upstream closed its end too. Every IDLE_SECONDS / 3 this
+    closes those idle for IDLE_SECONDS, well before upstreams tend to close theirs (a request
+    sent into a connection the upstream is closing just then fails)."""
 
     def __init__(self):
-        self.watched: weakref.WeakSet = weakref.WeakSet()
+        self.sessions: weakref.WeakSet = weakref.WeakSet()
         self._running_in = None
         self._lock = threading.Lock()
 
-    def watch(self, keeper) -> None:
-        self.watched.add(keeper)
+    def watch(self, session) -> None:
+        self.sessions.add(session)
         if self._running_in != os.getpid():
             with self._lock:
                 if self._running_in != os.getpid():
                     self._running_in = os.getpid()
-                    threading.Thread(target=self._run, name="idle-connection-closer",
+                    threading.Thread(target=self._run, name="upstream-idle-closer",
                                      daemon=True).start()
 
     def _run(self):
@@ -256,10 +254,17 @@ class _IdleCloser:
             try:
                 self.close_idle(time.monotonic() - IDLE_SECONDS)
             except Exception:  # noqa: BLE001  (kept running: the next round may do better)
-                log.exception("closing idle connections failed")
+                log.exception("closing idle upstream connections failed")
 
     def close_idle(self, older_than: float) -> int:
-        return sum(keeper.close_idle(older_than) for keeper in list(self.watched))
+        closed = 0
+        for session in list(self.sessions):
+            manager = session.adapter.poolmanager
+            for key in list(manager.pools.keys()):
+                pool = manager.pools.get(key)
+                if pool is not None:
+                    closed += close_idle(pool, older_than)
+        return closed
 
 
 IDLE_CLOSER = _IdleCloser()
@@ -328,15 +333,6 @@ class UpstreamSession(requests.Session):
         self.mount("https://", self.adapter)
         self._urls: dict[str, str] = {}  # URL as configured -> as requests prepares it
         IDLE_CLOSER.watch(self)
-
-    def close_idle(self, older_than: float) -> int:
-        """Close the connections of this session's pools idle since before `older_than`."""
-        manager, closed = self.adapter.poolmanager, 0
-        for key in list(manager.pools.keys()):
-            pool = manager.pools.get(key)
-            if pool is not None:
-                closed += close_idle(pool, older_than)
-        return closed
 
     def post_stream(self, url: str, *, body: bytes, headers: dict, timeout) -> Response:
         """POST `body`; the response's body is left unread (stream=True)."""

@@ -22,7 +22,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
 from errors import RateLimited, RateLimitUnavailable
-from providers.http import IDLE_CLOSER
 
 log = logging.getLogger(__name__)
 POLICIES = ("open", "closed")
@@ -164,23 +163,20 @@ class ScriptCalls:
     redis-py's command path around a call (its pool's checkout with a readiness poll of the
     socket and connection-count metrics, retry and timing wrappers, argument filtering, the
     script object's own call) cost more of the worker's CPU than sending the command and
-    reading the answer. Here a call takes this object's newest idle connection (or makes one
-    with the client pool's settings), sends EVALSHA and reads the reply. A connection goes back
-    to the idle list only after a whole reply was read; after any other outcome it is
-    disconnected and dropped. A kept connection the server closed (a restart) is tried once
-    more on a new one, as the pool's checkout would have reconnected it; a time-out is not
-    retried: a server that does not answer costs one. A burst leaves a connection for each call
-    that was in flight at once; those left idle for providers.http.IDLE_SECONDS are closed by
-    its idle closer (redis-py's pool would keep them for good). Connections are per process:
-    after a fork the idle list starts empty.
+    reading the answer. Here a call takes an idle connection of this object's (the client's
+    pool makes one when none is idle), sends EVALSHA and reads the reply. A connection goes
+    back to the idle list only after a whole reply was read; after any other outcome it is
+    disconnected and handed back to the pool. A kept connection the server closed (a restart) is
+    tried once more on a new one, as the pool's checkout would have reconnected it; a time-out
+    is not retried: a server that does not answer costs one. Connections are per process: after
+    a fork the idle list starts empty.
     """
 
     def __init__(self, client, source: str):
         self.script = client.register_script(source)  # its sha, and loading it on NOSCRIPT
         self.pool = client.connection_pool
-        self._idle: deque = deque()  # (connection, when it went idle), the newest last
+        self._idle: list = []
         self._pid = os.getpid()
-        IDLE_CLOSER.watch(self)
 
     def __call__(self, keys: list[str], args: list) -> list:
         command = ("EVALSHA", self.script.sha, len(keys), *keys, *args)
@@ -189,51 +185,36 @@ class ScriptCalls:
         except NoScriptError:  # a flushed or restarted server: redis-py loads it and runs it
             return self.script(keys, args)
 
-    def close_idle(self, older_than: float) -> int:
-        """Close the connections idle since before `older_than` (monotonic seconds)."""
-        closed = 0
-        while self._pid == os.getpid():
-            try:  # one step each: a call may take the newest meanwhile
-                conn, since = self._idle.popleft()  # the oldest
-            except IndexError:
-                break
-            if since >= older_than:
-                self._idle.appendleft((conn, since))
-                break
-            conn.disconnect()
-            closed += 1
-        return closed
-
     def _send(self, command: tuple):
         if self._pid != os.getpid():
-            self._idle, self._pid = deque(), os.getpid()
+            self._idle, self._pid = [], os.getpid()
         try:  # one step, so that two threads cannot both take the last idle connection
-            conn, kept = self._idle.pop()[0], True
+            conn, kept = self._idle.pop(), True
         except IndexError:
-            conn, kept = self._connection(), False
+            conn, kept = self.pool.get_connection(), False
         try:
             return self._on(conn, command)
         except RedisConnectionError:
             if not kept:
                 raise
-        return self._on(self._connection(), command)
-
-    def _connection(self):
-        """A new connection as the client's pool makes them; it connects at its first send."""
-        return self.pool.connection_class(**self.pool.connection_kwargs)
+        return self._on(self.pool.get_connection(), command)
 
     def _on(self, conn, command: tuple):
         try:
             conn.send_command(*command)
             reply = conn.read_response()
         except NoScriptError:
-            self._idle.append((conn, time.monotonic()))  # a whole error reply was read
+            self._idle.append(conn)  # a whole error reply was read: the connection is fine
             raise
         except BaseException:  # no reply, half a reply, or the greenlet killed mid-call
-            conn.disconnect()
+            self._drop(conn)
             raise
-        self._idle.append((conn, time.monotonic()))
+        self._idle.append(conn)
         return reply
+
+    def _drop(self, conn) -> None:
+        conn.disconnect()
+        self.pool.release(conn)
 
 
 class Windows:

@@ -147,6 +147,8 @@ def test_connections_left_idle_after_a_burst_are_closed(upstream):
     are closed and dropped, the rest stay and are taken newest first, and requests go on."""
     import time
 
+    from providers.http import IDLE_CLOSER
+
     p = provider(upstream.url)
     p.session = pooled_session(8)
     opened = []
@@ -162,12 +164,12 @@ def test_connections_left_idle_after_a_burst_are_closed(upstream):
     kept = [c for c in pool.pool.queue if c is not None]
     assert len(kept) == 3
     newest = kept[-1]
-    assert p.session.close_idle(newest.idle_since - 0.01) == 2  # the two older ones
+    assert IDLE_CLOSER.close_idle(newest.idle_since - 0.01) == 2  # the two older ones
     assert [c for c in pool.pool.queue if c is not None] == [newest]
     assert pool.pool.queue[-1] is newest and len(pool.pool.queue) == 8  # no place lost
     upstream.push(Script())
     assert p.open({**CHAT}, model="m", stream=False).body()
-    assert p.session.close_idle(time.monotonic() + 1) == 1  # everything, once idle enough
+    assert IDLE_CLOSER.close_idle(time.monotonic() + 1) == 1  # everything, once idle enough
     assert all(c is None for c in pool.pool.queue)
     upstream.push(Script())
     assert p.open({**CHAT}, model="m", stream=False).body()  # a new connection
