@@ -1,6 +1,6 @@
 """The gunicorn worker: gevent's, with gunicorn's own error answers as JSON, each answer's
 header block sent with its body, its cyclic garbage collector kept off what lives for good,
-and what a burst of connections left mapped handed back to the system after it.
+and its heap handed back to the system after a burst of connections.
 
 gunicorn answers a request it cannot parse (a malformed request line, oversized headers, an
 unknown transfer coding) itself, before the app sees it, with an HTML page. This worker keeps
@@ -13,8 +13,6 @@ parser, the worker gives the Python parser's answer. Only errors.redact is impor
 import ctypes
 import gc
 import json
-import os
-import sys
 
 import gevent
 from gunicorn import util
@@ -122,7 +120,7 @@ class JsonErrorWorker(GeventWorker):
         super().handle_error(req, client, addr, exc)
 
     def run(self):
-        gevent.spawn(_release_after_bursts, self, TRIM_EVERY)
+        gevent.spawn(_trim_heap, self, TRIM_EVERY)
         super().run()
 
 
@@ -146,70 +144,24 @@ def tune_collector():
 
 
 # After a burst (thousands of streams), what their greenlets and buffers used is free again but
-# stays mapped, in two allocators:
-# - glibc keeps freed memory inside its heap; malloc_trim hands its free pages back.
-# - CPython's small-object allocator hands back a 1 MiB arena only once nothing in it is alive,
-#   and a burst's new arenas are each held by a few blocks that outlive it. Most are kept by
-#   the interpreter itself: tuples, dicts, lists and contexts on its free lists for reuse (a
-#   full collection empties them), and attribute names in its type-attribute cache, 4,096
-#   entries that each keep their name alive. gevent's C code looks "stop" up by a name made
-#   afresh on every timer it stops, so after a burst the cache holds names made during it.
-#   Measured on a worker after 2,500 slow streams: 90 arenas new since its start, 55 after
-#   a cache clear and a full collection, resident memory 193 MB, then 159 (99 at its start).
-# So when the worker's open files (its sockets: clients', upstreams', the kept connections the
-# app closes once idle) have fallen to half their peak, the worker clears the attribute cache
-# (it refills at the next lookups), collects, and trims the heap. Kept connections are closed
-# well after the streams end, and what they free refills the free lists, so the open files
-# are the count to follow, not the streams. A release walks the heap and every object not
-# frozen (some milliseconds), so it runs once per halving of a burst, not on a timer alone.
-TRIM_EVERY = 10.0  # seconds between looks at the open files
-TRIM_AFTER = 200  # open files at the peak below which there is nothing worth handing back
+# stays mapped: glibc keeps freed memory inside its heap. When the open sockets (the event
+# loop's active watchers) have fallen to half their peak, the heap's free pages are handed
+# back, bringing the worker's resident memory back near its start. A trim walks the heap (some
+# milliseconds), so it runs once per burst, not on a timer alone.
+TRIM_EVERY = 10.0  # seconds between looks at the loop
+TRIM_AFTER = 200  # watchers at the peak below which there is nothing worth handing back
 
 
-class BurstWatch:
-    """Tells, look by look at a count of open files, when a burst has ebbed: the count at
-    or below half its peak, from a peak of at least `least`. The count then is the next peak,
-    and one halving more is looked for below `least`: the streams still open at the last one
-    refill the free lists as they end."""
-
-    def __init__(self, least: int = TRIM_AFTER):
-        self.least, self.peak, self.after_burst = least, 0, False
-
-    def ebbed(self, count: int) -> bool:
-        self.peak = max(self.peak, count)
-        if count <= self.peak // 2 and (self.peak >= self.least or self.after_burst):
-            self.peak, self.after_burst = count, self.peak >= self.least
-            return True
-        return False
-
-
-def release_memory(trim=None) -> None:
-    """Hand back what a burst left mapped: the attribute cache's names, the free lists and
-    garbage cycles (a full collection), then glibc's free heap pages (`trim`: malloc_trim)."""
-    clear_type_cache = getattr(sys, "_clear_type_cache", None)  # CPython's; others lack it
-    if clear_type_cache is not None:
-        clear_type_cache()
-    gc.collect()
-    if trim is not None:
-        trim(0)
-
-
-def _release_after_bursts(worker, every: float):
+def _trim_heap(worker, every: float):
     try:
         trim = ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc: no heap to trim
-        trim = None
-    watch = BurstWatch()
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return
+    loop, peak = gevent.get_hub().loop, 0
     while worker.alive:
         gevent.sleep(every)
-        if watch.ebbed(open_files()):
-            release_memory(trim)
-
-
-def open_files() -> int:
-    """This process's open file descriptors; where /proc is missing, the sockets the event
-    loop waits on (libev's count of active watchers; libuv's loop has none)."""
-    try:
-        return len(os.listdir("/proc/self/fd"))
-    except OSError:
-        return getattr(gevent.get_hub().loop, "activecnt", 0)
+        active = getattr(loop, "activecnt", 0)  # libev's count; libuv's loop has none
+        peak = max(peak, active)
+        if peak >= TRIM_AFTER and active <= peak // 2:
+            trim(0)
+            peak = active

@@ -296,9 +296,8 @@ def main():
     parser.add_argument("--chunk-interval", type=float, default=1.0,
                         help="seconds between slow-stream chunks")
     parser.add_argument("--ramp", type=float, default=10, help="seconds to open a level's streams")
-    parser.add_argument("--settle", type=float, default=60,
-                        help="seconds after a level before reading the RSS 'after' (the kept "
-                             "connections close once idle 30 s, then a worker hands memory back)")
+    parser.add_argument("--settle", type=float, default=10,
+                        help="seconds after a level before reading the RSS 'after'")
     parser.add_argument("--worker-connections", type=int, default=None,
                         help="override the gateway's TOLLGATE_WORKER_CONNECTIONS")
     parser.add_argument("--skip-load", action="store_true", help="only the level test")

@@ -2,11 +2,8 @@
 the wire, in fewer sends (the header block goes out with the body's first piece). And the
 worker's garbage collector settings, in a real gunicorn."""
 
-import gc
 import re
 import socket
-import sys
-import weakref
 
 import pytest
 import requests
@@ -14,15 +11,7 @@ from gunicorn.config import Config
 from gunicorn.http.parser import RequestParser
 from gunicorn.http.wsgi import Response
 
-from gunicorn_worker import (
-    COALESCE_MAX,
-    COLLECT_AFTER,
-    TRIM_AFTER,
-    BurstWatch,
-    OneSendResponse,
-    open_files,
-    release_memory,
-)
+from gunicorn_worker import COALESCE_MAX, COLLECT_AFTER, OneSendResponse
 from tests.live_server import CountingSocket, GunicornServer
 
 
@@ -86,55 +75,3 @@ def test_the_worker_keeps_the_collector_off_what_the_app_loaded(tmp_path):
     assert state["frozen"] > 10_000  # gevent, gunicorn and the probe: the worker's own start
     assert not state["loaded_seen"]
     assert state["made_now_seen"]
-
-
-def test_a_burst_has_ebbed_at_each_halving_from_a_peak_worth_it():
-    watch = BurstWatch()
-    looks = [10, 40, TRIM_AFTER - 1, 20]  # never a peak worth a release
-    assert [watch.ebbed(n) for n in looks] == [False] * 4
-    looks = [300, 2500, 1300, 1250, 1000, 620, 600, 100, 80, 40, 3000, 1500]
-    assert [n for n in looks if watch.ebbed(n)] == [1250, 620, 100, 40, 1500]
-
-
-class _Probe:
-    pass
-
-
-def test_a_release_drops_the_attribute_cache_names_the_free_lists_and_cycles():
-    """What pins a burst's arenas: names the type-attribute cache keeps alive (looked up by a
-    name made afresh, as gevent's C code does for "stop"), and garbage cycles."""
-    name = "".join(["made", "_afresh"])
-    before = sys.getrefcount(name)
-    getattr(_Probe, name, None)
-    assert sys.getrefcount(name) > before  # held by the cache
-
-    class Cyclic:
-        pass
-
-    node = Cyclic()
-    node.me = node
-    gone = weakref.ref(node)
-    del node
-    enabled = gc.isenabled()
-    gc.disable()  # no collection but the release's own
-    trims = []
-    try:
-        release_memory(trims.append)
-    finally:
-        if enabled:
-            gc.enable()
-    assert sys.getrefcount(name) == before
-    assert gone() is None
-    assert trims == [0]  # malloc_trim(0): every free page of glibc's heap
-
-
-def test_the_open_files_counted_are_this_processs():
-    before = open_files()
-    pairs = [socket.socketpair() for _ in range(3)]
-    try:
-        assert open_files() >= before + 6
-    finally:
-        for a, b in pairs:
-            a.close()
-            b.close()
-    assert open_files() <= before + 1
