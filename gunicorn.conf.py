@@ -32,7 +32,10 @@ keepalive = 5
 # what a worker keeps in memory: memory:// rate-limit counts (limits would reset), the key
 # cache, breakers without Redis. The gateway's memory is bounded without it (the key cache
 # and the settlement queue have fixed sizes). TOLLGATE_MAX_REQUESTS=N turns it on, jittered
-# by a tenth so that workers do not restart together.
+# by a tenth so that workers do not restart together. What a burst leaves a worker holding is
+# handed back without it: gunicorn_worker.py trims the heap and, with several workers and the
+# rate limits in Redis, retires a worker grown TOLLGATE_RETIRE_GROWTH_MB (64) over its least
+# once it is quiet (one at a time, its streams finished; the others take the traffic).
 max_requests = int(os.environ.get("TOLLGATE_MAX_REQUESTS", "0"))
 max_requests_jitter = max_requests // 10
 # The gateway writes one access line per request itself (with its request id, model, provider,
@@ -68,6 +71,12 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
+    from gunicorn_worker import RetireTurn  # the worker class's module, loaded by the master
+
+    try:
+        os.remove(RetireTurn.path(server.pid))  # made by the first worker to retire
+    except OSError:
+        pass
     made = os.environ.get("TOLLGATE_METRICS_DIR_MADE")
     if made and made == os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         shutil.rmtree(made, ignore_errors=True)

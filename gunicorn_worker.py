@@ -1,6 +1,8 @@
 """The gunicorn worker: gevent's, with gunicorn's own error answers as JSON, each answer's
 header block sent with its body, its cyclic garbage collector kept off what lives for good,
-and its heap handed back to the system after a burst of connections.
+and its heap handed back to the system after a burst of connections, and, where other workers
+share its traffic and its counts, itself retired and replaced once quiet when a burst left it
+far larger than it started.
 
 gunicorn answers a request it cannot parse (a malformed request line, oversized headers, an
 unknown transfer coding) itself, before the app sees it, with an HTML page. This worker keeps
@@ -11,8 +13,12 @@ parser, the worker gives the Python parser's answer. Only errors.redact is impor
 """
 
 import ctypes
+import fcntl
 import gc
 import json
+import os
+import tempfile
+import time
 
 import gevent
 from gunicorn import util
@@ -106,11 +112,23 @@ class JsonErrorWorker(GeventWorker):
         # replaced for it only.
         util.write_error = write_json_error
         wsgi.Response = OneSendResponse
+        self.connections, self.retirement, self.retire_turn = 0, None, None
         super().init_process()
 
     def load_wsgi(self):
         super().load_wsgi()
         tune_collector()
+        config = getattr(self.wsgi, "config", None) or {}
+        self.retirement = Retirement.for_worker(
+            RETIRE_GROWTH_MB, workers=self.cfg.workers,
+            limits_storage=config.get("RATELIMIT_STORAGE_URI", "memory://"))
+
+    def handle(self, listener, client, addr):
+        self.connections += 1  # open client connections, kept-alive ones included
+        try:
+            super().handle(listener, client, addr)
+        finally:
+            self.connections -= 1
 
     def handle_error(self, req, client, addr, exc):
         # gunicorn_h1c 0.6.10 (http_parser = "fast") reports a transfer coding it does not know
@@ -120,8 +138,23 @@ class JsonErrorWorker(GeventWorker):
         super().handle_error(req, client, addr, exc)
 
     def run(self):
-        gevent.spawn(_trim_heap, self, TRIM_EVERY)
-        super().run()
+        gevent.spawn(_after_bursts, self, LOOK_EVERY)
+        super().run()  # returns once it has stopped accepting and its connections have ended
+        if self.retire_turn is not None:
+            self.retire_turn.done()  # the next worker's turn starts from now
+
+    def retire(self, turn: "RetireTurn", resident: int):
+        """Stop accepting and exit once the open connections have ended, however long their
+        streams last (the master starts a successor as this process exits); queued charges are
+        written at exit, as on any stop."""
+        self.log.warning(
+            "Worker retiring (pid:%s): resident memory %d MB, %d MB over its least (%d MB "
+            "allowed); %d open connections finish first", self.pid, resident >> 20,
+            (resident - self.retirement.least) >> 20, self.retirement.growth >> 20,
+            self.connections)
+        self.retire_turn = turn
+        self.cfg.set("graceful_timeout", RETIRE_DRAIN)  # this process's copy of the settings
+        self.alive = False
 
 
 # CPython's cyclic collector runs whenever the container objects alive outnumber those at its
@@ -146,22 +179,118 @@ def tune_collector():
 # After a burst (thousands of streams), what their greenlets and buffers used is free again but
 # stays mapped: glibc keeps freed memory inside its heap. When the open sockets (the event
 # loop's active watchers) have fallen to half their peak, the heap's free pages are handed
-# back, bringing the worker's resident memory back near its start. A trim walks the heap (some
-# milliseconds), so it runs once per burst, not on a timer alone.
-TRIM_EVERY = 10.0  # seconds between looks at the loop
+# back. A trim walks the heap (some milliseconds), so it runs once per burst, not on a timer
+# alone.
+LOOK_EVERY = float(os.environ.get("TOLLGATE_MEMORY_LOOK_SECONDS") or 10)  # seconds between looks
 TRIM_AFTER = 200  # watchers at the peak below which there is nothing worth handing back
 
+# A trim hands back only whole free pages. CPython's small-object allocator returns a 1 MiB
+# arena only when nothing in it is alive, and a burst's arenas each keep a few blocks that
+# outlive it (free lists, the attribute cache, pooled connections made during it): measured,
+# two workers at 226 MB together before 5,000 slow streams and 375-393 MB after them, 461-464
+# MB after 10,000 more, with or without a full collection and a cache clear at the ebb. A
+# fresh process is the one way back to the start. So a worker whose resident memory has grown
+# TOLLGATE_RETIRE_GROWTH_MB (64) over the least it has had retires once few connections are
+# open, and the master starts its successor, but only where that costs nothing: with other
+# workers to take the traffic meanwhile, and with the rate-limit counts in Redis (shared, so
+# they stay exact; in process memory they would reset). Workers take turns: one retires at a
+# time, the next no sooner than RETIRE_SPACING looks after the last has exited (its successor
+# has booted by then). 0 turns retiring off.
+RETIRE_GROWTH_MB = os.environ.get("TOLLGATE_RETIRE_GROWTH_MB") or "64"
+RETIRE_QUIET = 16  # open connections at most, when a worker may retire: each is waited for
+RETIRE_SPACING = 3  # looks between one worker's exit and the next one's retiring
+RETIRE_DRAIN = 24 * 3600  # seconds a retiring worker waits for its last streams
 
-def _trim_heap(worker, every: float):
+
+class Retirement:
+    """When a worker should retire: its resident memory `growth` bytes or more over the least
+    it has had (its start, or after a trim), with at most `quiet` connections open."""
+
+    def __init__(self, growth: int, quiet: int = RETIRE_QUIET):
+        self.growth, self.quiet, self.least = growth, quiet, None
+
+    @classmethod
+    def for_worker(cls, growth_mb: str, *, workers: int, limits_storage: str):
+        """The policy of a worker, or None where retiring is off or would cost something: a
+        single worker (nobody would take its traffic), counts in process memory (they reset)."""
+        try:
+            growth = int(growth_mb)
+        except ValueError:
+            raise SystemExit(f"TOLLGATE_RETIRE_GROWTH_MB must be a whole number of megabytes "
+                             f"(0: off), not {growth_mb!r}") from None
+        if growth < 0:
+            raise SystemExit("TOLLGATE_RETIRE_GROWTH_MB must be 0 (off) or more")
+        if growth == 0 or workers < 2 or limits_storage.startswith("memory"):
+            return None
+        return cls(growth << 20)
+
+    def due(self, resident: int, connections: int) -> bool:
+        self.least = resident if self.least is None else min(self.least, resident)
+        return resident - self.least >= self.growth and connections <= self.quiet
+
+
+class RetireTurn:
+    """One worker's turn to retire, among a master's workers: an exclusive lock on a file that
+    holds when the last turn ended. The lock is held until this process exits."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    @staticmethod
+    def path(master_pid: int) -> str:
+        return os.path.join(tempfile.gettempdir(), f"tollgate-retire-{master_pid}")
+
+    @classmethod
+    def take(cls, path: str, spacing: float) -> "RetireTurn | None":
+        """The turn, or None while another worker has it or ended its own under `spacing`
+        seconds ago."""
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return None
+        try:
+            ended = float(os.pread(fd, 32, 0) or 0)
+        except ValueError:  # written partly, by a process killed while writing
+            ended = 0.0
+        if time.time() - ended < spacing:
+            os.close(fd)  # and with it the lock
+            return None
+        return cls(fd)
+
+    def done(self):
+        """Writes when this turn ended; the lock goes with the process."""
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{time.time():.3f}".encode(), 0)
+
+
+def resident_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _after_bursts(worker, every: float):
     try:
         trim = ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        return
+    except (OSError, AttributeError):  # not glibc: no heap to trim
+        trim = None
     loop, peak = gevent.get_hub().loop, 0
     while worker.alive:
         gevent.sleep(every)
         active = getattr(loop, "activecnt", 0)  # libev's count; libuv's loop has none
         peak = max(peak, active)
-        if peak >= TRIM_AFTER and active <= peak // 2:
+        if trim is not None and peak >= TRIM_AFTER and active <= peak // 2:
             trim(0)
             peak = active
+        retirement = worker.retirement
+        if retirement is None or not worker.alive:
+            continue
+        resident = resident_bytes()
+        if resident and retirement.due(resident, worker.connections):
+            turn = RetireTurn.take(RetireTurn.path(worker.ppid), RETIRE_SPACING * every)
+            if turn is not None:
+                worker.retire(turn, resident)

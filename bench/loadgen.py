@@ -151,12 +151,13 @@ def check_stream(body: bytes, events: int):
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its children (0 when it is gone)."""
+    """User + system CPU time of a process and its children, those that have exited included
+    (a gunicorn master's reaped workers: a retired one's time still counts); 0 when it is gone."""
     total = 0.0
     try:
         with open(f"/proc/{pid}/stat") as fh:
             fields = fh.read().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        total += sum(int(f) for f in fields[11:15]) / CLOCK_TICKS  # utime stime cutime cstime
         with open(f"/proc/{pid}/task/{pid}/children") as fh:
             children = [int(c) for c in fh.read().split()]
     except (OSError, ValueError, IndexError):

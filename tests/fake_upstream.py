@@ -162,7 +162,7 @@ class FakeUpstream(FakeServer):
                 sent += event
                 yield event
                 if i == 0 and script.hold is not None:
-                    script.hold.wait(10)
+                    script.hold.wait(30)
                 if i == script.silence_at and script.silence_after_first:
                     if _wait_for_hangup(sock, script.silence_after_first):
                         record.stream_closed_by_peer_at = time.monotonic()

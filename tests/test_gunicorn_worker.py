@@ -1,7 +1,8 @@
 """The worker's response class against gunicorn's own, on a real socket pair: the same bytes on
 the wire, in fewer sends (the header block goes out with the body's first piece). And the
-worker's garbage collector settings, in a real gunicorn."""
+worker's garbage collector settings, in a real gunicorn. And when a worker retires."""
 
+import os
 import re
 import socket
 
@@ -11,7 +12,14 @@ from gunicorn.config import Config
 from gunicorn.http.parser import RequestParser
 from gunicorn.http.wsgi import Response
 
-from gunicorn_worker import COALESCE_MAX, COLLECT_AFTER, OneSendResponse
+from gunicorn_worker import (
+    COALESCE_MAX,
+    COLLECT_AFTER,
+    RETIRE_QUIET,
+    OneSendResponse,
+    Retirement,
+    RetireTurn,
+)
 from tests.live_server import CountingSocket, GunicornServer
 
 
@@ -75,3 +83,48 @@ def test_the_worker_keeps_the_collector_off_what_the_app_loaded(tmp_path):
     assert state["frozen"] > 10_000  # gevent, gunicorn and the probe: the worker's own start
     assert not state["loaded_seen"]
     assert state["made_now_seen"]
+
+
+MB = 1 << 20
+
+
+@pytest.mark.parametrize("growth, workers, storage", [
+    ("0", 2, "redis://127.0.0.1:6379/0"),  # turned off
+    ("64", 1, "redis://127.0.0.1:6379/0"),  # nobody would take its traffic meanwhile
+    ("64", 2, "memory://"),  # its rate-limit counts would reset
+])
+def test_retiring_is_off_where_it_would_cost_something(growth, workers, storage):
+    assert Retirement.for_worker(growth, workers=workers, limits_storage=storage) is None
+
+
+@pytest.mark.parametrize("growth", ["-1", "lots", "1.5"])
+def test_a_bad_retire_growth_stops_the_worker_with_its_name(growth):
+    with pytest.raises(SystemExit, match="TOLLGATE_RETIRE_GROWTH_MB"):
+        Retirement.for_worker(growth, workers=2, limits_storage="redis://h/0")
+
+
+def test_a_worker_retires_once_grown_over_its_least_and_quiet():
+    policy = Retirement.for_worker("64", workers=4, limits_storage="rediss://h/0")
+    assert policy.growth == 64 * MB
+    assert not policy.due(100 * MB, 0)  # its first look: the least so far
+    assert not policy.due(90 * MB, 0)  # lower still (after a trim): the new least
+    assert not policy.due(153 * MB, 0)  # 63 MB over it
+    assert not policy.due(400 * MB, RETIRE_QUIET + 1)  # grown, but too many connections open
+    assert policy.due(154 * MB, RETIRE_QUIET)
+    assert policy.least == 90 * MB
+
+
+def test_workers_take_turns_to_retire(tmp_path):
+    path = str(tmp_path / "turn")
+    first = RetireTurn.take(path, spacing=60)
+    assert first is not None  # the file is new: no turn has ended yet
+    assert RetireTurn.take(path, spacing=0) is None  # held until the first one's process ends
+    first.done()
+    os.close(first.fd)  # as its process's exit would
+    assert RetireTurn.take(path, spacing=60) is None  # ended under a minute ago
+    second = RetireTurn.take(path, spacing=0)
+    assert second is not None
+    os.close(second.fd)
+    with open(path, "w") as fh:
+        fh.write("1796.30")  # cut short while written, by a process killed then: long ago
+    assert RetireTurn.take(path, spacing=60) is not None
