@@ -22,6 +22,7 @@ import time
 
 import gevent
 from gunicorn import util
+from gunicorn.arbiter import Arbiter
 from gunicorn.http import wsgi
 from gunicorn.http.errors import InvalidHeader, UnsupportedTransferCoding
 from gunicorn.workers.ggevent import GeventWorker
@@ -119,9 +120,13 @@ class JsonErrorWorker(GeventWorker):
         super().load_wsgi()
         tune_collector()
         config = getattr(self.wsgi, "config", None) or {}
-        self.retirement = Retirement.for_worker(
-            RETIRE_GROWTH_MB, workers=self.cfg.workers,
-            limits_storage=config.get("RATELIMIT_STORAGE_URI", "memory://"))
+        try:
+            self.retirement = Retirement.for_worker(
+                RETIRE_GROWTH_MB, workers=self.cfg.workers,
+                limits_storage=config.get("RATELIMIT_STORAGE_URI", "memory://"))
+        except ValueError as err:  # the master stops on this exit status, and says why
+            self.log.error("%s", err)
+            raise SystemExit(Arbiter.WORKER_BOOT_ERROR) from None
 
     def handle(self, listener, client, addr):
         self.connections += 1  # open client connections, kept-alive ones included
@@ -184,21 +189,21 @@ def tune_collector():
 LOOK_EVERY = float(os.environ.get("TOLLGATE_MEMORY_LOOK_SECONDS") or 10)  # seconds between looks
 TRIM_AFTER = 200  # watchers at the peak below which there is nothing worth handing back
 
-# A trim hands back only whole free pages. CPython's small-object allocator returns a 1 MiB
-# arena only when nothing in it is alive, and a burst's arenas each keep a few blocks that
-# outlive it (free lists, the attribute cache, pooled connections made during it): measured,
-# two workers at 226 MB together before 5,000 slow streams and 375-393 MB after them, 461-464
-# MB after 10,000 more, with or without a full collection and a cache clear at the ebb. A
-# fresh process is the one way back to the start. So a worker whose resident memory has grown
-# TOLLGATE_RETIRE_GROWTH_MB (64) over the least it has had retires once few connections are
-# open, and the master starts its successor, but only where that costs nothing: with other
-# workers to take the traffic meanwhile, and with the rate-limit counts in Redis (shared, so
-# they stay exact; in process memory they would reset). Workers take turns: one retires at a
-# time, the next no sooner than RETIRE_SPACING looks after the last has exited (its successor
-# has booted by then). 0 turns retiring off.
+# A trim hands back only whole free pages. CPython's small-object allocator returns a 1 MiB arena
+# only when nothing in it is alive, and a burst's arenas each keep a few blocks that outlive it
+# (free lists, the attribute cache, pooled connections made during it): measured, two workers at
+# 226 MB together before 5,000 slow streams and 375-393 MB after them, 461-464 MB after 10,000
+# more, with or without a full collection and a cache clear at the ebb. A fresh process is the
+# sure way back to the start. So a worker whose resident memory has grown
+# TOLLGATE_RETIRE_GROWTH_MB (64) over the least it has had retires once few connections are open,
+# and the master starts its successor, but only where that costs no request anything: other
+# workers to take the traffic meanwhile, and the rate-limit counts in Redis (shared, so they stay
+# exact; in process memory they would reset). Workers take turns: one retires at a time, the next
+# no sooner than RETIRE_SPACING looks after the last has exited (its successor has booted by
+# then). 0 turns retiring off.
 RETIRE_GROWTH_MB = os.environ.get("TOLLGATE_RETIRE_GROWTH_MB") or "64"
 RETIRE_QUIET = 16  # open connections at most, when a worker may retire: each is waited for
-RETIRE_SPACING = 3  # looks between one worker's exit and the next one's retiring
+RETIRE_SPACING = 2  # looks between one worker's exit and the next one's retiring (a boot: ~1 s)
 RETIRE_DRAIN = 24 * 3600  # seconds a retiring worker waits for its last streams
 
 
@@ -213,13 +218,11 @@ class Retirement:
     def for_worker(cls, growth_mb: str, *, workers: int, limits_storage: str):
         """The policy of a worker, or None where retiring is off or would cost something: a
         single worker (nobody would take its traffic), counts in process memory (they reset)."""
-        try:
-            growth = int(growth_mb)
-        except ValueError:
-            raise SystemExit(f"TOLLGATE_RETIRE_GROWTH_MB must be a whole number of megabytes "
-                             f"(0: off), not {growth_mb!r}") from None
+        digits = growth_mb.isascii() and growth_mb.isdigit()  # no sign, no point, no space
+        growth = int(growth_mb) if digits else -1
         if growth < 0:
-            raise SystemExit("TOLLGATE_RETIRE_GROWTH_MB must be 0 (off) or more")
+            raise ValueError(f"TOLLGATE_RETIRE_GROWTH_MB must be a whole number of megabytes "
+                             f"(0: off), not {growth_mb!r}")
         if growth == 0 or workers < 2 or limits_storage.startswith("memory"):
             return None
         return cls(growth << 20)
@@ -244,7 +247,10 @@ class RetireTurn:
     def take(cls, path: str, spacing: float) -> "RetireTurn | None":
         """The turn, or None while another worker has it or ended its own under `spacing`
         seconds ago."""
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:  # not through a link someone else put there (the file is in a shared directory)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError:
+            return None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -5,6 +5,7 @@ worker's garbage collector settings, in a real gunicorn. And when a worker retir
 import os
 import re
 import socket
+import subprocess
 
 import pytest
 import requests
@@ -20,7 +21,7 @@ from gunicorn_worker import (
     Retirement,
     RetireTurn,
 )
-from tests.live_server import CountingSocket, GunicornServer
+from tests.live_server import BIN, ROOT, CountingSocket, GunicornServer
 
 
 def answer(response_class, method, headers, pieces) -> list[bytes]:
@@ -97,9 +98,9 @@ def test_retiring_is_off_where_it_would_cost_something(growth, workers, storage)
     assert Retirement.for_worker(growth, workers=workers, limits_storage=storage) is None
 
 
-@pytest.mark.parametrize("growth", ["-1", "lots", "1.5"])
-def test_a_bad_retire_growth_stops_the_worker_with_its_name(growth):
-    with pytest.raises(SystemExit, match="TOLLGATE_RETIRE_GROWTH_MB"):
+@pytest.mark.parametrize("growth", ["-1", "lots", "1.5", "", " 64", "\u0664"])
+def test_a_bad_retire_growth_is_refused_with_its_name(growth):
+    with pytest.raises(ValueError, match="TOLLGATE_RETIRE_GROWTH_MB"):
         Retirement.for_worker(growth, workers=2, limits_storage="redis://h/0")
 
 
@@ -128,3 +129,22 @@ def test_workers_take_turns_to_retire(tmp_path):
     with open(path, "w") as fh:
         fh.write("1796.30")  # cut short while written, by a process killed then: long ago
     assert RetireTurn.take(path, spacing=60) is not None
+
+
+def test_no_turn_is_taken_through_a_link(tmp_path):
+    target = tmp_path / "someone-elses"
+    target.write_text("theirs")
+    (tmp_path / "turn").symlink_to(target)
+    assert RetireTurn.take(str(tmp_path / "turn"), spacing=0) is None
+    assert target.read_text() == "theirs"
+
+
+def test_a_bad_retire_growth_stops_the_server_at_start(tmp_path):
+    srv = GunicornServer(tmp_path, providers=[], workers=2,
+                         env={"TOLLGATE_RETIRE_GROWTH_MB": "lots"})
+    srv.log = open(srv.log_path, "w")
+    done = subprocess.run([os.path.join(BIN, "gunicorn"), "-c", "gunicorn.conf.py", srv.app],
+                          cwd=ROOT, env=srv.env, stdout=srv.log, stderr=subprocess.STDOUT,
+                          timeout=60)
+    assert done.returncode != 0
+    assert "TOLLGATE_RETIRE_GROWTH_MB must be a whole number of megabytes" in srv.logs()
