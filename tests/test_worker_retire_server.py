@@ -22,7 +22,6 @@ WORDS = " ".join(f"w{i}" for i in range(24))
 BOOTED = re.compile(r"Booting worker with pid: (\d+)")
 RETIRING = re.compile(r"Worker retiring \(pid:(\d+)\)")
 EXITING = re.compile(r"Worker exiting \(pid: (\d+)\)")
-WAITING = re.compile(r"(\d+) open connections finish first")
 
 
 def start(upstream, tmp_path, limits_storage: str | None, steady=None) -> GunicornServer:
