@@ -260,7 +260,7 @@ class RetireTurn:
             ended = float(os.pread(fd, 32, 0) or 0)
         except ValueError:  # written partly, by a process killed while writing
             ended = 0.0
-        if time.time() - ended < spacing:
+        if 0 <= time.time() - ended < spacing:  # (a clock set back: as if long ago)
             os.close(fd)  # and with it the lock
             return None
         return cls(fd)
@@ -268,7 +268,7 @@ class RetireTurn:
     def done(self):
         """Writes when this turn ended; the lock goes with the process."""
         os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, f"{time.time():.3f}".encode(), 0)
+        os.pwrite(self.fd, repr(time.time()).encode(), 0)  # exact: not rounded up past now
 
 
 def resident_bytes() -> int:

@@ -6,6 +6,7 @@ import os
 import re
 import socket
 import subprocess
+import time
 
 import pytest
 import requests
@@ -128,6 +129,11 @@ def test_workers_take_turns_to_retire(tmp_path):
     os.close(second.fd)
     with open(path, "w") as fh:
         fh.write("1796.30")  # cut short while written, by a process killed then: long ago
+    third = RetireTurn.take(path, spacing=60)
+    assert third is not None
+    os.close(third.fd)
+    with open(path, "w") as fh:
+        fh.write(repr(time.time() + 3600))  # the clock has since been set back an hour
     assert RetireTurn.take(path, spacing=60) is not None
 
 
