@@ -191,10 +191,10 @@ TRIM_AFTER = 200  # watchers at the peak below which there is nothing worth hand
 
 # A trim hands back only whole free pages. CPython's small-object allocator returns a 1 MiB arena
 # only when nothing in it is alive, and a burst's arenas each keep a few blocks that outlive it
-# (free lists, the attribute cache, pooled connections made during it): measured, two workers at
-# 226 MB together before 5,000 slow streams and 375-393 MB after them, 461-464 MB after 10,000
-# more, with or without a full collection and a cache clear at the ebb. A fresh process is the
-# sure way back to the start. So a worker whose resident memory has grown
+# (free lists, the attribute cache, pooled connections made during it). Measured, two workers at
+# 221-226 MB together before slow streams: 391-393 MB after 5,000 of them and 420-543 MB after
+# 10,000 more; with a full collection and a cache clear at the ebb, 375 and 464. A fresh process
+# is the sure way back to the start. So a worker whose resident memory has grown
 # TOLLGATE_RETIRE_GROWTH_MB (64) over the least it has had retires once few connections are open,
 # and the master starts its successor, but only where that costs no request anything: other
 # workers to take the traffic meanwhile, and the rate-limit counts in Redis (shared, so they stay
