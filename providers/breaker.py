@@ -111,6 +111,7 @@ class RedisBreakers(MemoryBreakers):
         self.redis, self.prefix = client, prefix
         self.sync_seconds, self.retry_seconds = sync_seconds, retry_seconds
         self._seen: dict[str, tuple[float, _Url]] = {}  # url -> (read at, shared state)
+        self._reading: set[str] = set()  # URLs whose state one caller is reading from Redis now
         self._down_until = 0.0
 
     def _key(self, url):
@@ -167,10 +168,18 @@ class RedisBreakers(MemoryBreakers):
         return OPEN if time.time() < shared.open_until else HALF_OPEN
 
     def _shared(self, url, now) -> _Url | None:
+        """The URL's shared state, read from Redis at most once per `sync_seconds`. While one
+        caller reads it, the others in this process go on with what was read before: else every
+        request in flight when the read went stale would send the same read (32 at once at
+        concurrency 32, and the client's pool opened a connection for each)."""
         seen = self._seen.get(url)
-        if seen is not None and now - seen[0] < self.sync_seconds:
+        if seen is not None and (now - seen[0] < self.sync_seconds or url in self._reading):
             return seen[1]
-        raw = self._call(lambda: self.redis.hgetall(self._key(url)))
+        self._reading.add(url)
+        try:
+            raw = self._call(lambda: self.redis.hgetall(self._key(url)))
+        finally:
+            self._reading.discard(url)
         if raw is None:
             return None
         state = _Url(failures=int(raw.get(b"failures", 0)),

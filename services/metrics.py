@@ -16,6 +16,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client import values as prometheus_values
 from prometheus_client.core import GaugeMetricFamily
 
 from providers.breaker import STATE_VALUES
@@ -27,9 +28,33 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
+_pid = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
+
+
+def _process_id() -> int:
+    """This process's id, read from the system once per process (at start and after a fork):
+    prometheus_client's multiprocess values compare it on every update, to notice a fork, and
+    os.getpid() is a system call each time."""
+    return _pid[0]
+
+
+def _use_cached_pid() -> None:
+    """Multiprocess values that learn of a fork from the id kept above (prometheus_client lets a
+    process identifier be given for this). Only values made from now on use it, so this runs
+    before the first metric of ours is made."""
+    if getattr(prometheus_values.ValueClass, "_tollgate", False):
+        return
+    value_class = prometheus_values.MultiProcessValue(process_identifier=_process_id)
+    value_class._tollgate = True
+    prometheus_values.ValueClass = value_class
+
+
 class Metrics:
     def __init__(self):
         shared = multiprocess_dir() is not None
+        if shared:
+            _use_cached_pid()
         # multiprocess: values live in files, collected at scrape time, not in a registry
         self.registry = None if shared else CollectorRegistry()
         self._extra = []  # collectors run at scrape time, in the scraping process
@@ -60,22 +85,34 @@ class Metrics:
                                   "Charges waiting to be written", multiprocess_mode="livesum",
                                   **r)
 
+        self._children = {}  # (metric, label values) -> its child: labels() costs more
+
+    def _child(self, metric, *labels):
+        """`metric.labels(*labels)`, kept: prometheus_client checks and converts the values and
+        takes a lock on every call. Label values here are strings already (a model that was
+        routed, a provider's name, a family), and children are never removed."""
+        key = (metric, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     # ---- recording ----------------------------------------------------------------------
     def request_done(self, info, status: int, seconds: float) -> None:
         """One finished request, from its RequestInfo."""
-        family = info.family or "other"
-        self.requests.labels(family, info.model if info.provider else "", info.provider,
-                             str(status)).inc()
-        self.duration.labels(family).observe(seconds)
+        family, provider = info.family or "other", info.provider
+        child = self._child
+        child(self.requests, family, info.model if provider else "", provider, str(status)).inc()
+        child(self.duration, family).observe(seconds)
         first = info.first_byte if info.first_byte is not None else info.started + seconds
-        self.first_byte.labels(family).observe(max(first - info.started, 0.0))
+        child(self.first_byte, family).observe(max(first - info.started, 0.0))
         if info.credits is not None:
-            self.credits.labels(family, info.provider).inc(float(info.credits))
-            self.tokens.labels(family, info.provider, "input").inc(info.input_tokens)
-            self.tokens.labels(family, info.provider, "output").inc(info.output_tokens)
+            child(self.credits, family, provider).inc(float(info.credits))
+            child(self.tokens, family, provider, "input").inc(info.input_tokens)
+            child(self.tokens, family, provider, "output").inc(info.output_tokens)
 
     def upstream_failed(self, provider: str, kind: str) -> None:
-        self.upstream_failures.labels(provider, kind).inc()
+        self._child(self.upstream_failures, provider, kind).inc()
 
     def breaker_changed(self, url: str, state: str) -> None:
         self.breaker.labels(url).set(STATE_VALUES[state])

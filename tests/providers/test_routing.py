@@ -68,6 +68,43 @@ def test_breaker_cycle(breakers):
     assert board.check(url).allowed and board.state(url) == CLOSED
 
 
+@pytest.mark.skipif(not REDIS_URL, reason="needs Redis")
+def test_a_stale_shared_state_is_read_once_while_others_go_on():
+    """While one caller reads a URL's state from Redis, others use the last read, not a read
+    each. Redis is paused for a moment so that the first read is still out when they come."""
+    import threading
+    import time
+
+    import redis
+
+    board = make_breakers({"BREAKER_FAILURES": 2, "BREAKER_OPEN_SECONDS": 30.0,
+                           "UPSTREAM_URL_COOLDOWN": 5.0, "BREAKER_STORAGE_URI": REDIS_URL,
+                           "BREAKER_KEY_PREFIX": f"tollgate-test-{uuid.uuid4().hex}",
+                           "BREAKER_SYNC_SECONDS": 0.05})
+    admin = redis.Redis.from_url(REDIS_URL)
+
+    def reads():
+        return admin.info("commandstats").get("cmdstat_hgetall", {}).get("calls", 0)
+
+    url = "http://u/v1"
+    assert board.check(url).allowed  # the first read
+    time.sleep(0.06)  # stale now
+    before = reads()
+    admin.execute_command("CLIENT", "PAUSE", "150", "ALL")
+    reader = threading.Thread(target=board.check, args=(url,))
+    reader.start()
+    while url not in board._reading and reader.is_alive():
+        time.sleep(0.001)  # until its read is out (held by the pause), or done
+    started = time.monotonic()
+    assert all(board.check(url).allowed for _ in range(20))
+    assert time.monotonic() - started < 0.1  # none of them waited for Redis
+    reader.join(5)
+    assert reads() - before == 1
+    time.sleep(0.06)
+    board.check(url)  # stale again, nobody reading: this caller reads
+    assert reads() - before == 2
+
+
 def test_half_open_lets_one_trial_through():
     board = MemoryBreakers(threshold=1, open_seconds=10.0, cooldown=0.0)
     board.failed("u", now=100.0)
