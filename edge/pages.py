@@ -53,8 +53,10 @@ class SessionInterface(SecureCookieSessionInterface):
 
     def open_session(self, app, request):
         """An empty session, without building the cookie signer, for a request that brings no
-        session cookie: every API call (Flask opens a session for each request)."""
-        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+        session cookie: every API call (Flask opens a session for each request). Without a
+        Cookie header at all (an SDK's request) the cookies are not even parsed."""
+        if app.secret_key and ("HTTP_COOKIE" not in request.environ
+                               or not request.cookies.get(self.get_cookie_name(app))):
             return self.session_class()
         return super().open_session(app, request)
 
