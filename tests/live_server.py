@@ -18,7 +18,8 @@ BIN = os.path.dirname(sys.executable)
 
 
 class CountingSocket:
-    """A connected socket that records what each send hands the kernel."""
+    """A connected socket that records what each send hands the kernel (for send(), what the
+    kernel took)."""
 
     def __init__(self, sock):
         self.sock, self.sent = sock, []
@@ -26,6 +27,11 @@ class CountingSocket:
     def sendall(self, data, *args):
         self.sent.append(bytes(data))
         return self.sock.sendall(data, *args)
+
+    def send(self, data, *args):
+        taken = self.sock.send(data, *args)
+        self.sent.append(bytes(data[:taken]))
+        return taken
 
     def fileno(self):
         return self.sock.fileno()

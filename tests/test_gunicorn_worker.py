@@ -72,6 +72,48 @@ def test_the_header_block_goes_out_with_the_first_piece(method, headers, pieces)
         assert len(ours) == len(theirs) - 1  # one send fewer
 
 
+def test_a_send_the_kernel_takes_only_part_of_is_finished(tmp_path):
+    """A client that reads slowly: a body piece larger than the socket takes at once goes out
+    whole and in order, the rest after the first send's part."""
+    import threading
+
+    def slow_answer(response_class):
+        client, server = socket.socketpair()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        server.settimeout(10)  # non-blocking under the hood: a send may take only part
+        received = bytearray()
+
+        def read():
+            while chunk := client.recv(1000):
+                received.extend(chunk)
+                time.sleep(0.0005)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        try:
+            client.sendall(b"POST /v1/x HTTP/1.1\r\nHost: gw\r\n\r\n")
+            cfg = Config()
+            req = next(iter(RequestParser(cfg, server, ("127.0.0.1", 1))))
+            sock = CountingSocket(server)
+            resp = response_class(req, sock, cfg)
+            resp.start_response("200 OK", JSON)
+            for piece in (b"a" * 100, bytes(range(256)) * 1024, b"z" * 10):
+                resp.write(piece)
+            resp.close()
+            server.shutdown(socket.SHUT_WR)
+            reader.join(10)
+            return bytes(received), sock.sent
+        finally:
+            client.close()
+            server.close()
+
+    ours, sent = slow_answer(OneSendResponse)
+    theirs, _ = slow_answer(Response)
+    assert same_bytes([ours]) == same_bytes([theirs])
+    assert len(ours) > 262_144
+    assert any(len(piece) < 262_144 for piece in sent[1:3])  # the big piece: a part, the rest
+
+
 def test_the_worker_keeps_the_collector_off_what_the_app_loaded(tmp_path):
     """Under the shipped config and worker, what loading the app made is frozen (out of the
     collector's walks), objects made later are still collected, and the first threshold is the

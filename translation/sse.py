@@ -13,6 +13,18 @@ class EventSplitter:
 
     def feed(self, data: bytes) -> list[bytes]:
         buf = self._buf + data if self._buf else data
+        if b"\r" not in buf:  # "\n\n" the only boundary (OpenAI's, Anthropic's framing)
+            end = buf.find(b"\n\n") + 2  # 1: none
+            if end == len(buf) and end > 1:  # one whole event: a slow stream's usual read
+                self._buf = b""
+                return [buf]
+            events, start = [], 0
+            while end > 1:
+                events.append(buf[start:end])
+                start = end
+                end = buf.find(b"\n\n", start) + 2
+            self._buf = buf[start:]
+            return events
         events, start = [], 0
         for match in _BOUNDARY.finditer(buf):
             events.append(buf[start:match.end()])

@@ -157,3 +157,30 @@ def test_upstream_error_event_becomes_the_clients_error():
     error = json.loads(event_data(EventSplitter().feed(out)[-2]))
     assert "Overloaded" in error["error"]["message"]
     assert openai.DONE in out
+
+
+def test_event_splitter_cuts_any_stream_cut_anywhere_as_the_boundary_pattern_does():
+    """Whole events with their own terminators, whichever of the three line ends a stream uses
+    (or mixes), however its bytes were cut into reads: the `\\n\\n`-only fast path and the
+    general one agree with a plain scan for the boundary pattern."""
+    import random
+
+    from translation.sse import _BOUNDARY
+
+    def scanned(stream: bytes) -> tuple[list[bytes], bytes]:
+        events, start = [], 0
+        for match in _BOUNDARY.finditer(stream):
+            events.append(stream[start:match.end()])
+            start = match.end()
+        return events, stream[start:]
+
+    rng = random.Random(20261203)
+    with_cr = [b"\n", b"\r", b"a", b"data: x", b"\n\n", b"\r\n", b"\r\n\r\n", b":", b" "]
+    for alphabet in (with_cr, [p for p in with_cr if b"\r" not in p]):
+        for _ in range(20_000):
+            stream = b"".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+            cuts = sorted(rng.randint(0, len(stream)) for _ in range(rng.randint(0, 5)))
+            splitter, got = EventSplitter(), []
+            for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True):
+                got += splitter.feed(stream[a:b])
+            assert (got, splitter.pending) == scanned(stream), stream
