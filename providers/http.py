@@ -429,6 +429,22 @@ class UpstreamResponse:
             self._raw.release_conn()
         return data
 
+    def lift_read_timeout(self) -> float | None:
+        """Take the socket's read timeout off for the rest of this answer and return it, for the
+        caller to enforce over the whole stream (None: there was none, nothing changed). Under
+        gevent each read with a timeout makes, starts and closes a timer of its own: for a slow
+        stream's events, one read each, that was a sixth of a relaying worker's CPU. A request
+        sent later on this pooled connection sets its own timeouts again (urllib3 does)."""
+        sock = getattr(getattr(self._raw, "_connection", None), "sock", None)
+        if sock is None and self._fp is not None:  # an answer that closes its connection: the
+            # connection let go of the socket, the answer reads it through a socket.SocketIO
+            sock = getattr(getattr(self._fp.fp, "raw", None), "_sock", None)
+        seconds = sock.gettimeout() if sock is not None else None
+        if not seconds:
+            return None
+        sock.settimeout(None)
+        return seconds
+
     def interrupt(self) -> None:
         """Wake a read of this stream blocked in another greenlet: the socket is shut for
         reading, so the read returns (or raises) at once. Nothing is thrown into the reader."""

@@ -5,6 +5,8 @@ disconnect only when it next writes, so while the upstream is silent a watcher g
 on the client socket and, the moment the client hangs up, wakes the upstream read by shutting
 its socket for reading. No exception is thrown into the request's greenlet: one delivered
 asynchronously could land anywhere after the read (in the settlement, say) and lose a charge.
+A read that waits longer than the upstream read timeout is woken the same way, by one timer per
+stream (`_StallWatch`) instead of one per read.
 """
 
 import logging
@@ -64,8 +66,9 @@ def _relay(resp, tap, *, max_seconds, client_socket, on_close):
     or "client_gone".
     """
     splitter = EventSplitter()
-    state = {"reading": False, "gone": False}
+    state = {"reading": False, "gone": False, "stalled": False}
     watcher = _watch_client(client_socket, resp, state)
+    stalls = _StallWatch.start(resp, state)
     deadline = time.monotonic() + max_seconds
     outcome = "client_gone"  # what a GeneratorExit at a yield means
     try:
@@ -73,13 +76,21 @@ def _relay(resp, tap, *, max_seconds, client_socket, on_close):
             if state["gone"]:
                 return
             state["reading"] = True
+            if stalls is not None:
+                stalls.read_from = time.monotonic()
             try:
                 data = resp.read()
+            except GatewayError:
+                if state["stalled"] and not state["gone"]:
+                    raise _stalled() from None
+                raise
             finally:
                 state["reading"] = False
             if not data:
                 if state["gone"]:  # the watcher woke the read: the client left
                     return
+                if state["stalled"]:
+                    raise _stalled()
                 break
             # everything one read brought goes out in one write: fewer syscalls per stream
             events = splitter.feed(data)
@@ -115,9 +126,56 @@ def _relay(resp, tap, *, max_seconds, client_socket, on_close):
     finally:
         if watcher is not None:
             watcher.kill(block=False)
+        if stalls is not None:
+            stalls.stop()
         resp.close()
         if on_close is not None:
             on_close(tap, outcome)
+
+
+def _stalled() -> UpstreamTimeout:
+    return UpstreamTimeout("the upstream stopped sending")
+
+
+class _StallWatch:
+    """The upstream read timeout of one stream under gevent: the socket's own timeout is lifted
+    and one timer checks, when it is due, how long the current read has waited (`read_from`,
+    set by the relay before each read). A read that waited the whole timeout is woken
+    (`resp.interrupt()`) with `state["stalled"]` set; time spent writing to the client does not
+    count, as it did not with the socket's timeout."""
+
+    @classmethod
+    def start(cls, resp, state):
+        if not monkey.is_module_patched("socket"):
+            return None  # blocking sockets: their own timeout stays
+        seconds = resp.lift_read_timeout()
+        return None if seconds is None else cls(resp, state, seconds)
+
+    def __init__(self, resp, state, seconds: float):
+        self.resp, self.state, self.seconds = resp, state, seconds
+        self.read_from = time.monotonic()
+        self._loop = gevent.get_hub().loop
+        self._timer = None
+        self._arm(seconds)
+
+    def _arm(self, after: float) -> None:
+        self._timer = self._loop.timer(after)
+        self._timer.start(self._due)
+
+    def _due(self) -> None:  # runs in the hub: nothing here may block
+        self._timer.close()
+        self._timer = None
+        waited = time.monotonic() - self.read_from
+        if not self.state["reading"] or waited < self.seconds:
+            self._arm(self.seconds if not self.state["reading"] else self.seconds - waited)
+            return
+        self.state["stalled"] = True
+        self.resp.interrupt()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.close()
+            self._timer = None
 
 
 def _watch_client(client_socket, resp, state):

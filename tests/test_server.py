@@ -180,3 +180,56 @@ def test_embeddings_split_for_gemini_run_in_parallel(upstream, tmp_path, monkeyp
         assert 2 <= upstream.most_in_flight <= 4
     finally:
         srv.stop()
+
+
+@pytest.fixture
+def impatient_server(upstream, tmp_path, monkeypatch):
+    """The real server with a 1 s upstream read timeout."""
+    monkeypatch.setenv(UPSTREAM_KEY_ENV, UPSTREAM_KEY)
+    srv = GunicornServer(tmp_path, providers=every_provider_type(upstream),
+                         env={"GATEWAY_UPSTREAM_READ_TIMEOUT": "1"})
+    srv.key = srv.create_key()
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def _stream(server, model="gpt-test"):
+    started = time.monotonic()
+    with requests.post(f"{server.url}/v1/chat/completions", stream=True, timeout=20,
+                       headers={"Authorization": f"Bearer {server.key}"},
+                       json={"model": model, "stream": True,
+                             "messages": [{"role": "user", "content": "x"}]}) as resp:
+        assert resp.status_code == 200
+        return resp.content, time.monotonic() - started
+
+
+def test_a_stream_whose_upstream_goes_silent_ends_with_a_timeout_error(impatient_server,
+                                                                        upstream):
+    """Silent for 8 s after its second chunk, past the 1 s read timeout: the client gets what
+    came, then an error event, about a second after the silence began; and it is charged."""
+    upstream.push(Script(content="alpha beta gamma delta", silence_after_first=8, silence_at=2,
+                         usage=None))
+    body, took = _stream(impatient_server)
+    assert b'"content": "alpha"' in body and b'"content": " beta"' in body
+    assert b'"content": " gamma"' not in body
+    assert body.endswith(b'"code": "upstream_timeout"}}\n\ndata: [DONE]\n\n'), body[-300:]
+    assert 0.9 < took < 4, took
+    deadline = time.monotonic() + 10
+    while "partial" not in (shown := impatient_server.flask("credits", "show", "alice")):
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.2)
+
+
+def test_a_stream_longer_than_the_read_timeout_with_shorter_gaps_completes(impatient_server,
+                                                                           upstream):
+    """Gaps of 0.4 s, 3 s in all, against a 1 s read timeout: the timeout is per silence, not
+    per stream; and a stream after it on the same upstream connection has its timeout too."""
+    upstream.push(Script(content="one two three four five six seven", chunk_gap=0.4))
+    body, took = _stream(impatient_server)
+    assert body.endswith(b"data: [DONE]\n\n") and b"error" not in body
+    assert b'"content": " seven"' in body and took > 2.5
+    upstream.push(Script(content="alpha beta gamma", silence_after_first=8, silence_at=1,
+                         usage=None))
+    body, took = _stream(impatient_server)
+    assert b'"code": "upstream_timeout"' in body and took < 4, (body[-300:], took)
