@@ -56,6 +56,7 @@ JSON = [("Content-Type", "application/json")]
     ("POST", JSON, [b"data: 1\n\n", b"data: 2\n\n", b"data: [DONE]\n\n"]),  # chunked
     ("HEAD", JSON + [("Content-Length", "2")], [b"{}"]),
     ("POST", JSON + [("Content-Length", str(COALESCE_MAX + 1))], [b" " * (COALESCE_MAX + 1)]),
+    ("POST", JSON, [b" " * (COALESCE_MAX + 1), b"data: 2\n\n"]),  # chunked, a large first piece
 ])
 def test_the_header_block_goes_out_with_the_first_piece(method, headers, pieces):
     ours = answer(OneSendResponse, method, headers, pieces)
