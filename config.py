@@ -22,6 +22,7 @@ DEFAULTS = {
     # Request handling.
     "MAX_CONTENT_LENGTH": 8 * 1024 * 1024,  # bytes; larger bodies get 413
     "KEY_CACHE_TTL": 5.0,  # seconds a key lookup is cached; a revoke takes effect within this
+    # (and the time of a lookup already out for the key, at most a second more)
     "KEY_CACHE_SIZE": 10_000,
     # Upstream calls.
     "UPSTREAM_CONNECT_TIMEOUT": 5.0,

@@ -74,40 +74,70 @@ class KeyStore:
     A Caller carries its plan, so a plan change takes effect within `ttl` too."""
 
     def __init__(self, ttl: float, size: int, plans: PlanBook):
-        self._cache = TTLCache(maxsize=size, ttl=ttl, timer=time.monotonic)
+        # entries (read at, Caller or None) are kept twice the ttl: once one is due to be read
+        # again, the one request reading it lets the others go on with it (see `cached`)
+        self.ttl = ttl
+        self._cache = TTLCache(maxsize=size, ttl=2 * ttl, timer=time.monotonic)
+        self._reading: dict[str, float] = {}  # digest -> since when a request is reading it
         self._lock = Lock()
         self.plans = plans
 
     def cached(self, presented: str | None) -> Caller | None:
         """The Caller for a usable key resolved within the last `ttl` seconds, else None (not
-        looked up: then ask `authenticate`)."""
-        if not presented or len(presented) > 256:
-            return None
-        with self._lock:
-            found = self._cache.get(digest(presented))
-        if found is None or (found.expires_at is not None and found.expires_at <= utcnow()):
-            return None
-        return found
+        looked up: then ask `authenticate`).
 
-    def authenticate(self, session, presented: str | None) -> Caller | None:
-        """The Caller for a usable key, else None; at most one database query per key per ttl."""
+        An entry due to be read again that another request is reading now (in `authenticate`)
+        gives the last answer meanwhile. Without that, every request in flight when the entry
+        went stale read the failed-auth counter and queried the database, the same key each.
+        A revocation still takes effect within `ttl` and the time of that read (at most
+        `READ_CLAIM_SECONDS` more: a read that takes longer is not waited for)."""
         if not presented or len(presented) > 256:
             return None
         wanted = digest(presented)
         with self._lock:
-            found = self._cache.get(wanted, _MISSING)
-        if found is _MISSING:
+            entry = self._cache.get(wanted)
+            if entry is None:
+                return None
+            read_at, found = entry
+            now = time.monotonic()
+            if now - read_at >= self.ttl:
+                since = self._reading.get(wanted)
+                if since is None or now - since > READ_CLAIM_SECONDS:
+                    return None  # due: the caller asks `authenticate`
+        return _usable(found)
+
+    def authenticate(self, session, presented: str | None) -> Caller | None:
+        """The Caller for a usable key, else None; at most one database query per key per ttl
+        (per process), and while one is out for a key the last answer serves."""
+        if not presented or len(presented) > 256:
+            return None
+        wanted = digest(presented)
+        with self._lock:
+            entry = self._cache.get(wanted)
+            now = time.monotonic()
+            due = entry is None or now - entry[0] >= self.ttl
+            if due and entry is not None:
+                since = self._reading.get(wanted)
+                if since is not None and now - since <= READ_CLAIM_SECONDS:
+                    due = False  # another request is reading it now
+            if due:
+                self._reading[wanted] = now
+        if not due:
+            return _usable(entry[1])
+        try:
             found = self._load(session, wanted)
             with self._lock:
-                self._cache[wanted] = found
-        if found is None or (found.expires_at is not None and found.expires_at <= utcnow()):
-            return None
-        return found
+                self._cache[wanted] = (time.monotonic(), found)
+        finally:
+            with self._lock:
+                self._reading.pop(wanted, None)
+        return _usable(found)
 
     def forget(self):
         """Drop every cached entry (used after revocations made in this process)."""
         with self._lock:
             self._cache.clear()
+            self._reading.clear()
 
     def _load(self, session, wanted: str) -> Caller | None:
         # Plain columns, not ORM objects: the rollback below expires objects, and reading one
@@ -131,4 +161,10 @@ class KeyStore:
                       expires_at=row.expires_at, plan=plan, is_admin=bool(row.is_admin))
 
 
-_MISSING = object()
+READ_CLAIM_SECONDS = 1.0  # how long others go on with a due entry while one request reads it
+
+
+def _usable(found: Caller | None) -> Caller | None:
+    if found is None or (found.expires_at is not None and found.expires_at <= utcnow()):
+        return None
+    return found
