@@ -435,7 +435,7 @@ class UpstreamResponse:
         gevent each read with a timeout makes, starts and closes a timer of its own: for a slow
         stream's events, one read each, that was a sixth of a relaying worker's CPU. A request
         sent later on this pooled connection sets its own timeouts again (urllib3 does)."""
-        sock = getattr(getattr(self._raw, "_connection", None), "sock", None)
+        sock = getattr(getattr(self._raw, "connection", None), "sock", None)
         if sock is None and self._fp is not None:  # an answer that closes its connection: the
             # connection let go of the socket, the answer reads it through a socket.SocketIO
             sock = getattr(getattr(self._fp.fp, "raw", None), "_sock", None)

@@ -96,15 +96,9 @@ class KeyStore:
         wanted = digest(presented)
         with self._lock:
             entry = self._cache.get(wanted)
-            if entry is None:
-                return None
-            read_at, found = entry
-            now = time.monotonic()
-            if now - read_at >= self.ttl:
-                since = self._reading.get(wanted)
-                if since is None or now - since > READ_CLAIM_SECONDS:
-                    return None  # due: the caller asks `authenticate`
-        return _usable(found)
+            if entry is None or self._due(wanted, entry, time.monotonic()):
+                return None  # the caller asks `authenticate`
+        return _usable(entry[1])
 
     def authenticate(self, session, presented: str | None) -> Caller | None:
         """The Caller for a usable key, else None; at most one database query per key per ttl
@@ -115,11 +109,7 @@ class KeyStore:
         with self._lock:
             entry = self._cache.get(wanted)
             now = time.monotonic()
-            due = entry is None or now - entry[0] >= self.ttl
-            if due and entry is not None:
-                since = self._reading.get(wanted)
-                if since is not None and now - since <= READ_CLAIM_SECONDS:
-                    due = False  # another request is reading it now
+            due = entry is None or self._due(wanted, entry, now)
             if due:
                 self._reading[wanted] = now
         if not due:
@@ -132,6 +122,14 @@ class KeyStore:
             with self._lock:
                 self._reading.pop(wanted, None)
         return _usable(found)
+
+    def _due(self, wanted: str, entry: tuple, now: float) -> bool:
+        """Whether an entry is to be read again by this caller: older than the ttl and not
+        being read by another request (for at most READ_CLAIM_SECONDS). Under the lock."""
+        if now - entry[0] < self.ttl:
+            return False
+        since = self._reading.get(wanted)
+        return since is None or now - since > READ_CLAIM_SECONDS
 
     def forget(self):
         """Drop every cached entry (used after revocations made in this process)."""

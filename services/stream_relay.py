@@ -165,10 +165,11 @@ class _StallWatch:
     def _due(self) -> None:  # runs in the hub: nothing here may block
         self._timer.close()
         self._timer = None
+        if not self.state["reading"]:  # writing to the client: a read's wait starts anew
+            return self._arm(self.seconds)
         waited = time.monotonic() - self.read_from
-        if not self.state["reading"] or waited < self.seconds:
-            self._arm(self.seconds if not self.state["reading"] else self.seconds - waited)
-            return
+        if waited < self.seconds:
+            return self._arm(self.seconds - waited)
         self.state["stalled"] = True
         self.resp.interrupt()
 
