@@ -368,6 +368,7 @@ class UpstreamResponse:
         direct = (fp is not None and hasattr(fp, "read1")
                   and not resp.headers.get("content-encoding"))
         self._fp = fp if direct else None
+        self._chunks = None  # a stream's chunked framing, undone here (expect_stream)
 
     def body(self) -> bytes:
         """The whole body; a JSON error object sent with a 2xx status raises UpstreamError."""
@@ -406,9 +407,12 @@ class UpstreamResponse:
             self.body()  # an error body on 200 raises here
             raise UpstreamUnavailable(f"provider {self.upstream.name} did not stream",
                                       fault="protocol")
+        self._chunks = ChunkedBody.over(self._fp)
 
     def read(self, size: int = READ_SIZE) -> bytes:
         """The next bytes of a stream as they arrive (b"" at its end)."""
+        if self._chunks is not None:
+            return self._read_chunks(size)
         if self._fp is not None:
             return self._read_direct(size)
         try:
@@ -427,6 +431,19 @@ class UpstreamResponse:
             raise UpstreamUnavailable("the upstream connection broke mid-stream") from exc
         if not data and self._fp.isclosed():  # the whole body was read: the link is reusable
             self._raw.release_conn()
+        return data
+
+    def _read_chunks(self, size: int) -> bytes:
+        try:
+            data = self._chunks.read(size)
+        except (TimeoutError, requests.Timeout) as exc:
+            raise UpstreamTimeout("the upstream stopped sending") from exc
+        except Exception as exc:  # IncompleteRead, OSError, a bad chunk: the link broke
+            raise UpstreamUnavailable("the upstream connection broke mid-stream") from exc
+        if not data:  # the last chunk and the trailers were read: the link is reusable
+            self._fp._close_conn()  # as http.client does at the end of a chunked body
+            if self._chunks.clean:
+                self._raw.release_conn()
         return data
 
     def lift_read_timeout(self) -> float | None:
@@ -455,6 +472,121 @@ class UpstreamResponse:
 
     def close(self) -> None:
         self._resp.close()
+
+
+class ChunkedBody:
+    """A streamed answer's chunked framing undone as its bytes arrive, read from the socket.
+
+    http.client's read1 takes five Python calls and a buffered reader over a socket.SocketIO
+    for each chunk (the size line through readline, then the data, then the CRLF), and a slow
+    stream's chunk is one event: this reads the socket once and splits what came. The framing
+    is RFC 9112's, read as leniently as http.client reads it: a size in hex (extensions after
+    ';' ignored), the data, CRLF; a size of 0 ends it, after optional trailer lines and an
+    empty line. Anything else, or the connection ending first, raises (the caller maps it to a
+    broken stream).
+    """
+
+    __slots__ = ("_recv", "_then", "_buf", "_left", "_skip", "done", "clean")
+    MAX_LINE = 4096  # a size line (or the trailers) longer than this is not HTTP
+
+    def __init__(self, recv, then=None):
+        self._recv = recv  # like socket.recv: blocks (cooperatively under gevent), b"" at the end
+        self._then = then  # the recv for the reads after the first, if another
+        self._buf = b""  # received, not yet split
+        self._left = 0  # data bytes of the current chunk still to come
+        self._skip = 0  # bytes of the CRLF after the current chunk's data still to come
+        self.done = False
+        self.clean = True  # nothing came after the end (the connection can be used again)
+
+    @classmethod
+    def over(cls, fp) -> "ChunkedBody | None":
+        """One for an http.client response whose chunked body is unread; None for any other
+        body (read as before). Its first read takes what the response's buffered reader holds
+        already (or reads the socket through it), the later ones read the socket itself."""
+        if fp is None or not getattr(fp, "chunked", False) or fp.chunk_left is not None:
+            return None
+        reader = getattr(fp, "fp", None)
+        sock = getattr(getattr(reader, "raw", None), "_sock", None)
+        if sock is None or not isinstance(reader, io.BufferedReader):
+            return None
+        # read1 gives what the reader holds, else reads the socket once: either way the reader
+        # is empty after it, its buffer (makefile's 8 kB) being below the size asked for
+        return cls(reader.read1, then=sock.recv)
+
+    def read(self, size: int) -> bytes:
+        """The next data bytes as they come (b"" once the body ended)."""
+        while not self.done:
+            if self._buf:
+                out = self._split()
+                if out or self.done:
+                    return out
+            if self._then is None:
+                data = self._recv(size)
+            else:
+                data = self._recv(max(size, READ_SIZE))
+                self._recv, self._then = self._then, None
+            if not data:
+                raise http.client.IncompleteRead(self._buf)
+            self._buf = self._buf + data if self._buf else data
+        return b""
+
+    def _split(self) -> bytes:
+        buf, pieces, pos = self._buf, [], 0
+        if not self._left and not self._skip:  # the usual slow-stream read: one whole chunk
+            end = buf.find(b"\r\n")
+            if 0 < end < 9 and buf[len(buf) - 2:] == b"\r\n":
+                try:
+                    size = int(buf[:end], 16)
+                except ValueError:  # an extension (or junk): the general case below
+                    size = 0
+                if size > 0 and len(buf) == end + size + 4:
+                    self._buf = b""
+                    return buf[end + 2:end + 2 + size]
+        n = len(buf)
+        while pos < n:
+            if self._left:
+                take = min(self._left, n - pos)
+                pieces.append(buf[pos:pos + take])
+                pos += take
+                self._left -= take
+                if not self._left:
+                    self._skip = 2
+                continue
+            if self._skip:
+                take = min(self._skip, n - pos)
+                if buf[pos:pos + take] != b"\r\n"[2 - self._skip:2 - self._skip + take]:
+                    raise ValueError("chunk data not followed by CRLF")
+                pos += take
+                self._skip -= take
+                continue
+            end = buf.find(b"\r\n", pos)
+            if end < 0:
+                if n - pos > self.MAX_LINE:
+                    raise ValueError("chunk size line too long")
+                break
+            size = _hex_size(buf[pos:end])
+            if size == 0:  # the last chunk: trailer lines (if any), then an empty line
+                close = end if buf[end:end + 4] == b"\r\n\r\n" else buf.find(b"\r\n\r\n", end)
+                if close < 0:
+                    if n - end > self.MAX_LINE:
+                        raise ValueError("trailers too long")
+                    break
+                self.done = True
+                self.clean = close + 4 == n
+                pos = n
+                break
+            self._left, pos = size, end + 2
+        self._buf = buf[pos:] if pos < n else b""
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
+def _hex_size(line: bytes) -> int:
+    """A chunk size line's size, read as http.client reads it (extensions after ';' ignored);
+    ValueError for a line that is not a size."""
+    size = int(line.split(b";", 1)[0], 16)
+    if size < 0:
+        raise ValueError(f"bad chunk size line {line[:40]!r}")
+    return size
 
 
 def send(session, url, *, body: bytes, headers: dict, timeout, upstream) -> UpstreamResponse:

@@ -117,7 +117,9 @@ def test_client_leaves_before_final_usage(live, client_format, provider):
 
 def test_abandoned_stream_is_accounted_for(live):
     """The client gives up before the first byte and the SDK retries: two upstream calls, both
-    on the books. The abandoned one is closed at once and costs its prompt (our count)."""
+    on the books. The abandoned one is charged as cut short: its whole answer came in one piece
+    once the upstream started (after the client left), so what one read brought, the upstream's
+    own count included, is on its record; had less come, our count of its prompt."""
     import openai
     before, calls_before = record_count(live), len(live.upstream.received)
     live.upstream.push(Script(delay=1.5), Script())
@@ -136,5 +138,5 @@ def test_abandoned_stream_is_accounted_for(live):
                                .order_by(UsageRecord.id.desc()).limit(calls)).all()
     assert record_count(live) == before + calls, "an upstream call was left off the books"
     abandoned = [r for r in records if r.partial]
-    assert len(abandoned) == 1 and abandoned[0].estimated and abandoned[0].input_tokens > 0
+    assert len(abandoned) == 1 and abandoned[0].input_tokens > 0
     assert abandoned[0].price > 0
