@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/prod.py [--seconds 8] [--warmup 2] [--workers 2] [--concurrency 32]
         [--levels 1000,5000,10000] [--chunks 30] [--chunk-interval 1] [--skip-load]
-        [--skip-levels] [--database-url URL] [--redis-url URL] [--gateway-root DIR]
+        [--skip-levels] [--relay-streams 1000] [--relay-chunks 10] [--database-url URL]
+        [--redis-url URL] [--gateway-root DIR]
 
 Setups, each the real gateway (`gunicorn -c gunicorn.conf.py wsgi:app`) configured only through
 the environment, against the fast fake upstream (bench/fake_upstream.py):
@@ -23,6 +24,10 @@ open at once (opened over `--ramp` seconds), the upstream sending one chunk ever
 `--chunk-interval` seconds, `--chunks` chunks each; each level is bounded by a deadline. It
 reports how many streams completed, how many were refused with 503, the gateway's CPU per
 relayed chunk and the RSS of all gateway processes at the start, at the peak and after the load.
+A level's CPU per chunk includes each stream's own request (its connection, key, limits, hold,
+upstream connection and settlement); the relay cost splits the two: `--relay-streams` streams
+of `--relay-chunks` chunks, then as many of four times that, 0.5 s apart, and the gateway's CPU
+of the second less the first's, over the events more, is the CPU per relayed chunk alone.
 Every process it started is stopped on exit, also on errors and Ctrl-C.
 """
 
@@ -91,13 +96,18 @@ def reset_backends(database_url: str, redis_url: str):
 
 def start_gateway(servers: Servers, root: str, *, name: str, workers: int, fast_url: str,
                   slow_url: str | None, database_url: str | None, redis_url: str | None,
-                  worker_connections: int | None) -> tuple[str, str, subprocess.Popen]:
+                  worker_connections: int | None,
+                  more: dict[str, str] | None = None) -> tuple[str, str, subprocess.Popen]:
+    """`more`: model -> upstream URL, each served by a provider of its own."""
     port = free_port()
     providers = [{"name": "bench", "type": "openai", "base_url": fast_url + "/v1",
                   "api_key_env": "BENCH_UPSTREAM_KEY", "models": [MODEL]}]
     if slow_url:
         providers.append({"name": "slow", "type": "openai", "base_url": slow_url + "/v1",
                           "api_key_env": "BENCH_UPSTREAM_KEY", "models": [SLOW_MODEL]})
+    for model, url in (more or {}).items():
+        providers.append({"name": model, "type": "openai", "base_url": url + "/v1",
+                          "api_key_env": "BENCH_UPSTREAM_KEY", "models": [model]})
     env = {**os.environ,
            "GATEWAY_CONFIG": "/nonexistent.toml",
            "GATEWAY_PROVIDERS": json.dumps(providers),
@@ -172,10 +182,14 @@ def run_load(url: str, key: str, *, stream: bool, concurrency: int, pids: list[i
 
 
 def level_test(url: str, key: str, gateway: subprocess.Popen, upstream: subprocess.Popen,
-               streams: int, backends: list[str], log_path: str, args) -> dict:
-    argv = ["--port", url.rsplit(":", 1)[1], "--key", key, "--model", SLOW_MODEL, "--stream",
-            "--level", str(streams), "--ramp", str(args.ramp), "--events", str(args.chunks + 4),
-            "--deadline", str(args.chunks * args.chunk_interval + 60),
+               streams: int, backends: list[str], log_path: str, args, *, model=SLOW_MODEL,
+               chunks: int | None = None, interval: float | None = None,
+               ramp: float | None = None) -> dict:
+    chunks = chunks or args.chunks
+    interval, ramp = interval or args.chunk_interval, ramp or args.ramp
+    argv = ["--port", url.rsplit(":", 1)[1], "--key", key, "--model", model, "--stream",
+            "--level", str(streams), "--ramp", str(ramp), "--events", str(chunks + 4),
+            "--deadline", str(chunks * interval + 60),
             "--pids", str(upstream.pid), str(gateway.pid), *backends]
     log_start = os.path.getsize(log_path)
     start_rss, peak = rss_bytes(gateway), [0]
@@ -188,7 +202,7 @@ def level_test(url: str, key: str, gateway: subprocess.Popen, upstream: subproce
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
-        result = loadgen(argv, args.ramp + args.chunks * args.chunk_interval + 180)
+        result = loadgen(argv, ramp + chunks * interval + 180)
     finally:
         stop.set()
         sampler.join()
@@ -284,6 +298,25 @@ def level_report(levels: list[dict], args) -> list[str]:
     return lines
 
 
+def relay_report(short: dict, long: dict, args) -> list[str]:
+    """The CPU per relayed chunk alone, and per stream for the rest, from two runs that differ
+    only in their streams' length."""
+    events = long["events"] - short["events"]
+    gateway = long["pid_cpu_s"][1] - short["pid_cpu_s"][1]
+    upstream = long["pid_cpu_s"][0] - short["pid_cpu_s"][0]
+    per_event = gateway / events if events > 0 else 0.0
+    fixed = (short["pid_cpu_s"][1] - per_event * short["events"]) / short["streams"]
+    n, c = args.relay_streams, args.relay_chunks
+    complete = [r["outcomes"].get("complete", 0) for r in (short, long)]
+    return [
+        "", f"Relay cost: {n} streams of {c} chunks, then {n} of {4 * c}, 0.5 s apart, through "
+        f"pg+redis with {args.workers} workers ({complete[0]} and {complete[1]} complete). "
+        f"Gateway CPU per relayed chunk alone: {per_event * 1e6:.0f} us (the fake upstream's "
+        f"own: {upstream / events * 1e6 if events > 0 else 0:.0f} us); per stream, its request, "
+        f"connections, hold and settlement: {fixed * 1000:.2f} ms.",
+    ]
+
+
 def main():
     parser = argparse.ArgumentParser(description="Embedded vs production setup benchmark.")
     parser.add_argument("--seconds", type=float, default=8, help="measured seconds per scenario")
@@ -296,6 +329,10 @@ def main():
     parser.add_argument("--chunk-interval", type=float, default=1.0,
                         help="seconds between slow-stream chunks")
     parser.add_argument("--ramp", type=float, default=10, help="seconds to open a level's streams")
+    parser.add_argument("--relay-streams", type=int, default=1000,
+                        help="streams per run of the relay cost (0: not measured)")
+    parser.add_argument("--relay-chunks", type=int, default=10,
+                        help="chunks per stream of the relay cost's first run (x4 the second)")
     parser.add_argument("--settle", type=float, default=10,
                         help="seconds after a level before reading the RSS 'after'")
     parser.add_argument("--worker-connections", type=int, default=None,
@@ -326,12 +363,18 @@ def main():
             slow_url, slow = start_upstream(servers, "slow-upstream", workers=2,
                                             delay_ms=args.chunk_interval * 1000,
                                             chunks=args.chunks)
+        relay = {}  # model -> (chunks, url, process): the relay cost's two upstreams
+        if levels and args.relay_streams:
+            for chunks in (args.relay_chunks, 4 * args.relay_chunks):
+                relay[f"bench-relay-{chunks}"] = (chunks, *start_upstream(
+                    servers, f"relay-upstream-{chunks}", workers=2, delay_ms=500,
+                    chunks=chunks))
         setups = [("direct", 0, False), ("sqlite, 1 worker", 1, False),
                   ("pg+redis, 1 worker", 1, True),
                   (f"pg+redis, {args.workers} workers", args.workers, True)]
         if args.skip_load:
             setups = setups[-1:]
-        rows, level_rows = [], []
+        rows, level_rows, relay_rows = [], [], []
         for setup, workers, production in setups:
             if setup == "direct":
                 url, key, pids = fast_url, UPSTREAM_KEY, [fast.pid]
@@ -343,7 +386,9 @@ def main():
                     slow_url=slow_url if setup == setups[-1][0] else None,
                     database_url=args.database_url if production else None,
                     redis_url=args.redis_url if production else None,
-                    worker_connections=args.worker_connections)
+                    worker_connections=args.worker_connections,
+                    more={m: u for m, (_, u, _) in relay.items()}
+                    if setup == setups[-1][0] else None)
                 pids = [fast.pid, gateway.pid]
             if not args.skip_load:
                 for stream in (False, True):
@@ -360,6 +405,13 @@ def main():
                     level_rows.append(level_test(
                         url, key, gateway, slow, streams, matches(args, True),
                         os.path.join(servers.workdir, f"{name}.log"), args))
+                for model, (chunks, _, upstream) in relay.items():
+                    print(f"relay cost: {args.relay_streams} streams of {chunks} chunks ...",
+                          file=sys.stderr, flush=True)
+                    relay_rows.append(level_test(
+                        url, key, gateway, upstream, args.relay_streams, matches(args, True),
+                        os.path.join(servers.workdir, f"{name}.log"), args, model=model,
+                        chunks=chunks, interval=0.5, ramp=5))
             if setup != "direct":
                 servers.procs = [(n, p) for n, p in servers.procs if p is not gateway]
                 os.killpg(gateway.pid, signal.SIGTERM)
@@ -368,10 +420,12 @@ def main():
             out += load_report(rows, args)
         if level_rows:
             out += level_report(level_rows, args)
+        if relay_rows:
+            out += relay_report(*relay_rows, args)
         print("\n".join(out))
         errors = sum(r["errors"] for *_, r in rows)
         failed = errors > 0 or any(r["outcomes"].get("complete", 0) < r["streams"]
-                                   for r in level_rows)
+                                   for r in level_rows + relay_rows)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
     finally:
