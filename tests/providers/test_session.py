@@ -201,3 +201,27 @@ def test_a_request_goes_out_in_one_send_with_its_body():
         assert bodyless.startswith(b"GET /v1/models") and bodyless.endswith(b"\r\n\r\n")
     finally:
         upstream.close()
+
+
+def test_the_upstream_answer_reads_as_requests_gives_it_without_a_cookie_jar_made(upstream):
+    """The session's answers are requests Responses built without the per-answer cookie jar and
+    header copy: headers case-insensitive, values, encoding and body as requests gives them;
+    cookies, if asked for, an empty jar (a proxy keeps none, Set-Cookie or not)."""
+    import requests
+    from requests.cookies import RequestsCookieJar
+
+    url, body = upstream.url + "/v1/chat/completions", {**CHAT, "model": "m"}
+    headers = {"Set-Cookie": "track=1; Path=/", "Retry-After": "7"}
+    upstream.push(Script(headers=headers))
+    reply = pooled_session(4).post_stream(url, body=json.dumps(body).encode(), timeout=(5, 5),
+                                          headers={"Content-Type": "application/json"})
+    upstream.push(Script(headers=headers))
+    plain = requests.post(url, json=body, timeout=5)  # requests' own Response, for comparison
+    assert reply.status_code == plain.status_code == 200
+    for name in ("retry-after", "RETRY-AFTER", "Content-Type", "set-cookie"):
+        assert reply.headers.get(name) == plain.headers.get(name) is not None
+    assert reply.encoding == plain.encoding and reply.reason == plain.reason
+    assert json.loads(reply.content)["choices"] == json.loads(plain.content)["choices"]
+    assert isinstance(reply.cookies, RequestsCookieJar) and not list(reply.cookies)
+    reply.cookies = jar = RequestsCookieJar()
+    assert reply.cookies is jar
