@@ -61,7 +61,7 @@ def finish(response):
 
 def _done(metrics, billing, info, status, method, path):
     seconds = time.monotonic() - info.started
-    metrics.settle_queue.set(billing.queue.qsize())
+    metrics.settle_queue_depth(billing.queue.qsize())
     if info.rate_limited:
         metrics.rate_limited.labels(info.family or "other").inc()
     metrics.request_done(info, status, seconds)

@@ -280,6 +280,8 @@ class _LeanAdapter(HTTPAdapter):
     connections are _KeptConnection's."""
 
     def __init__(self, *args, **kwargs):
+        self._pools: dict[tuple, HTTPConnectionPool] = {}  # (URL, verify, cert) -> its pool, while
+        # the pool manager holds it (made before super().__init__, which makes the manager)
         super().__init__(*args, **kwargs)
         self._pool_keys: dict[tuple, tuple] = {}  # (URL, verify, cert) -> pool key attributes
         self._paths: dict[str, str] = {}  # URL -> the path sent in the request line
@@ -287,14 +289,29 @@ class _LeanAdapter(HTTPAdapter):
     def init_poolmanager(self, *args, **kwargs):
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        self._pools.clear()
+        # a pool the manager lets go of (evicted past pool_connections hosts, or all of them on
+        # clear()) is forgotten here too: the next request asks the manager again
+        self.poolmanager.pools.dispose_func = self._forget_pool
+
+    def _forget_pool(self, pool) -> None:
+        for key in [k for k, kept in self._pools.items() if kept is pool]:
+            self._pools.pop(key, None)
 
     def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
         if proxies:
             return super().get_connection_with_tls_context(request, verify, proxies, cert)
         key = (request.url, verify, cert if cert is None or isinstance(cert, str) else tuple(cert))
-        host_params, pool_kwargs = _remembered(self._pool_keys, key,
-                                               lambda: self._pool_key(request, verify, cert))
-        return self.poolmanager.connection_from_host(**host_params, pool_kwargs=pool_kwargs)
+        pool = self._pools.get(key)
+        if pool is None:  # not asked for yet, or the pool manager let go of it since
+            host_params, pool_kwargs = _remembered(self._pool_keys, key,
+                                                   lambda: self._pool_key(request, verify, cert))
+            # the pool manager's look-up merges and normalises the pool's settings into its
+            # key under a lock on every call: done once per URL while the manager keeps its pool
+            pool = self.poolmanager.connection_from_host(**host_params, pool_kwargs=pool_kwargs)
+            if len(self._pools) < URLS_REMEMBERED or key in self._pools:
+                self._pools[key] = pool
+        return pool
 
     def _pool_key(self, request, verify, cert) -> tuple:
         try:

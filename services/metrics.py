@@ -86,6 +86,7 @@ class Metrics:
                                   **r)
 
         self._children = {}  # (metric, label values) -> its child: labels() costs more
+        self._queue_depth = None  # the settlement queue depth this process last wrote
 
     def _child(self, metric, *labels):
         """`metric.labels(*labels)`, kept: prometheus_client checks and converts the values and
@@ -110,6 +111,14 @@ class Metrics:
             child(self.credits, family, provider).inc(float(info.credits))
             child(self.tokens, family, provider, "input").inc(info.input_tokens)
             child(self.tokens, family, provider, "output").inc(info.output_tokens)
+
+    def settle_queue_depth(self, depth: int) -> None:
+        """This process's settlement queue depth, written when it changed (each write of a
+        multiprocess value takes a lock and packs into its file; the depth is read at the end of
+        every request and is nearly always what it was)."""
+        if depth != self._queue_depth:
+            self._queue_depth = depth
+            self.settle_queue.set(depth)
 
     def upstream_failed(self, provider: str, kind: str) -> None:
         self._child(self.upstream_failures, provider, kind).inc()

@@ -225,3 +225,21 @@ def test_the_upstream_answer_reads_as_requests_gives_it_without_a_cookie_jar_mad
     assert isinstance(reply.cookies, RequestsCookieJar) and not list(reply.cookies)
     reply.cookies = jar = RequestsCookieJar()
     assert reply.cookies is jar
+
+
+def test_a_urls_pool_is_kept_while_open_and_found_again_once_closed(upstream):
+    """The adapter keeps the pool it found for a URL, so the pool manager is not asked on every
+    request; once the manager lets go of that pool (evicted past its hosts, or all of them
+    cleared) the next request gets the manager's new one and succeeds."""
+    p = provider(upstream.url)
+    manager = p.session.adapter.poolmanager
+    upstream.push(Script(), Script(), Script())
+    assert p.open({**CHAT}, model="m", stream=False).body()
+    first = next(iter(manager.pools._container.values()))
+    assert p.open({**CHAT}, model="m", stream=False).body()
+    assert list(manager.pools._container.values()) == [first]
+    manager.clear()  # lets go of every pool, as an eviction of one
+    assert p.open({**CHAT}, model="m", stream=False).body()
+    again = list(manager.pools._container.values())
+    assert len(again) == 1 and again[0] is not first and again[0].pool is not None
+

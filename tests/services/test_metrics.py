@@ -58,3 +58,22 @@ def test_forked_processes_keep_their_own_figures_and_they_add_up(tmp_path):
                           ("tollgate_requests_total:429,", 1.0),
                           ("tollgate_tokens_total:,input", 12.0),
                           ("tollgate_tokens_total:,output", 16.0)])
+
+
+def test_the_settlement_queue_depth_follows_its_changes():
+    """Written only when it changed, the gauge still shows the depth last read, back to 0 too."""
+    from prometheus_client import generate_latest
+
+    from services.metrics import Metrics
+
+    metrics = Metrics()
+
+    def shown():
+        for line in generate_latest(metrics.registry).decode().splitlines():
+            if line.startswith("tollgate_settlement_queue_depth "):
+                return float(line.split()[1])
+        return None
+
+    for depth in (0, 0, 3, 3, 5, 0, 0, 2):
+        metrics.settle_queue_depth(depth)
+        assert shown() == depth
