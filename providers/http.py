@@ -456,31 +456,19 @@ class UpstreamResponse:
             return self._read_chunks(size)
         if self._fp is not None:
             return self._read_direct(size)
-        try:
-            return self._raw.read1(size, decode_content=True)
-        except (ReadTimeoutError, TimeoutError, requests.Timeout) as exc:
-            raise UpstreamTimeout("the upstream stopped sending") from exc
-        except Exception as exc:  # urllib3 ProtocolError, OSError, a bad chunk: the link broke
-            raise UpstreamUnavailable("the upstream connection broke mid-stream") from exc
+        return _mid_stream(self._read_decoded, size)
+
+    def _read_decoded(self, size: int) -> bytes:
+        return self._raw.read1(size, decode_content=True)
 
     def _read_direct(self, size: int = READ_SIZE) -> bytes:
-        try:
-            data = self._fp.read1(size)
-        except (TimeoutError, requests.Timeout) as exc:
-            raise UpstreamTimeout("the upstream stopped sending") from exc
-        except Exception as exc:  # IncompleteRead, OSError, a bad chunk: the link broke
-            raise UpstreamUnavailable("the upstream connection broke mid-stream") from exc
+        data = _mid_stream(self._fp.read1, size)
         if not data and self._fp.isclosed():  # the whole body was read: the link is reusable
             self._raw.release_conn()
         return data
 
     def _read_chunks(self, size: int) -> bytes:
-        try:
-            data = self._chunks.read(size)
-        except (TimeoutError, requests.Timeout) as exc:
-            raise UpstreamTimeout("the upstream stopped sending") from exc
-        except Exception as exc:  # IncompleteRead, OSError, a bad chunk: the link broke
-            raise UpstreamUnavailable("the upstream connection broke mid-stream") from exc
+        data = _mid_stream(self._chunks.read, size)
         if not data:  # the last chunk and the trailers were read: the link is reusable
             self._fp._close_conn()  # as http.client does at the end of a chunked body
             if self._chunks.clean:
@@ -513,6 +501,16 @@ class UpstreamResponse:
 
     def close(self) -> None:
         self._resp.close()
+
+
+def _mid_stream(read, size: int) -> bytes:
+    """read(size), its faults as GatewayErrors: the upstream went silent or the link broke."""
+    try:
+        return read(size)
+    except (ReadTimeoutError, TimeoutError, requests.Timeout) as exc:
+        raise UpstreamTimeout("the upstream stopped sending") from exc
+    except Exception as exc:  # IncompleteRead, urllib3's ProtocolError, OSError, a bad chunk
+        raise UpstreamUnavailable("the upstream connection broke mid-stream") from exc
 
 
 class ChunkedBody:
