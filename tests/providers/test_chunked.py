@@ -108,3 +108,72 @@ def test_a_body_that_ends_early_raises_incomplete_read(raw):
 def test_a_broken_framing_raises(raw):
     with pytest.raises(ValueError):
         read_all(ChunkedBody(Reads([raw]).recv))
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """A self-signed certificate for a TLS upstream on loopback (openssl, as Debian ships it)."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("openssl"):
+        pytest.skip("needs the openssl command")
+    folder = tmp_path_factory.mktemp("tls")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-keyout", str(folder / "key.pem"),
+                    "-out", str(folder / "cert.pem")], check=True, capture_output=True)
+    return str(folder / "cert.pem"), str(folder / "key.pem")
+
+
+@pytest.mark.parametrize("flavour", ["ssl", "gevent"])
+def test_a_tls_upstreams_stream_reads_through_the_tls_socket(certificate, flavour):
+    """Providers are reached over TLS: the socket under http.client's reader is then a TLS
+    socket (gevent's, in the workers), whose recv gives the decrypted bytes. A stream written
+    an event at a time reads back event by event, to its end."""
+    import socket
+    import ssl
+    import threading
+    import time
+
+    events = [b"data: {\"n\": %d}\n\n" % i for i in range(6)]
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(*certificate)
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        conn, _ = listener.accept()
+        with server_context.wrap_socket(conn, server_side=True) as tls:
+            tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                        b"Transfer-Encoding: chunked\r\n\r\n")
+            for event in events:
+                time.sleep(0.02)
+                tls.sendall(b"%x\r\n%s\r\n" % (len(event), event))
+            tls.sendall(b"0\r\n\r\n")
+            time.sleep(0.2)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    if flavour == "gevent":
+        from gevent import socket as gsocket
+        from gevent import ssl as gssl
+        raw, context = gsocket.create_connection(listener.getsockname()), gssl.SSLContext(
+            gssl.PROTOCOL_TLS_CLIENT)
+    else:
+        raw = socket.create_connection(listener.getsockname())
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    tls = context.wrap_socket(raw)
+    try:
+        resp = http.client.HTTPResponse(tls)
+        resp.begin()
+        body = ChunkedBody.over(resp)
+        assert body is not None
+        got = []
+        while data := body.read(READ_SIZE):
+            got.append(data)
+        assert b"".join(got) == b"".join(events) and body.done and body.clean
+        assert len(got) >= 3, "events were not read as they came"
+    finally:
+        tls.close()
+        listener.close()
+        server.join(5)
