@@ -302,16 +302,14 @@ class _LeanAdapter(HTTPAdapter):
         if proxies:
             return super().get_connection_with_tls_context(request, verify, proxies, cert)
         key = (request.url, verify, cert if cert is None or isinstance(cert, str) else tuple(cert))
-        pool = self._pools.get(key)
-        if pool is None:  # not asked for yet, or the pool manager let go of it since
-            host_params, pool_kwargs = _remembered(self._pool_keys, key,
-                                                   lambda: self._pool_key(request, verify, cert))
-            # the pool manager's look-up merges and normalises the pool's settings into its
-            # key under a lock on every call: done once per URL while the manager keeps its pool
-            pool = self.poolmanager.connection_from_host(**host_params, pool_kwargs=pool_kwargs)
-            if len(self._pools) < URLS_REMEMBERED or key in self._pools:
-                self._pools[key] = pool
-        return pool
+        # the pool manager's look-up merges and normalises the pool's settings into its key
+        # under a lock on every call: done once per URL while the manager keeps its pool
+        return _remembered(self._pools, key, lambda: self._pool_for(key, request, verify, cert))
+
+    def _pool_for(self, key, request, verify, cert) -> HTTPConnectionPool:
+        host_params, pool_kwargs = _remembered(self._pool_keys, key,
+                                               lambda: self._pool_key(request, verify, cert))
+        return self.poolmanager.connection_from_host(**host_params, pool_kwargs=pool_kwargs)
 
     def _pool_key(self, request, verify, cert) -> tuple:
         try:

@@ -86,7 +86,7 @@ class Metrics:
                                   **r)
 
         self._children = {}  # (metric, label values) -> its child: labels() costs more
-        self._queue_depth = None  # the settlement queue depth this process last wrote
+        self._queue_depth = None  # (process id, depth) this process last wrote
 
     def _child(self, metric, *labels):
         """`metric.labels(*labels)`, kept: prometheus_client checks and converts the values and
@@ -115,9 +115,11 @@ class Metrics:
     def settle_queue_depth(self, depth: int) -> None:
         """This process's settlement queue depth, written when it changed (each write of a
         multiprocess value takes a lock and packs into its file; the depth is read at the end of
-        every request and is nearly always what it was)."""
-        if depth != self._queue_depth:
-            self._queue_depth = depth
+        every request and is nearly always what it was). Kept with the process id: a forked
+        process has a file of its own, not yet written."""
+        written = (_pid[0], depth)
+        if written != self._queue_depth:
+            self._queue_depth = written
             self.settle_queue.set(depth)
 
     def upstream_failed(self, provider: str, kind: str) -> None:
