@@ -35,8 +35,12 @@ def prepare_database(app):
         if engine.dialect.driver == "psycopg":
             event.listen(engine, "do_connect", _gevent_connection)
         if app.config["STORAGE_REFUSE_VALUE"]:
-            event.listen(engine, "before_cursor_execute",
-                         _refusing(app.config["STORAGE_REFUSE_VALUE"]))
+            refused = app.config["STORAGE_REFUSE_VALUE"]
+            if engine.dialect.driver == "psycopg":  # also what billing sends psycopg itself
+                event.listen(engine, "connect",
+                             lambda conn, _record: _refusing_dumper(conn, refused))
+            else:
+                event.listen(engine, "before_cursor_execute", _refusing(refused))
         if app.config["CREATE_TABLES"]:
             upgrade_database(app)
 
@@ -141,6 +145,21 @@ def _refusing(value: str):
             if value in values or any(isinstance(v, list) and value in v for v in values):
                 raise conn.dialect.loaded_dbapi.DataError(f"refused value {value!r}")
     return refuse
+
+
+def _refusing_dumper(conn, value: str):
+    """psycopg refusing `value` as it refuses a string it cannot send (a DataError before the
+    statement leaves), in a parameter of its own or an array's item: the testing aid on the
+    driver itself, so that it reaches the statements billing sends past SQLAlchemy."""
+    from psycopg.types.string import StrDumperUnknown  # the Python dumper: C ones are final
+
+    class Refusing(StrDumperUnknown):
+        def dump(self, obj):
+            if obj == value:
+                raise psycopg.DataError(f"refused value {value!r}")
+            return super().dump(obj)
+
+    conn.adapters.register_dumper(str, Refusing)
 
 
 def start_billing(app) -> Billing:

@@ -10,6 +10,7 @@ is flushed on shutdown. Holds left by a dead process are released by a sweep.
 import logging
 import os
 import queue
+import re
 import sqlite3
 import threading
 import time
@@ -17,6 +18,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 
 import psycopg
 from sqlalchemy import DateTime, bindparam, delete, func, insert, select, text, type_coerce, update
@@ -71,18 +73,20 @@ SQLITE_HOLD = "INSERT INTO holds (user_id, amount, created_at) VALUES (?, ?, ?)"
 # finds, gives each account back what its holds held beyond their costs (summed per account:
 # an UPDATE changes a row once), and writes the usage records. It answers the holds it dropped;
 # a charge whose hold was not there (released by the sweep, or settled by an earlier attempt
-# whose commit answer was lost) is left to the per-charge path, in the same transaction.
-PG_SETTLE = text("""
+# whose commit answer was lost) is left to the per-charge path. The text goes to psycopg itself
+# (Billing._lone_statement: one round trip in autocommit, the per-charge rest in a transaction
+# after it) and, as PG_SETTLE, through SQLAlchemy (settle(): one transaction for all).
+PG_SETTLE_SQL = """
 WITH batch AS (
-    SELECT * FROM unnest(CAST(:hold_ids AS integer[]), CAST(:user_ids AS integer[]),
-                         CAST(:refunds AS numeric[]), CAST(:billed AS boolean[]),
-                         CAST(:key_ids AS integer[]), CAST(:models AS text[]),
-                         CAST(:providers AS text[]), CAST(:inputs AS integer[]),
-                         CAST(:cache_reads AS integer[]), CAST(:cache_writes AS integer[]),
-                         CAST(:outputs AS integer[]), CAST(:images AS integer[]),
-                         CAST(:prices AS numeric[]),
-                         CAST(:estimated AS boolean[]), CAST(:partial AS boolean[]),
-                         CAST(:request_ids AS text[]))
+    SELECT * FROM unnest(CAST(%(hold_ids)s AS integer[]), CAST(%(user_ids)s AS integer[]),
+                         CAST(%(refunds)s AS numeric[]), CAST(%(billed)s AS boolean[]),
+                         CAST(%(key_ids)s AS integer[]), CAST(%(models)s AS text[]),
+                         CAST(%(providers)s AS text[]), CAST(%(inputs)s AS integer[]),
+                         CAST(%(cache_reads)s AS integer[]), CAST(%(cache_writes)s AS integer[]),
+                         CAST(%(outputs)s AS integer[]), CAST(%(images)s AS integer[]),
+                         CAST(%(prices)s AS numeric[]),
+                         CAST(%(estimated)s AS boolean[]), CAST(%(partial)s AS boolean[]),
+                         CAST(%(request_ids)s AS text[]))
         AS b(hold_id, user_id, refund, billed, key_id, model, provider, input_tokens,
              cache_read_tokens, cache_write_tokens, output_tokens, images, price, estimated,
              partial, request_id)),
@@ -100,10 +104,12 @@ recorded AS (
                                cache_read_tokens, cache_write_tokens, output_tokens, images,
                                price, estimated, partial, created_at, request_id)
     SELECT user_id, key_id, model, provider, input_tokens, cache_read_tokens,
-           cache_write_tokens, output_tokens, images, price, estimated, partial, :created_at,
+           cache_write_tokens, output_tokens, images, price, estimated, partial, %(created_at)s,
            request_id
     FROM settled WHERE billed)
-SELECT id FROM dropped""").bindparams(bindparam("created_at", type_=UsageRecord.created_at.type))
+SELECT id FROM dropped"""
+PG_SETTLE = text(re.sub(r"%\((\w+)\)s", r":\1", PG_SETTLE_SQL)).bindparams(
+    bindparam("created_at", type_=UsageRecord.created_at.type))
 
 
 @dataclass
@@ -221,39 +227,46 @@ class Billing:
             pooled.close()
 
     def _hold_pg(self, user_id: int, amount: Decimal) -> int | None:
-        """PostgreSQL: one statement, one round trip, sent on the pooled driver connection
-        itself: SQLAlchemy's execution machinery (a Connection, its isolation level set and
-        reset, an execution context, a result) cost more CPU than the statement (about 0.25
-        against 0.1 ms a hold). psycopg prepares the statement after its first uses.
+        """PostgreSQL: one statement, one round trip (see _lone_statement)."""
+        rows = self._lone_statement(PG_RESERVE, {
+            "account": user_id, "created_at": utcnow(),
+            "amount": CREDITS.process_bind_param(amount, self.engine.dialect)})
+        return rows[0][0] if rows else None
+
+    def _lone_statement(self, statement: str, params: dict) -> list[tuple]:
+        """One statement that is atomic on its own, sent on the pooled psycopg connection
+        itself in autocommit: one round trip, no BEGIN and COMMIT, and none of SQLAlchemy's
+        execution machinery (a Connection, its isolation level set and reset, an execution
+        context, a result), which cost more CPU than the statement (about 0.25 against 0.1 ms a
+        hold). psycopg prepares the statement after its first uses. Returns its rows.
 
         A pooled connection the server dropped (no pre-ping checks them out) fails the
         statement, which is tried once more on a fresh connection; the pool has then discarded
         the connections as old as it. Should the server have run it before the connection broke,
-        that first hold is nobody's: the sweep releases it after hold_ttl, so the credits are
-        reserved a while, never lost. Driver errors are raised as SQLAlchemy's (503 upstream)."""
-        params = {"account": user_id, "created_at": utcnow(),
-                  "amount": CREDITS.process_bind_param(amount, self.engine.dialect)}
+        its answer was lost: a hold that is nobody's is released by the sweep after hold_ttl (the
+        credits are reserved a while, never lost); a settlement's retry finds its holds gone and
+        its records written (see _settle_each_charge). Driver errors are raised as SQLAlchemy's
+        (503 on the request path, an outage to the settler)."""
         for attempt in (1, 2):
             pooled = self.engine.raw_connection()  # SQLAlchemy's errors (pool timeout, connect)
             try:
                 driver = pooled.driver_connection
-                driver.autocommit = True  # a lone statement: no BEGIN, no COMMIT
+                driver.autocommit = True
                 try:
-                    row = driver.execute(PG_RESERVE, params).fetchone()
+                    return driver.execute(statement, params).fetchall()
                 finally:
                     if not driver.closed:
                         driver.autocommit = False  # the pool's other users expect transactions
-                return row[0] if row else None
             except psycopg.Error as exc:
                 dropped = pooled.driver_connection.broken or pooled.driver_connection.closed
                 if dropped:
                     pooled.invalidate(exc)
                 if attempt == 2 or not dropped:
-                    raise DBAPIError.instance(PG_RESERVE, params, exc, psycopg.Error,
+                    raise DBAPIError.instance(statement, params, exc, psycopg.Error,
                                               connection_invalidated=dropped) from exc
             finally:
                 pooled.close()
-        return None  # not reached
+        return []  # not reached
 
     def charge(self, ticket: Ticket, usage, *, estimated=False, partial=False) -> Decimal:
         """Queue the settlement of a finished request; returns its cost. No database wait."""
@@ -371,6 +384,12 @@ class Billing:
                   ascii(t.model)[:300], item.cost, tokens)
 
     def _settle_batch(self, batch):
+        if self.psycopg_hold:  # the common case in one round trip, the rest in a transaction
+            batch = _settle_set(batch, partial(self._lone_statement, PG_SETTLE_SQL))
+            if batch:
+                with self.engine.begin() as conn:
+                    _settle_each_charge(conn, batch)
+            return
         with self.engine.begin() as conn:
             settle(conn, batch)
 
@@ -442,7 +461,7 @@ def settle(conn, batch: list[Charge]):
     statement (PG_SETTLE), elsewhere in three (_settle_rows); what they leave (a hold not found,
     a cost above its hold) goes charge by charge."""
     if conn.dialect.name == "postgresql":
-        batch = _settle_set(conn, batch)
+        batch = _settle_set(batch, lambda params: conn.execute(PG_SETTLE, params).fetchall())
     elif conn.dialect.delete_returning:
         batch = _settle_rows(conn, batch)
     if batch:
@@ -500,8 +519,9 @@ def _record(item: Charge, price: Decimal) -> dict:
             "request_id": ticket.request_id or None}
 
 
-def _settle_set(conn, batch: list[Charge]) -> list[Charge]:
-    """The batch's common case in one statement; returns the charges it could not settle."""
+def _settle_set(batch: list[Charge], run) -> list[Charge]:
+    """The batch's common case in one statement, PG_SETTLE's, sent by `run(params)` (which
+    answers its rows); returns the charges it could not settle."""
     chosen = _common(batch)
     if not chosen:
         return batch
@@ -521,7 +541,7 @@ def _settle_set(conn, batch: list[Charge]) -> list[Charge]:
                item.estimated, item.partial, t.request_id or None)
         for column, value in zip(columns.values(), row, strict=True):
             column.append(value)
-    dropped = set(conn.execute(PG_SETTLE, {**columns, "created_at": utcnow()}).scalars())
+    dropped = {row[0] for row in run({**columns, "created_at": utcnow()})}
     settled = {i for i in chosen if batch[i].ticket.hold_id in dropped}
     return [item for i, item in enumerate(batch) if i not in settled]
 

@@ -1,6 +1,7 @@
 """services.billing on its own, against a real database (SQLite, and PostgreSQL when configured):
 reserve, settle, release, the sweep, and exact amounts. No app and no HTTP."""
 
+import logging
 import os
 import tempfile
 import threading
@@ -167,7 +168,9 @@ def test_a_burst_of_charges_is_written_whole(engine, billing):
 
 def test_charges_a_moment_apart_share_one_commit_within_the_gather_time(engine):
     """At low load each request's settlement would be a transaction of its own: a batch waits
-    `gather_seconds` after its first charge, so charges a few ms apart commit together."""
+    `gather_seconds` after its first charge, so charges a few ms apart commit together. On
+    PostgreSQL the batch is one statement outside a transaction (no commit through SQLAlchemy),
+    which writes every record with one time."""
     billing = Billing(engine, Pricing(PRICING), hold_ttl=60, gather_seconds=0.5)
     commits = []
     event.listen(engine, "commit", lambda conn: commits.append(1))
@@ -179,9 +182,12 @@ def test_charges_a_moment_apart_share_one_commit_within_the_gather_time(engine):
             billing.charge(ticket, Usage(input=100, output=100))
             time.sleep(0.02)
         assert billing.flush()
-        assert len(commits) == 1
         bal, records, holds, gap = books(engine, caller)
         assert (len(records), holds, gap) == (3, [], 0)
+        if engine.dialect.name == "postgresql":
+            assert (len(commits), len({r.created_at for r in records})) == (0, 1)
+        else:
+            assert len(commits) == 1
     finally:
         billing.shutdown()
 
@@ -294,11 +300,22 @@ def test_one_batch_of_every_kind_of_charge(engine, billing, backend):
               Charge(above, Usage(input=10_000), m.cost(Usage(input=10_000))),
               Charge(swept, usage, m.cost(usage))]
     sent = counting_statements(engine)
-    billing._settle_with_retry(batch)  # as the settlement worker writes a batch
-    if backend == "postgresql":  # the set, then for the duplicate, the one above its hold and
-        # the swept one, their statements one by one (20 statements without the set)
-        assert "unnest" in sent[0] and len(sent) == 11
-    else:  # the set in three statements (the holds dropped, the refunds, the records), the rest
+    if backend == "postgresql":
+        with wire_trace(engine) as messages:
+            billing._settle_with_retry(batch)  # as the settlement worker writes a batch
+        kinds = [line.split("\t")[2].strip() for line in messages if line.startswith("F\t")]
+        first = "\n".join(messages).split("\tSync", 1)[0]  # up to the first round trip's end
+        # the set first, to psycopg itself: one statement in one round trip (Parse .. Sync)
+        # with no BEGIN before it; then, through SQLAlchemy, for the duplicate, the one above
+        # its hold and the swept one, their statements one by one in a transaction (20
+        # statements without the set)
+        assert kinds[:kinds.index("Sync")] == ["Parse", "Bind", "Describe", "Execute"]
+        assert "unnest" in first and "BEGIN" not in first
+        assert "unnest" not in " ".join(sent) and len(sent) == 10
+        assert sent[0].startswith("DELETE FROM holds")
+    else:
+        billing._settle_with_retry(batch)
+        # the set in three statements (the holds dropped, the refunds, the records), the rest
         # as on PostgreSQL
         assert sent[0].startswith("DELETE FROM holds") and "RETURNING" in sent[0]
         assert sent[1].startswith("UPDATE accounts") and sent[2].startswith("INSERT INTO usage")
@@ -328,6 +345,27 @@ def test_a_connection_the_server_dropped_is_replaced(engine, billing, backend):
     billing.reserve(caller, "m", 1000, 1000)
     bal, _, holds, gap = books(engine, caller)
     assert (bal, len(holds), gap) == (Decimal(2), 2, 0)
+
+
+@pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL"), reason="needs PostgreSQL")
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_settlement_on_a_dropped_connection_is_written_once(engine, billing, backend, caplog):
+    """The settlement's one statement meets a pooled connection PostgreSQL closed: it is sent
+    once more on a fresh one, at once (not the outage back-off), and written once."""
+    caller = user_with(engine, 10)
+    tickets = [billing.reserve(caller, "m", 1000, 1000) for _ in range(2)]
+    other = create_engine(engine.url, poolclass=NullPool)
+    with other.connect() as admin:
+        admin.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+        admin.commit()
+    other.dispose()
+    usage = Usage(input=500, output=100)  # 0.8 each
+    with caplog.at_level(logging.WARNING, logger="services.billing"):
+        billing._settle_with_retry([Charge(t, usage, Decimal("0.8")) for t in tickets])
+    assert "retrying" not in caplog.text and billing.set_aside == 0
+    bal, records, holds, gap = books(engine, caller)
+    assert (bal, len(records), holds, gap) == (Decimal("8.4"), 2, [], 0)
 
 
 def test_a_forked_process_settles_its_own_charges(engine, billing):
