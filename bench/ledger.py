@@ -3,9 +3,11 @@
 A request's bookkeeping is a hold before forwarding and its settlement after (written in batches
 by the settlement worker). This runs both for `--requests` requests, `--concurrency` at a time
 (gevent greenlets, as under gunicorn), against a database of its own, and prints per request:
-statements sent, the time this process and the PostgreSQL backends serving it spent on CPU, and
-the wall time. Statements and backend CPU are the figures that the rest of a shared machine's
-load does not move much; bench/prod.py's end-to-end figures move by a factor of two between runs.
+statements sent (counted at the driver on PostgreSQL), commits through SQLAlchemy (each one a
+BEGIN and a COMMIT; a lone statement in autocommit is neither), the time this process and the
+PostgreSQL backends serving it spent on CPU, and the wall time. Statements and backend CPU are
+the figures that the rest of a shared machine's load does not move much; bench/prod.py's
+end-to-end figures move by a factor of two between runs.
 
     .venv/bin/python bench/ledger.py [--requests 5000] [--concurrency 1,32]
         [--database-url postgresql://postgres@127.0.0.1:5432/tollgate_bench]
@@ -61,6 +63,26 @@ def main():
     options = dict(config.DEFAULTS["SQLALCHEMY_ENGINE_OPTIONS"])
     engine = create_engine(url, pool_size=config.DEFAULTS["DATABASE_POOL_SIZE"],
                            max_overflow=config.DEFAULTS["DATABASE_POOL_SIZE"], **options)
+    sent, commits = [0], [0]
+    if engine.dialect.driver == "psycopg":
+        # counted at the driver: the hold and the settlement go to psycopg past SQLAlchemy
+        import psycopg
+
+        class Counted(psycopg.Cursor):
+            def execute(self, *a, **kw):
+                sent[0] += 1
+                return super().execute(*a, **kw)
+
+            def executemany(self, *a, **kw):
+                sent[0] += 1
+                return super().executemany(*a, **kw)
+
+        event.listen(engine, "connect",
+                     lambda conn, _record: setattr(conn, "cursor_factory", Counted))
+    else:
+        event.listen(engine, "before_cursor_execute",
+                     lambda *_a: sent.__setitem__(0, sent[0] + 1))
+    event.listen(engine, "commit", lambda _conn: commits.__setitem__(0, commits[0] + 1))
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:
             conn.execute(text("DROP SCHEMA public CASCADE"))
@@ -76,8 +98,6 @@ def main():
     gather = config.DEFAULTS.get("SETTLE_GATHER_SECONDS") if args.gather is None else args.gather
     billing = (Billing(engine, Pricing({}), gather_seconds=gather) if gather is not None
                else Billing(engine, Pricing({})))  # a tree from before the setting
-    sent = [0]
-    event.listen(engine, "before_cursor_execute", lambda *_a: sent.__setitem__(0, sent[0] + 1))
     database = engine.url.database
     backends = rf"^postgres: .* {re.escape(database)} "
     usage = Usage(input=58, output=20)
@@ -86,13 +106,15 @@ def main():
         ticket = billing.reserve(caller, "bench-model", 100, 256)
         billing.charge(ticket, usage)
 
-    print("| concurrency | requests | statements per request | this process CPU | "
-          "PostgreSQL backends CPU | wall time per request |\n|---:|---:|---:|---:|---:|---:|")
+    print("| concurrency | requests | statements per request | commits per request "
+          "| this process CPU | PostgreSQL backends CPU | wall time per request |\n"
+          "|---:|---:|---:|---:|---:|---:|---:|")
     for concurrency in [int(c) for c in args.concurrency.split(",")]:
         for _ in range(200):  # warm: connections open, statements prepared
             one()
         billing.flush(60)
-        sent[0], cpu0, pg0, t0 = 0, own_cpu(), matching_cpu(backends), time.perf_counter()
+        sent[0] = commits[0] = 0
+        cpu0, pg0, t0 = own_cpu(), matching_cpu(backends), time.perf_counter()
         pool = gevent.pool.Pool(concurrency)
         for _ in range(args.requests):
             pool.spawn(one)
@@ -100,7 +122,8 @@ def main():
         billing.flush(60)
         wall, cpu, pg = time.perf_counter() - t0, own_cpu() - cpu0, matching_cpu(backends)
         n = args.requests
-        print(f"| {concurrency} | {n} | {sent[0] / n:.2f} | {cpu / n * 1000:.3f} ms "
+        print(f"| {concurrency} | {n} | {sent[0] / n:.2f} | {commits[0] / n:.2f} "
+              f"| {cpu / n * 1000:.3f} ms "
               f"| {group_delta(pg0, pg) / n * 1000:.3f} ms | {wall / n * 1000:.3f} ms |")
     with Session(engine) as session:
         gap = ledger_gap(session, caller.user_id)

@@ -141,6 +141,45 @@ def check_embeddings(body: bytes, count: int):
         raise BadResponse("not an embeddings answer")
 
 
+def check_messages(body: bytes):
+    """An Anthropic Messages answer (the gateway translating the OpenAI upstream's)."""
+    try:
+        data = json.loads(body)
+        ok = (data["type"] == "message" and data["content"][0]["text"]
+              and data["usage"]["output_tokens"] > 0)
+    except (ValueError, KeyError, IndexError, TypeError):
+        ok = False
+    if not ok:
+        raise BadResponse("not a Messages answer")
+
+
+def check_messages_stream(body: bytes, deltas: int):
+    """A whole Messages stream: message_start first, message_stop last, `deltas` text deltas,
+    and the usage in its message_delta."""
+    names = re.findall(rb"^event: (\w+)$", body, re.M)
+    if not names or names[0] != b"message_start" or names[-1] != b"message_stop":
+        raise BadResponse("stream not from message_start to message_stop")
+    if names.count(b"content_block_delta") != deltas:
+        raise BadResponse(f"stream had {names.count(b'content_block_delta')} text deltas, "
+                          f"expected {deltas}")
+    if b"message_delta" not in names or not USAGE_OBJECT.search(body):
+        raise BadResponse("stream without its usage")
+
+
+def check(args, body: bytes):
+    """What a client of this kind could use, or BadResponse."""
+    if args.anthropic and args.stream:  # 4 events more than the text deltas, as OpenAI's chunks
+        check_messages_stream(body, args.events - 4)
+    elif args.anthropic:
+        check_messages(body)
+    elif args.stream:
+        check_stream(body, args.events)
+    elif args.embeddings:
+        check_embeddings(body, args.embeddings)
+    else:
+        check_completion(body)
+
+
 def check_stream(body: bytes, events: int):
     if not body.endswith(b"data: [DONE]\n\n"):
         raise BadResponse("stream did not end with [DONE]")
@@ -215,12 +254,18 @@ def build_request(args) -> bytes:
         body = {"model": args.model, "encoding_format": "base64",
                 "input": [f"Passage {i}: an API gateway routes, meters and secures model calls."
                           for i in range(args.embeddings)]}
+    if args.anthropic:  # as the anthropic SDK sends it: the system prompt on its own
+        body = {"model": args.model, "system": body["messages"][0]["content"],
+                "messages": body["messages"][1:], "max_tokens": 256, "temperature": 0.7}
     if args.stream:
         body["stream"] = True
-        body["stream_options"] = {"include_usage": True}
+        if not args.anthropic:
+            body["stream_options"] = {"include_usage": True}
     payload = json.dumps(body, separators=(",", ":")).encode()
+    auth = (f"x-api-key: {args.key}\r\nanthropic-version: 2023-06-01" if args.anthropic
+            else f"Authorization: Bearer {args.key}")
     head = (f"POST {args.path} HTTP/1.1\r\nHost: {args.host}:{args.port}\r\n"
-            f"Authorization: Bearer {args.key}\r\nContent-Type: application/json\r\n"
+            f"{auth}\r\nContent-Type: application/json\r\n"
             f"Accept: {'text/event-stream' if args.stream else 'application/json'}\r\n"
             f"User-Agent: tollgate-bench\r\nContent-Length: {len(payload)}\r\n\r\n")
     return head.encode() + payload
@@ -259,12 +304,7 @@ def run(args) -> dict:
                 status, body, first = conn.request(raw)
                 if status != 200:
                     raise BadResponse(f"HTTP {status}: {body[:120]!r}")
-                if args.stream:
-                    check_stream(body, args.events)
-                elif args.embeddings:
-                    check_embeddings(body, args.embeddings)
-                else:
-                    check_completion(body)
+                check(args, body)
             except BadResponse as exc:
                 error = str(exc)
             except (OSError, ValueError, gevent.Timeout) as exc:
@@ -334,7 +374,7 @@ def run_level(args) -> dict:
                 outcome = f"HTTP {status}"
                 examples.setdefault(outcome, body[:160].decode(errors="replace"))
             else:
-                check_stream(body, args.events)
+                check(args, body)
                 outcome = "complete"
         except BadResponse as exc:
             outcome = "incomplete"
@@ -368,10 +408,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--path", default="/v1/chat/completions")
+    parser.add_argument("--path", default=None, help="default: the client kind's endpoint")
     parser.add_argument("--key", required=True)
     parser.add_argument("--model", default="bench-model")
     parser.add_argument("--stream", action="store_true")
+    parser.add_argument("--anthropic", action="store_true",
+                        help="an Anthropic Messages client (--path defaults to /v1/messages)")
     parser.add_argument("--embeddings", type=int, default=0, metavar="N",
                         help="POST an embeddings request of N inputs instead (use --path)")
     parser.add_argument("--events", type=int, default=24, help="SSE events in a whole stream")
@@ -388,6 +430,7 @@ def main():
     parser.add_argument("--deadline", type=float, default=90,
                         help="--level: seconds after the ramp by which every stream must end")
     args = parser.parse_args()
+    args.path = args.path or ("/v1/messages" if args.anthropic else "/v1/chat/completions")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:  # one socket per stream: 10,000 streams need more than the usual 1,024
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

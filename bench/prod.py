@@ -15,9 +15,11 @@ the environment, against the fast fake upstream (bench/fake_upstream.py):
   show how it scales.
 
 For each: whole completions and 24-event streams, at concurrency 1 (the latency the gateway
-adds) and at `--concurrency` (requests per second), with the CPU per request of the gateway
-(master and workers, from /proc/<pid>/stat), of the PostgreSQL backends serving the bench
-database and of the Redis server (every process whose command line names them, from /proc).
+adds) and at `--concurrency` (requests per second), and at `--concurrency` the same stream asked
+for by an Anthropic Messages client (translated: 24 events, 20 of them text deltas), with the
+CPU per request of the gateway (master and workers, from /proc/<pid>/stat), of the PostgreSQL
+backends serving the bench database and of the Redis server (every process whose command line
+names them, from /proc).
 
 Then the slow-stream level test on the production setup with N workers: 1k, 5k and 10k streams
 open at once (opened over `--ramp` seconds), the upstream sending one chunk every
@@ -63,6 +65,7 @@ from run import (  # noqa: E402  (bench/ is not a package)
 )
 
 SLOW_MODEL = "bench-slow"
+TRANSLATED = "translated stream"  # an Anthropic Messages client, the OpenAI upstream's stream
 PAGE = 4096
 
 
@@ -172,12 +175,14 @@ def matches(args, with_backends: bool) -> list[str]:
 
 
 def run_load(url: str, key: str, *, stream: bool, concurrency: int, pids: list[int],
-             backends: list[str], args) -> dict:
+             backends: list[str], args, anthropic: bool = False) -> dict:
     argv = ["--port", url.rsplit(":", 1)[1], "--key", key, "--model", MODEL,
             "--seconds", str(args.seconds), "--warmup", str(args.warmup),
             "--concurrency", str(concurrency), "--pids", *map(str, pids), *backends]
     if stream:
         argv.append("--stream")
+    if anthropic:
+        argv.append("--anthropic")
     return loadgen(argv, args.seconds + args.warmup + 120)
 
 
@@ -399,6 +404,12 @@ def main():
                         rows.append((setup, kind, conc, run_load(
                             url, key, stream=stream, concurrency=conc, pids=pids,
                             backends=matches(args, production), args=args)))
+                if setup != "direct":  # the upstream speaks OpenAI's format only
+                    print(f"running {setup}, translated stream, concurrency {args.concurrency} "
+                          "...", file=sys.stderr, flush=True)
+                    rows.append((setup, TRANSLATED, args.concurrency, run_load(
+                        url, key, stream=True, concurrency=args.concurrency, pids=pids,
+                        backends=matches(args, production), args=args, anthropic=True)))
             if setup == setups[-1][0]:
                 for streams in levels:
                     print(f"level test: {streams} slow streams ...", file=sys.stderr, flush=True)
