@@ -1,7 +1,6 @@
 """Anthropic Messages streams: decode upstream events into IR events, encode IR events, and
 watch a passthrough stream."""
 
-import json
 
 from errors import failed_mid_stream
 from translation import ir
@@ -19,7 +18,7 @@ from translation.content import safe_id
 from translation.format import StreamDecoder as Decoder
 from translation.format import StreamEncoder as Encoder
 from translation.ir import Usage
-from translation.sse import encode_event, event_data
+from translation.sse import data_json, encode_event, event_data, json_data
 from translation.taps import PassthroughTap as Watcher
 
 
@@ -50,7 +49,7 @@ class StreamDecoder(Decoder):
         if name in ("", "ping"):
             return []
         try:
-            data = json.loads(event_data(event))
+            data = data_json(event_data(event))
         except ValueError:
             return []
         handler = getattr(self, "_" + name, None)
@@ -124,6 +123,9 @@ class StreamEncoder(Encoder):
         self.usage = Usage()
 
     def encode(self, event) -> bytes:
+        if type(event) is ir.TextDelta and self.open_block and self.open_block[0] == "text":
+            return self._event("content_block_delta", index=self.open_block[1],  # most events
+                               delta={"type": "text_delta", "text": event.text})
         if isinstance(event, ir.Start):
             self.id = event.id
             return self._start()
@@ -186,8 +188,7 @@ class StreamEncoder(Encoder):
 
     @staticmethod
     def _event(name, **fields) -> bytes:
-        return encode_event(json.dumps({"type": name, **fields}, ensure_ascii=False).encode(),
-                            name)
+        return encode_event(json_data({"type": name, **fields}), name)
 
 
 class PassthroughTap(Watcher):
@@ -204,7 +205,7 @@ class PassthroughTap(Watcher):
             return self.redacted(event)
         if name in ("message_start", "message_delta"):
             try:
-                data = json.loads(event_data(event))
+                data = data_json(event_data(event))
             except ValueError:
                 return event
             usage = (data.get("message") or {}).get("usage") if name == "message_start" \

@@ -20,7 +20,7 @@ from translation.gemini import (
     usage_from,
     usage_to,
 )
-from translation.sse import encode_event, event_data
+from translation.sse import data_json, encode_event, event_data, json_data
 from translation.taps import PassthroughTap as Watcher
 
 
@@ -42,7 +42,7 @@ class StreamDecoder(Decoder):
     def feed(self, event: bytes) -> list:
         data = event_data(event) or event.strip()  # errors may come as bare JSON lines
         try:
-            chunk = json.loads(data)
+            chunk = data_json(data)
         except ValueError:
             return []
         if isinstance(chunk, list) and chunk:
@@ -175,7 +175,7 @@ class StreamEncoder(Encoder):
         body = {"candidates": [candidate], "modelVersion": self.model, "responseId": self.id}
         if usage is not None:
             body["usageMetadata"] = usage_to(usage)
-        data = json.dumps(body, ensure_ascii=False).encode()
+        data = json_data(body)
         self.sent += 1
         if self.sse:
             return encode_event(data)
@@ -194,7 +194,7 @@ class PassthroughTap(Watcher):
                 or b'"error"' in event:
             data = event_data(event)  # one parse, also of a chunk carrying a large image
             try:
-                chunk = json.loads(data)
+                chunk = data_json(data)
             except ValueError:
                 return self.redacted(event) if b"error" in data else event
             if isinstance(chunk, dict) and "error" in chunk:  # it may quote the gateway's key

@@ -19,7 +19,7 @@ from translation.openai import (
     usage_from,
     usage_to,
 )
-from translation.sse import encode_event, event_data
+from translation.sse import data_json, encode_event, event_data, json_data
 from translation.taps import PassthroughTap as Watcher
 
 
@@ -45,7 +45,7 @@ class StreamDecoder(Decoder):
             self.finished = True
             return [ir.End()]
         try:
-            chunk = json.loads(data)
+            chunk = data_json(data)
         except ValueError:
             return []
         if not isinstance(chunk, dict):
@@ -161,7 +161,7 @@ class StreamEncoder(Encoder):
         if self.include_usage:
             body["usage"] = usage
         body.update(extra)
-        return encode_event(json.dumps(body, ensure_ascii=False).encode())
+        return encode_event(json_data(body))
 
 
 class PassthroughTap(Watcher):
@@ -185,7 +185,7 @@ class PassthroughTap(Watcher):
             return event
         data = event_data(event)
         try:
-            chunk = json.loads(data)
+            chunk = data_json(data)
         except ValueError:
             return self.redacted(event) if b"error" in data else event
         if not isinstance(chunk, dict):

@@ -28,13 +28,13 @@ from translation.responses_objects import (
     stop_to_ir,
     usage_from,
 )
-from translation.sse import encode_event, event_data
+from translation.sse import data_json, encode_event, event_data, json_data
 from translation.taps import PassthroughTap as Watcher
 
 
 def _event(kind: str, seq: int, **fields) -> bytes:
     data = {"type": kind, "sequence_number": seq, **fields}
-    return encode_event(json.dumps(data, ensure_ascii=False).encode(), kind)
+    return encode_event(json_data(data), kind)
 
 
 def error_only_event(err, seq: int) -> bytes:
@@ -210,7 +210,7 @@ class StreamDecoder(Decoder):
         if not data or data == b"[DONE]":
             return []
         try:
-            payload = json.loads(data)
+            payload = data_json(data)
         except ValueError:
             return []
         if not isinstance(payload, dict):
@@ -317,7 +317,7 @@ class PassthroughTap(Watcher):
     def _lifecycle(self, data: bytes) -> bool:
         """Read a lifecycle event; True when it reports a failure (or may: unreadable)."""
         try:
-            payload = json.loads(data)
+            payload = data_json(data)
         except ValueError:
             return b"error" in data
         if not isinstance(payload, dict):

@@ -122,6 +122,9 @@ class TranslatingTap(Tap):
     def _encode(self, events) -> bytes | None:
         out = b""
         for event in events:
+            if type(event) is ir.TextDelta:  # most events: text, with nothing to note
+                out += self.encoder.encode(event)
+                continue
             if isinstance(event, ir.UsageUpdate):
                 self.usage = event.usage
             elif isinstance(event, ir.ImageOut):
