@@ -184,3 +184,44 @@ def test_event_splitter_cuts_any_stream_cut_anywhere_as_the_boundary_pattern_doe
             for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True):
                 got += splitter.feed(stream[a:b])
             assert (got, splitter.pending) == scanned(stream), stream
+
+
+def test_event_data_reads_one_line_events_as_it_reads_any():
+    """The one-data-line fast path gives what the general line-by-line reading gives, for random
+    events made of data lines, other fields, comments and the three line ends."""
+    import random
+
+    def by_lines(event: bytes) -> bytes:
+        parts = [line[5:] for line in event.splitlines() if line.startswith(b"data:")]
+        return b"\n".join(p[1:] if p.startswith(b" ") else p for p in parts)
+
+    rng = random.Random(20261204)
+    pieces = [b"data: ", b"data:", b"event: x", b": hi", b"{}", b" ", b"\n", b"\r\n", b"\r", b"x"]
+    for _ in range(20_000):
+        event = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 6))) + b"\n\n"
+        assert event_data(event) == by_lines(event), event
+    assert event_data(b'data: {"a":1}\n\n') == b'{"a":1}'
+
+
+def test_event_json_is_what_json_reads_and_writes():
+    """data_json accepts, returns and refuses what json.loads does (a BOM, whitespace, extra
+    data, NaN, surrogate escapes, bytes that are not UTF-8); json_data writes json.dumps' compact
+    text with non-ASCII kept."""
+    from translation.sse import data_json, json_data
+
+    for data in [b'{"a": 1}', b' {"a":1}', b'{"a":1} ', b'\xef\xbb\xbf{"a":1}', b'{"a":NaN}',
+                 b"[1]", b'"s"', b'{"a":"\\ud800"}', b'{"a":1}x', b'{"a"', b"\xff{", b"",
+                 '{"x":"\u00e9\u2028"}'.encode(), b'{"a":{"b":[1,2.5e-7,null,true]}}']:
+        try:
+            want = ("value", repr(json.loads(data)))
+        except ValueError as exc:
+            want = ("refused", type(exc))
+        try:
+            got = ("value", repr(data_json(data)))
+        except ValueError as exc:
+            got = ("refused", type(exc))
+        assert got == want, data
+    for value in [{"a": "\u00e9\u2028\n\"", "b": [1, 2.5, None, True, {"c": -0.0}]},
+                  {"x": float("nan")}, "s", [], {}]:
+        assert json_data(value) == json.dumps(value, ensure_ascii=False,
+                                              separators=(",", ":")).encode()
