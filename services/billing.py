@@ -21,7 +21,18 @@ from decimal import Decimal
 from functools import partial
 
 import psycopg
-from sqlalchemy import DateTime, bindparam, delete, func, insert, select, text, type_coerce, update
+from sqlalchemy import (
+    DateTime,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    tuple_,
+    type_coerce,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import sessionmaker
@@ -43,8 +54,11 @@ TAKE = (update(Account)
 GIVE = (update(Account).where(Account.user_id == bindparam("account"))
         .values(balance=Account.balance + _AMOUNT))
 HOLD = insert(Hold).returning(Hold.id)
-DROP_HOLD = delete(Hold).where(Hold.id == bindparam("hold_id"))
-DROP_HOLDS = (delete(Hold).where(Hold.id.in_(bindparam("hold_ids", expanding=True)))
+DROP_HOLD = delete(Hold).where(Hold.id == bindparam("hold_id"),  # its ticket's (see PG_RESERVE)
+                               Hold.user_id == bindparam("user_id"),
+                               Hold.amount == bindparam("held", type_=Credits))
+DROP_HOLDS = (delete(Hold).where(tuple_(Hold.id, Hold.user_id, Hold.amount)  # see PG_RESERVE
+                                 .in_(bindparam("holds", expanding=True)))
               .returning(Hold.id))
 RECORD = insert(UsageRecord)
 RECORDED = select(UsageRecord.id).where(UsageRecord.request_id == bindparam("rid"))
@@ -54,10 +68,23 @@ CREDITS = Credits()  # the column type's own rule for an amount sent past SQLAlc
 # PostgreSQL: the hold in one round trip. The conditional UPDATE and the hold's INSERT are one
 # statement, run outside an explicit transaction (one statement is atomic on its own), so no
 # BEGIN and COMMIT either. No row back: the balance could not cover the amount (402).
+#
+# Its commit does not wait for the WAL to reach the disk (synchronous_commit off for this
+# statement's transaction alone, as SET LOCAL would; settlements and everything else stay
+# synchronous). Waiting was most of a hold's time and of PostgreSQL's CPU per request, and the
+# account's row stays locked until the commit returns, so every other hold on the account
+# waited behind that flush too. What a database crash can then lose is only the holds of its
+# last moments (PostgreSQL flushes within 3 x wal_writer_delay): each goes with its own balance
+# change, so the books still balance, and the request's settlement, finding no hold, charges
+# its cost from the balance as it does for a hold the sweep released. A lost hold's id may be
+# handed out again after the crash, so a settlement drops a hold only when its user and amount
+# match the ticket's too: a hold that matches is the same user's for the same amount, and either
+# ticket's settlement dropping it gives that user the same books.
 PG_RESERVE = """
-WITH taken AS (
+WITH quick AS (SELECT set_config('synchronous_commit', 'off', true)),
+taken AS (
     UPDATE accounts SET balance = balance - %(amount)s
-    WHERE user_id = %(account)s AND balance >= %(amount)s
+    WHERE user_id = %(account)s AND balance >= %(amount)s AND EXISTS (SELECT FROM quick)
     RETURNING user_id)
 INSERT INTO holds (user_id, amount, created_at)
 SELECT user_id, %(amount)s, %(created_at)s FROM taken
@@ -79,6 +106,7 @@ SQLITE_HOLD = "INSERT INTO holds (user_id, amount, created_at) VALUES (?, ?, ?)"
 PG_SETTLE_SQL = """
 WITH batch AS (
     SELECT * FROM unnest(CAST(%(hold_ids)s AS integer[]), CAST(%(user_ids)s AS integer[]),
+                         CAST(%(held)s AS numeric[]),
                          CAST(%(refunds)s AS numeric[]), CAST(%(billed)s AS boolean[]),
                          CAST(%(key_ids)s AS integer[]), CAST(%(models)s AS text[]),
                          CAST(%(providers)s AS text[]), CAST(%(inputs)s AS integer[]),
@@ -87,11 +115,14 @@ WITH batch AS (
                          CAST(%(prices)s AS numeric[]),
                          CAST(%(estimated)s AS boolean[]), CAST(%(partial)s AS boolean[]),
                          CAST(%(request_ids)s AS text[]))
-        AS b(hold_id, user_id, refund, billed, key_id, model, provider, input_tokens,
+        AS b(hold_id, user_id, held, refund, billed, key_id, model, provider, input_tokens,
              cache_read_tokens, cache_write_tokens, output_tokens, images, price, estimated,
              partial, request_id)),
 dropped AS (
-    DELETE FROM holds USING batch WHERE holds.id = batch.hold_id RETURNING holds.id),
+    DELETE FROM holds USING batch
+    WHERE holds.id = batch.hold_id AND holds.user_id = batch.user_id
+          AND holds.amount = batch.held
+    RETURNING holds.id),
 settled AS (
     SELECT batch.* FROM batch JOIN dropped ON dropped.id = batch.hold_id),
 refunded AS (
@@ -487,8 +518,9 @@ def _settle_rows(conn, batch: list[Charge]) -> list[Charge]:
     chosen = _common(batch)
     if not chosen:
         return batch
-    dropped = set(conn.execute(DROP_HOLDS, {"hold_ids": [batch[i].ticket.hold_id
-                                                         for i in chosen]}).scalars())
+    dropped = set(conn.execute(DROP_HOLDS, {"holds": [
+        (batch[i].ticket.hold_id, batch[i].ticket.user_id, batch[i].ticket.amount)
+        for i in chosen]}).scalars())
     settled = [i for i in chosen if batch[i].ticket.hold_id in dropped]
     refunds, records = {}, []
     for i in settled:
@@ -527,17 +559,17 @@ def _settle_set(batch: list[Charge], run) -> list[Charge]:
         return batch
     simple = [batch[i] for i in chosen]
     columns = {name: [] for name in (
-        "hold_ids", "user_ids", "refunds", "billed", "key_ids", "models", "providers", "inputs",
-        "cache_reads", "cache_writes", "outputs", "images", "prices", "estimated", "partial",
-        "request_ids")}
+        "hold_ids", "user_ids", "held", "refunds", "billed", "key_ids", "models", "providers",
+        "inputs", "cache_reads", "cache_writes", "outputs", "images", "prices", "estimated",
+        "partial", "request_ids")}
     for item in simple:
         t, u = item.ticket, item.usage
         price = Decimal(0) if u is None else item.cost
         # amounts rounded to the micro-credit, as the Credits type rounds the per-charge path's
-        row = (t.hold_id, t.user_id, (t.amount - price).quantize(MICRO), u is not None,
-               t.key_id, t.model, t.provider, u.input if u else 0, u.cache_read if u else 0,
-               u.cache_write if u else 0, u.output if u else 0, u.images if u else 0,
-               price.quantize(MICRO),
+        row = (t.hold_id, t.user_id, t.amount.quantize(MICRO), (t.amount - price).quantize(MICRO),
+               u is not None, t.key_id, t.model, t.provider, u.input if u else 0,
+               u.cache_read if u else 0, u.cache_write if u else 0, u.output if u else 0,
+               u.images if u else 0, price.quantize(MICRO),
                item.estimated, item.partial, t.request_id or None)
         for column, value in zip(columns.values(), row, strict=True):
             column.append(value)
@@ -556,7 +588,8 @@ def _settle_each_charge(conn, batch: list[Charge]):
     for item in batch:
         ticket = item.ticket
         held = ticket.amount
-        if not conn.execute(DROP_HOLD, {"hold_id": ticket.hold_id}).rowcount:
+        if not conn.execute(DROP_HOLD, {"hold_id": ticket.hold_id, "user_id": ticket.user_id,
+                                        "held": ticket.amount}).rowcount:
             if ticket.request_id and conn.execute(RECORDED, {"rid": ticket.request_id}).first():
                 continue  # settled already: a retry after a commit whose answer was lost
             held = Decimal(0)  # already released by a sweep: charge from the balance alone

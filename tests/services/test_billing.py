@@ -19,7 +19,7 @@ from sqlalchemy.pool import NullPool
 import models  # noqa: F401  (registers the tables)
 from errors import InsufficientCredits
 from extensions import db
-from models import Hold, UsageRecord, User, utcnow
+from models import Account, Hold, UsageRecord, User, utcnow
 from services.billing import Billing, Charge, balance, grant, ledger_gap
 from services.pricing import Pricing
 from translation.ir import Usage
@@ -388,3 +388,69 @@ def test_a_forked_process_settles_its_own_charges(engine, billing):
     assert os.waitstatus_to_exitcode(status) == 0
     _, records, holds, gap = books(engine, caller)
     assert (len(records), holds, gap) == (2, [], 0)
+
+
+@pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL"), reason="needs PostgreSQL")
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_hold_alone_commits_without_waiting_for_the_disk(engine, billing, backend):
+    """The hold's statement turns synchronous_commit off for its own transaction only: inside
+    it the setting is off, and the pooled connection it ran on is back to on (settlements and
+    everything else on it wait for the flush)."""
+    import psycopg
+
+    from services.billing import PG_RESERVE
+    caller = user_with(engine, 10)
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url) as conn:  # a transaction of its own, to look inside
+        params = {"account": caller.user_id, "amount": Decimal(1), "created_at": utcnow()}
+        assert conn.execute(PG_RESERVE, params).fetchone()
+        assert conn.execute("SHOW synchronous_commit").fetchone() == ("off",)
+        conn.rollback()
+        assert conn.execute("SHOW synchronous_commit").fetchone() == ("on",)
+    pooled = engine.raw_connection()
+    try:
+        billing.reserve(caller, "m", 1000, 1000)
+        pooled.close()  # the hold takes the pool's one idle connection: this one
+        pooled = engine.raw_connection()
+        assert pooled.driver_connection.execute("SHOW synchronous_commit").fetchone() == ("on",)
+    finally:
+        pooled.close()
+    bal, _, holds, gap = books(engine, caller)
+    assert (bal, len(holds), gap) == (Decimal(6), 1, 0)
+
+
+@pytest.mark.parametrize("same_user", [False, True])
+def test_a_settlement_drops_no_hold_but_its_own(engine, billing, same_user):
+    """A database crash may lose a hold committed a moment before and hand its id out again:
+    the lost hold's settlement leaves the new hold of that id alone unless it is the same
+    user's for the same amount, and either way every charge is taken once and the books of
+    both users balance."""
+    from services.billing import Ticket
+    first = user_with(engine, 100)
+    second = first if same_user else user_with(engine, 50)
+    m = billing.pricing.for_model("m")
+    lost = billing.reserve(first, "m", 1000, 1000)  # holds 4
+    with engine.begin() as conn:  # the crash: the hold and its balance change gone together
+        conn.execute(Hold.__table__.delete().where(Hold.id == lost.hold_id))
+        conn.execute(update(Account).where(Account.user_id == first.user_id)
+                     .values(balance=Account.balance + lost.amount))
+        held = lost.amount if same_user else Decimal(3)
+        conn.execute(Hold.__table__.insert().values(id=lost.hold_id, user_id=second.user_id,
+                                                    amount=held, created_at=utcnow()))
+        conn.execute(update(Account).where(Account.user_id == second.user_id)
+                     .values(balance=Account.balance - held))
+    other = Ticket(lost.hold_id, held, second.user_id, second.key_id, "m", m, 1000, "other-req")
+    usage = Usage(input=500, output=100)  # 0.8
+    billing._settle_with_retry([Charge(lost, usage, m.cost(usage))])
+    if not same_user:  # the other user's hold is untouched, the first charged from its balance
+        bal, records, holds, gap = books(engine, second)
+        assert (bal, records, [h.id for h in holds], gap) == (Decimal(47), [], [lost.hold_id], 0)
+        bal, records, holds, gap = books(engine, first)
+        assert (bal, [r.price for r in records], holds, gap) == (
+            Decimal("99.2"), [Decimal("0.8")], [], 0)
+    billing._settle_with_retry([Charge(other, usage, m.cost(usage))])
+    start = Decimal(100) if same_user else Decimal(50)
+    bal, records, holds, gap = books(engine, second)
+    charged = Decimal("1.6") if same_user else Decimal("0.8")
+    assert (bal, sum(r.price for r in records), holds, gap) == (start - charged, charged, [], 0)
+    assert billing.set_aside == 0
