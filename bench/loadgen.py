@@ -118,39 +118,33 @@ class Connection:
             return self.buf
 
 
-def check_completion(body: bytes):
+def check_json(body: bytes, valid, what: str):
+    """A JSON answer that `valid(data)` accepts, or BadResponse("not <what>")."""
     try:
-        data = json.loads(body)
-        ok = (data["object"] == "chat.completion" and data["choices"][0]["message"]["content"]
-              and data["usage"]["total_tokens"] > 0)
+        ok = valid(json.loads(body))
     except (ValueError, KeyError, IndexError, TypeError):
         ok = False
     if not ok:
-        raise BadResponse("not a chat completion")
+        raise BadResponse(f"not {what}")
+
+
+def check_completion(body: bytes):
+    check_json(body, lambda data: data["object"] == "chat.completion"
+               and data["choices"][0]["message"]["content"]
+               and data["usage"]["total_tokens"] > 0, "a chat completion")
 
 
 def check_embeddings(body: bytes, count: int):
-    try:
-        data = json.loads(body)
-        ok = (data["object"] == "list" and [d["index"] for d in data["data"]] == list(range(count))
-              and all(isinstance(d["embedding"], str) for d in data["data"])
-              and data["usage"]["prompt_tokens"] > 0)
-    except (ValueError, KeyError, IndexError, TypeError):
-        ok = False
-    if not ok:
-        raise BadResponse("not an embeddings answer")
+    check_json(body, lambda data: data["object"] == "list"
+               and [d["index"] for d in data["data"]] == list(range(count))
+               and all(isinstance(d["embedding"], str) for d in data["data"])
+               and data["usage"]["prompt_tokens"] > 0, "an embeddings answer")
 
 
 def check_messages(body: bytes):
     """An Anthropic Messages answer (the gateway translating the OpenAI upstream's)."""
-    try:
-        data = json.loads(body)
-        ok = (data["type"] == "message" and data["content"][0]["text"]
-              and data["usage"]["output_tokens"] > 0)
-    except (ValueError, KeyError, IndexError, TypeError):
-        ok = False
-    if not ok:
-        raise BadResponse("not a Messages answer")
+    check_json(body, lambda data: data["type"] == "message" and data["content"][0]["text"]
+               and data["usage"]["output_tokens"] > 0, "a Messages answer")
 
 
 def check_messages_stream(body: bytes, deltas: int):
