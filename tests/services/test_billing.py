@@ -407,14 +407,15 @@ def test_a_hold_alone_commits_without_waiting_for_the_disk(engine, billing, back
         assert conn.execute("SHOW synchronous_commit").fetchone() == ("off",)
         conn.rollback()
         assert conn.execute("SHOW synchronous_commit").fetchone() == ("on",)
-    pooled = engine.raw_connection()
+    billing.reserve(caller, "m", 1000, 1000)
+    idle = engine.pool.checkedin()  # the hold's connection among them
+    pooled = [engine.raw_connection() for _ in range(idle)]
     try:
-        billing.reserve(caller, "m", 1000, 1000)
-        pooled.close()  # the hold takes the pool's one idle connection: this one
-        pooled = engine.raw_connection()
-        assert pooled.driver_connection.execute("SHOW synchronous_commit").fetchone() == ("on",)
+        assert idle >= 1 and [c.driver_connection.execute("SHOW synchronous_commit").fetchone()
+                              for c in pooled] == [("on",)] * idle
     finally:
-        pooled.close()
+        for c in pooled:
+            c.close()
     bal, _, holds, gap = books(engine, caller)
     assert (bal, len(holds), gap) == (Decimal(6), 1, 0)
 
