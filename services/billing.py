@@ -177,8 +177,9 @@ class Billing:
         # transactions (each batch is one commit); the charges are no later than that
         self.gather_seconds = gather_seconds
         self.postgres = engine.dialect.name == "postgresql"
-        # the one-statement hold goes to psycopg 3 itself (the driver config.py picks)
-        self.psycopg_hold = self.postgres and engine.dialect.driver == "psycopg"
+        # the hold and the settlement's set statement go to psycopg 3 itself (the driver
+        # config.py picks): Billing._lone_statement
+        self.psycopg_direct = self.postgres and engine.dialect.driver == "psycopg"
         self.sqlite_hold = engine.dialect.name == "sqlite" and engine.dialect.driver == "pysqlite"
         # a time as SQLAlchemy stores it in SQLite: its text format
         dialect = engine.dialect
@@ -205,7 +206,7 @@ class Billing:
         """
         price = price or self.pricing.for_model(model)
         amount = price.cost(Usage(input=prompt_tokens, output=max_output, images=images))
-        if self.psycopg_hold:
+        if self.psycopg_direct:
             hold_id = self._hold_pg(caller.user_id, amount)
         elif self.sqlite_hold:
             hold_id = self._hold_sqlite(caller.user_id, amount)
@@ -415,7 +416,7 @@ class Billing:
                   ascii(t.model)[:300], item.cost, tokens)
 
     def _settle_batch(self, batch):
-        if self.psycopg_hold:  # the common case in one round trip, the rest in a transaction
+        if self.psycopg_direct:  # the common case in one round trip, the rest in a transaction
             batch = _settle_set(batch, partial(self._lone_statement, PG_SETTLE_SQL))
             if batch:
                 with self.engine.begin() as conn:

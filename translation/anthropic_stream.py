@@ -123,9 +123,12 @@ class StreamEncoder(Encoder):
         self.usage = Usage()
 
     def encode(self, event) -> bytes:
-        if type(event) is ir.TextDelta and self.open_block and self.open_block[0] == "text":
-            return self._event("content_block_delta", index=self.open_block[1],  # most events
-                               delta={"type": "text_delta", "text": event.text})
+        if type(event) is ir.TextDelta:  # most events: before the checks the others need
+            out = self._start()
+            if not self.open_block or self.open_block[0] != "text":
+                out += self._open({"type": "text", "text": ""}, "text")
+            return out + self._event("content_block_delta", index=self.open_block[1],
+                                     delta={"type": "text_delta", "text": event.text})
         if isinstance(event, ir.Start):
             self.id = event.id
             return self._start()
@@ -135,12 +138,7 @@ class StreamEncoder(Encoder):
         if isinstance(event, ir.Failure):
             return self.error_event(event.error)
         out = self._start()
-        if isinstance(event, ir.TextDelta):
-            if not self.open_block or self.open_block[0] != "text":
-                out += self._open({"type": "text", "text": ""}, "text")
-            out += self._event("content_block_delta", index=self.open_block[1],
-                               delta={"type": "text_delta", "text": event.text})
-        elif isinstance(event, ir.ToolCallStart):
+        if isinstance(event, ir.ToolCallStart):
             out += self._open({"type": "tool_use", "id": safe_id(event.id), "name": event.name,
                                "input": {}}, "tool")
         elif isinstance(event, ir.ToolCallDelta) and self.open_block:
